@@ -1,0 +1,127 @@
+"""Intensity normalization shared by inference and training.
+
+Every mode reduces to a per-channel affine map ``y = (x - offset) / scale`` whose
+parameters are *fitted* once on a region (a slice, or the whole stack) and then
+*applied* to every tile of it, so tiles never see different intensities than the
+whole image would (per-tile normalization would break exact tiling).
+
+A normalization is a small dict, stored in checkpoints (``model.meta["normalization"]``):
+
+``{"mode": "percentile", "low": 1.0, "high": 99.8}``
+    ``offset`` = the ``low`` percentile, ``scale`` = high - low percentile, per channel
+    (our models' default, as in CSBDeep).
+``{"mode": "scale", "divisor": 255.0, "when_above": 1.0}``
+    divide by ``divisor`` (only if the data's maximum exceeds ``when_above``, when given:
+    the milesial reference's rule).
+``{"mode": "meanstd", "mean": [...], "std": [...], "divisor": 255.0}``
+    ``(x / divisor - mean) / std`` per channel (torchvision style, WZMIAOMIAO).
+``{"mode": "zscore"}``
+    the data's own mean and standard deviation per channel.
+``{"mode": "none"}``
+    the raw values, as float32.
+
+``"scope"`` (``"slice"`` or ``"stack"``, default ``"slice"``) says where the engine fits it.
+
+Non-finite pixels (NaN, +-inf) are ignored when fitting and replaced by ``offset``
+(0 after normalization) when applying; the engine reports them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+DEFAULT_NORMALIZATION: dict[str, Any] = {"mode": "percentile", "low": 1.0, "high": 99.8, "scope": "slice"}
+_MODES = ("percentile", "scale", "meanstd", "zscore", "none")
+_EPS = 1e-6
+
+
+def validate_normalization(spec: Any) -> dict[str, Any]:
+    """Return a canonical copy of ``spec`` or raise a ValueError naming the problem."""
+    if spec is None:
+        return {"mode": "none", "scope": "slice"}
+    if isinstance(spec, str):
+        spec = {"mode": spec}
+    if not isinstance(spec, dict):
+        raise TypeError(f"`normalization` must be a dict or a mode name, got {type(spec).__name__}")
+    out = dict(spec)
+    mode = out.get("mode")
+    if mode not in _MODES:
+        raise ValueError(f"normalization mode must be one of {_MODES}, got {mode!r}")
+    out.setdefault("scope", "slice")
+    if out["scope"] not in ("slice", "stack"):
+        raise ValueError(f"normalization scope must be 'slice' or 'stack', got {out['scope']!r}")
+    if mode == "percentile":
+        low, high = float(out.setdefault("low", 1.0)), float(out.setdefault("high", 99.8))
+        if not 0 <= low < high <= 100:
+            raise ValueError(f"percentiles must satisfy 0 <= low < high <= 100, got ({low}, {high})")
+    elif mode == "scale":
+        if float(out.setdefault("divisor", 255.0)) <= 0:
+            raise ValueError(f"normalization divisor must be > 0, got {out['divisor']}")
+    elif mode == "meanstd":
+        if "mean" not in out or "std" not in out:
+            raise ValueError("normalization mode 'meanstd' needs 'mean' and 'std' lists")
+        if np.any(np.asarray(out["std"], float) <= 0):
+            raise ValueError(f"normalization std must be > 0, got {out['std']}")
+        out.setdefault("divisor", 1.0)
+    return out
+
+
+def _finite_values(channel: np.ndarray) -> np.ndarray:
+    flat = np.asarray(channel).ravel()
+    if flat.dtype.kind == "f":
+        flat = flat[np.isfinite(flat)]
+    return flat
+
+
+def fit_normalization(data: np.ndarray, spec: dict[str, Any]) -> np.ndarray:
+    """Fit ``spec`` on ``data`` of shape ``(C, ...)``; return ``(C, 2)`` float64 ``[offset, scale]``."""
+    spec = validate_normalization(spec)
+    n_channels = data.shape[0]
+    params = np.zeros((n_channels, 2), dtype=np.float64)
+    params[:, 1] = 1.0
+    mode = spec["mode"]
+    if mode == "none":
+        return params
+    if mode == "meanstd":
+        mean = np.broadcast_to(np.asarray(spec["mean"], float), (n_channels,))
+        std = np.broadcast_to(np.asarray(spec["std"], float), (n_channels,))
+        params[:, 0] = mean * spec["divisor"]
+        params[:, 1] = std * spec["divisor"]
+        return params
+    for c in range(n_channels):
+        values = _finite_values(data[c])
+        if values.size == 0:
+            continue  # all non-finite: leave identity; every pixel becomes 0
+        if mode == "percentile":
+            lo, hi = np.percentile(values, [spec["low"], spec["high"]])
+            params[c] = lo, max(float(hi - lo), _EPS)
+        elif mode == "zscore":
+            params[c] = values.mean(), max(float(values.std()), _EPS)
+        elif mode == "scale":
+            above = spec.get("when_above")
+            if above is None or float(values.max()) > float(above):
+                params[c, 1] = float(spec["divisor"])
+    return params
+
+
+def apply_normalization(data: np.ndarray, params: np.ndarray) -> np.ndarray:
+    """Apply fitted ``params`` (``(C, 2)``) to ``data`` of shape ``(C, ...)``; float32 out."""
+    out = np.asarray(data, dtype=np.float32).copy() if data.dtype != np.float32 else data.copy()
+    shape = (-1,) + (1,) * (out.ndim - 1)
+    offset = params[:, 0].astype(np.float32).reshape(shape)
+    scale = params[:, 1].astype(np.float32).reshape(shape)
+    if out.dtype.kind == "f":
+        bad = ~np.isfinite(out)
+        if bad.any():
+            out[bad] = np.broadcast_to(offset, out.shape)[bad]
+    out -= offset
+    out /= scale
+    return out
+
+
+def normalize(data: np.ndarray, spec: dict[str, Any] | None = None) -> np.ndarray:
+    """Fit and apply in one go (``data`` is ``(C, ...)``)."""
+    spec = validate_normalization(DEFAULT_NORMALIZATION if spec is None else spec)
+    return apply_normalization(data, fit_normalization(data, spec))
