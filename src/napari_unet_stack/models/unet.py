@@ -6,7 +6,16 @@ import torch
 from torch import nn
 
 from .base import SegmentationNetwork
-from .blocks import DoubleConv, Upsample2x, center_crop, conv_back, hull, pool_back, reach_of, up_back
+from .blocks import (
+    DoubleConv,
+    Upsample2x,
+    center_crop,
+    conv_back,
+    hull,
+    pool_back,
+    reach_of,
+    up_back,
+)
 
 
 def _check_int(name: str, value, minimum: int) -> int:

@@ -1,0 +1,42 @@
+"""The npe2 manifest is valid, ships with the package, and napari finds the plugin."""
+
+import shutil
+import subprocess
+import sys
+from importlib.resources import files
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_packaged_manifest_is_the_root_manifest():
+    packaged = files("napari_unet_stack") / "napari.yaml"
+    assert packaged.read_text() == (ROOT / "napari.yaml").read_text()
+
+
+def test_npe2_validate():
+    npe2 = shutil.which("npe2", path=str(Path(sys.executable).parent))
+    assert npe2, "npe2 is a test dependency"
+    result = subprocess.run([npe2, "validate", "napari-unet-stack"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "valid" in (result.stdout + result.stderr).lower()
+
+
+def test_napari_lists_the_plugin():
+    from npe2 import PluginManager
+
+    pm = PluginManager.instance()
+    pm.discover()
+    manifest = pm.get_manifest("napari-unet-stack")
+    assert manifest.display_name == "UNet Stack"
+
+
+@pytest.mark.gui
+def test_viewer_opens_with_opengl(make_napari_viewer):
+    viewer = make_napari_viewer()
+    viewer.add_image(np.arange(64, dtype=np.uint8).reshape(8, 8))
+    shot = viewer.screenshot(canvas_only=True)
+    assert shot.ndim == 3 and shot.shape[-1] == 4
