@@ -2,8 +2,21 @@
 
 from .base import SegmentationNetwork, WrappedNetwork, unwrap_logits
 from .nested_unet import NestedUNet
+from .reference import REFERENCE_ARCHITECTURES, MilesialUNet, VGGNestedUNet, VGGUNet, WZMiaomiaoUNet
 from .unet import UNet
 
 ARCHITECTURES = {"UNet": UNet, "NestedUNet": NestedUNet}
 
-__all__ = ["ARCHITECTURES", "NestedUNet", "SegmentationNetwork", "UNet", "WrappedNetwork", "unwrap_logits"]
+__all__ = [
+    "ARCHITECTURES",
+    "REFERENCE_ARCHITECTURES",
+    "MilesialUNet",
+    "NestedUNet",
+    "SegmentationNetwork",
+    "UNet",
+    "VGGNestedUNet",
+    "VGGUNet",
+    "WZMiaomiaoUNet",
+    "WrappedNetwork",
+    "unwrap_logits",
+]

@@ -127,7 +127,9 @@ class _MilesialDoubleConv(nn.Module):
 class _MilesialDown(nn.Module):
     def __init__(self, c_in: int, c_out: int, bias: bool = False):
         super().__init__()
-        self.maxpool_conv = nn.Sequential(nn.MaxPool2d(2), _MilesialDoubleConv(c_in, c_out, bias=bias))
+        self.maxpool_conv = nn.Sequential(
+            nn.MaxPool2d(2), _MilesialDoubleConv(c_in, c_out, bias=bias)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.maxpool_conv(x)
@@ -207,7 +209,10 @@ class _PaddedUNet(SegmentationNetwork):
             c_in = widths[level + 1]
             c_out = widths[level] // factor if level else widths[0]
             c_mid = c_in // 2 if self.bilinear else c_out
-            self.add_module(f"up{i}", _PadUp(_up_sampler(c_in, self.bilinear), self._double_conv(c_in, c_mid, c_out)))
+            self.add_module(
+                f"up{i}",
+                _PadUp(_up_sampler(c_in, self.bilinear), self._double_conv(c_in, c_mid, c_out)),
+            )
         self._build_head(widths[0], n_classes)
 
     # naming hooks
@@ -357,7 +362,9 @@ class WZMiaomiaoUNet(_PaddedUNet):
         self.in_conv = _conv_bn_relu_x2(c_in, c_out, c_out, self.conv_bias)
 
     def _build_down(self, index, c_in, c_out):
-        down = nn.Sequential(nn.MaxPool2d(2, stride=2), _conv_bn_relu_x2(c_in, c_out, c_out, self.conv_bias))
+        down = nn.Sequential(
+            nn.MaxPool2d(2, stride=2), _conv_bn_relu_x2(c_in, c_out, c_out, self.conv_bias)
+        )
         self.add_module(f"down{index}", down)
 
     def _build_head(self, c_in, n_classes):
@@ -438,7 +445,9 @@ class VGGUNet(_VGGBase):
     H and W must be multiples of ``2**depth``, as in the reference.
     """
 
-    def __init__(self, in_channels: int = 3, n_classes: int = 1, base_channels: int = 32, depth: int = 4):
+    def __init__(
+        self, in_channels: int = 3, n_classes: int = 1, base_channels: int = 32, depth: int = 4
+    ):
         super().__init__(in_channels, n_classes, base_channels, depth)
         for j in range(1, depth + 1):
             i = depth - j
@@ -529,9 +538,13 @@ class VGGNestedUNet(_VGGBase):
     def head(self, value: str | int) -> None:
         is_index = isinstance(value, int) and not isinstance(value, bool)
         if value not in ("last", "mean") and not (is_index and 1 <= value <= self._full_depth):
-            raise ValueError(f"`head` must be 'last', 'mean' or an int in 1..{self._full_depth}, got {value!r}")
+            raise ValueError(
+                f"`head` must be 'last', 'mean' or an int in 1..{self._full_depth}, got {value!r}"
+            )
         if not self.deep_supervision and value != "last" and value != self._full_depth:
-            raise ValueError(f"`head={value!r}` needs a model with deep supervision (this one has one head)")
+            raise ValueError(
+                f"`head={value!r}` needs a model with deep supervision (this one has one head)"
+            )
         self._head = value
 
     @property
