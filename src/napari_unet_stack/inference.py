@@ -638,7 +638,7 @@ def _iter(
     run.info.update(
         device=device_name(dev), precision=precision_name(autocast_dtype), halo=halo_px,
         tile_shape=(plans[0].core, plans[1].core), window_shape=(plans[0].window, plans[1].window),
-        batch_size=batch, n_tiles=total, exact=spec.exact and blend == "crop" and halo_px >= spec.halo,
+        batch_size=batch, n_tiles=total, exact=spec.exact and blend == "crop" and (spec.margin > 0 or halo_px >= spec.halo),
     )
     log.info(
         "napari-unet-stack: %d slice(s) on %s in %s, tiles %s + halo %d, batch %d",
