@@ -150,57 +150,23 @@ def assert_same_logits(ours, expected):
 
 
 # -- reference families at their published sizes ---------------------------------------------
+# fmt: off
 FAMILIES = {
     # name: (reference forward, our class, container, input H x W, normalization mode, activation)
-    "milesial_unet_3in_2cls_transposed": (
-        milesial_forward,
-        MilesialUNet,
-        "plain",
-        (67, 45),
-        "scale",
-        "softmax",
-    ),
-    "milesial_unet_3in_2cls_bilinear": (
-        milesial_forward,
-        MilesialUNet,
-        "plain",
-        (67, 45),
-        "scale",
-        "softmax",
-    ),
-    "wzmiaomiao_unet_3in_2cls_base32_bilinear": (
-        wzmiaomiao_forward,
-        WZMiaomiaoUNet,
-        "wz",
-        (67, 45),
-        "meanstd",
-        "softmax",
-    ),
-    "nested_repo_unet_3in_1cls": (
-        vgg_unet_forward,
-        VGGUNet,
-        "4uiiurz1",
-        (32, 48),
-        "scale",
-        "sigmoid",
-    ),
-    "nested_unet_3in_1cls": (
-        nested_unet_forward,
-        VGGNestedUNet,
-        "4uiiurz1",
-        (32, 48),
-        "scale",
-        "sigmoid",
-    ),
-    "nested_unet_3in_1cls_deep_supervision": (
-        nested_unet_forward,
-        VGGNestedUNet,
-        "4uiiurz1",
-        (32, 48),
-        "scale",
-        "sigmoid",
-    ),
+    "milesial_unet_3in_2cls_transposed":
+        (milesial_forward, MilesialUNet, "plain", (67, 45), "scale", "softmax"),
+    "milesial_unet_3in_2cls_bilinear":
+        (milesial_forward, MilesialUNet, "plain", (67, 45), "scale", "softmax"),
+    "wzmiaomiao_unet_3in_2cls_base32_bilinear":
+        (wzmiaomiao_forward, WZMiaomiaoUNet, "wz", (67, 45), "meanstd", "softmax"),
+    "nested_repo_unet_3in_1cls":
+        (vgg_unet_forward, VGGUNet, "4uiiurz1", (32, 16), "scale", "sigmoid"),
+    "nested_unet_3in_1cls":
+        (nested_unet_forward, VGGNestedUNet, "4uiiurz1", (32, 16), "scale", "sigmoid"),
+    "nested_unet_3in_1cls_deep_supervision":
+        (nested_unet_forward, VGGNestedUNet, "4uiiurz1", (32, 16), "scale", "sigmoid"),
 }
+# fmt: on
 
 
 def write_family(tmp_path: Path, name: str, state) -> Path:
@@ -274,7 +240,7 @@ def test_milesial_mask_values_become_class_values(tmp_path):
     torch.save({**state, "mask_values": [0, 255]}, tmp_path / "checkpoint_epoch5.pth")
     model = load_model(tmp_path / "checkpoint_epoch5.pth")
     assert model.meta["class_values"] == [0, 255]
-    x = torch.randn(2, 3, 67, 45)
+    x = torch.randn(1, 3, 67, 45)
     assert_same_logits(run(model, x), milesial_forward(state, x))
 
 
@@ -318,26 +284,31 @@ def test_legacy_torch_save_format(tmp_path):
     assert_same_logits(run(model, x), vgg_unet_forward(state, x))
 
 
-@pytest.fixture(scope="module")
-def deep_supervision_state():
-    return random_state(key_list("nested_unet_3in_1cls_deep_supervision"), shrink=8)
-
-
-@pytest.mark.parametrize("head", [None, "last", "mean", 1, 2, 3, 4])
-def test_deep_supervision_head_selection(tmp_path, deep_supervision_state, head):
-    state = deep_supervision_state
+def test_deep_supervision_head_selection(tmp_path):
+    state = random_state(key_list("nested_unet_3in_1cls_deep_supervision"), shrink=8)
     path = write_4uiiurz1(
         tmp_path, state, arch="NestedUNet", deep_supervision=True, input_channels=3, num_classes=1
     )
-    model = load_model(path) if head is None else load_model(path, head=head)
-    x = torch.randn(2, 3, 32, 48)
-    heads = nested_unet_forward(state, x)
-    expected = {None: heads[-1], "last": heads[-1], "mean": torch.stack(heads).mean(0)}
+    x = torch.randn(1, 3, 32, 48)
+    heads = nested_unet_forward(state, x)  # the reference returns all four
+    expected = {"last": heads[-1], "mean": torch.stack(heads).mean(0)}
     expected.update({k: heads[k - 1] for k in range(1, 5)})
-    assert_same_logits(run(model, x), expected[head])
-    assert [h.shape for h in model.forward_heads(x)] == [h.shape for h in heads]
-    if isinstance(head, int):
-        assert model.depth == head  # only the nodes this head needs are computed
+
+    model = load_model(path)  # default: the last head, as the reference validates
+    assert model.head == "last" and model.depth == 4
+    assert_same_logits(run(model, x), heads[-1])
+    with torch.no_grad():
+        for ours, ref in zip(model.forward_heads(x), heads, strict=True):
+            assert_same_logits(ours, ref)
+    for head, logits in expected.items():
+        if head in ("mean", 2):  # the override
+            model = load_model(path, head=head)
+        else:  # the same setting on the loaded model
+            model.head = head
+        assert_same_logits(run(model, x), logits)
+        if isinstance(head, int):
+            assert model.depth == head  # only the nodes this head needs are computed
+            assert model.halo < 144 or head == 4
 
 
 def test_head_override_needs_deep_supervision(tmp_path):
@@ -482,6 +453,10 @@ def test_save_rejects_bad_metadata(tmp_path):
     model = UNet(1, 2, base_channels=4, depth=2)
     with pytest.raises(TypeError, match=r"provenance\['when'\]"):
         save_model(model, tmp_path / "x.pt", provenance={"when": object()})
+    with pytest.raises(TypeError, match=r"provenance\['objects'\]"):
+        save_model(
+            model, tmp_path / "x.pt", provenance={"objects": np.array([print], dtype=object)}
+        )
     with pytest.raises(TypeError, match="my_callback"):
         save_model(model, tmp_path / "x.pt", my_callback=print)
     with pytest.raises(ValueError, match="class_names"):
@@ -624,6 +599,12 @@ def test_pickled_module_needs_trust(tmp_path):
     assert isinstance(loaded, WrappedNetwork) and loaded.out_channels == 2
     x = torch.randn(1, 1, 16, 16)
     assert torch.equal(run(loaded, x), run(net, x)["out"])
+    # a training script's dict around the pickled module
+    torch.save({"model": net, "epoch": 3}, tmp_path / "wrapped.pt")
+    with pytest.raises(UnsafeCheckpointError, match="TinyNet"):
+        load_model(tmp_path / "wrapped.pt")
+    loaded = load_model(tmp_path / "wrapped.pt", trust=True, in_channels=1, n_classes=2, depth=2)
+    assert loaded.size_multiple == 4 and torch.equal(run(loaded, x), run(net, x)["out"])
 
 
 # -- files that are not checkpoints ------------------------------------------------------------

@@ -158,10 +158,14 @@ def _plain(value: Any, where: str) -> Any:
     """``value`` as plain Python (numpy and tensors converted), or TypeError naming ``where``."""
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
-    if isinstance(value, (np.generic, np.ndarray)):
-        return value.tolist()
-    if isinstance(value, torch.Tensor):
-        return value.detach().cpu().tolist()
+    if isinstance(value, (np.generic, np.ndarray, torch.Tensor)):
+        if isinstance(value, torch.Tensor):
+            value = value.detach().cpu()
+        elif value.dtype.kind not in "biufcUS":
+            raise TypeError(
+                f"metadata `{where}` is a numpy {value.dtype} value; only numbers and strings"
+            )
+        return _plain(value.tolist(), where)
     if isinstance(value, PurePath):
         return str(value)
     if isinstance(value, Mapping):
@@ -402,7 +406,7 @@ def _resolve(source: Any) -> Path:
             f"`source` must be a file path or a bundled model name, got {type(source).__name__}"
         )
     path = Path(source)
-    if path.exists():
+    if path.exists():  # an existing path wins over a bundled model of the same name
         return path
     if isinstance(source, str) and source in list_models():
         return Path(str(_bundled_dir() / f"{source}.pt"))
