@@ -258,9 +258,9 @@ def test_milesial_older_layout_with_conv_biases(tmp_path):
 def test_dataparallel_prefix_and_wrapper_keys(tmp_path, wrapper):
     state = random_state(key_list("milesial_unet_3in_2cls_transposed"), shrink=8)
     prefixed = {f"module.{k}": v for k, v in state.items()}
-    torch.save(
-        prefixed if wrapper is None else {wrapper: prefixed, "epoch": 3}, tmp_path / "dp.pth"
-    )
+    # training scripts often store numpy scalars beside the weights: safe to read
+    extras = {"epoch": np.int64(3), "best_dice": np.float64(0.93)}
+    torch.save(prefixed if wrapper is None else {wrapper: prefixed, **extras}, tmp_path / "dp.pth")
     model = load_model(tmp_path / "dp.pth")
     x = torch.randn(1, 3, 32, 32)
     assert_same_logits(run(model, x), milesial_forward(state, x))
@@ -357,10 +357,12 @@ def test_inconsistent_reference_weights_are_reported(tmp_path):
     state = random_state(key_list("milesial_unet_3in_2cls_transposed"), shrink=8)
     del state["up2.conv.double_conv.3.weight"]
     state["up1.up.weight"] = torch.zeros(5, 5, 2, 2)
+    state["up3.up.bias"] = [1.0, 2.0]
     torch.save(state, tmp_path / "broken.pth")
     with pytest.raises(
         CheckpointError,
-        match=r"broken\.pth.*missing: up2\.conv\.double_conv\.3\.weight.*wrong shape: up1\.up\.weight",
+        match=r"broken\.pth.*missing: up2\.conv\.double_conv\.3\.weight.*"
+        r"wrong shape: up1\.up\.weight.*up3\.up\.bias a list",
     ):
         load_model(tmp_path / "broken.pth")
 

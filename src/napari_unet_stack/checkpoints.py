@@ -503,13 +503,19 @@ def _first_line(err: BaseException) -> str:
 
 
 # -- building models -------------------------------------------------------------------------
+def _describe(value: Any) -> str:
+    return (
+        str(tuple(value.shape)) if isinstance(value, torch.Tensor) else f"a {type(value).__name__}"
+    )
+
+
 def _load_weights(model: nn.Module, state: Mapping[str, Any], path: Path, what: str) -> None:
     """``load_state_dict(strict=True)`` with a message that lists what does not fit."""
     expected = model.state_dict()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
     wrong = [
-        f"{k} {tuple(state[k].shape)} (expected {tuple(expected[k].shape)})"
+        f"{k} {_describe(state[k])} (expected {tuple(expected[k].shape)})"
         for k in expected
         if k in state
         and (not isinstance(state[k], torch.Tensor) or state[k].shape != expected[k].shape)
