@@ -168,5 +168,17 @@ def test_distributed_local_cluster_equals_in_memory(cluster, model, checkpoint, 
         assert sorted(done) == list(range(1, 7))
         with io.read_image(tmp_path / "out.ome.zarr") as back:
             np.testing.assert_array_equal(back.data[...], expected)
+        # the CLI on the same cluster (`--scheduler tcp://...`): zarr and TIFF outputs equal the local run
+        from napari_unet_stack import cli
+
+        io.write_image(tmp_path / "in.tif", stack, axes="ZYX", scale={"Z": 3.0})
+        for name in ("cli.ome.zarr", "cli.tif"):
+            argv = ["predict", str(tmp_path / "in.tif"), "-o", str(tmp_path / name), "--model", checkpoint,
+                    "--scheduler", cluster.scheduler_address, "--chunk-slices", "2", "--device", "cpu",
+                    "--tile-size", "32"]
+            assert cli.main(argv) == 0
+            with io.read_image(tmp_path / name) as back:
+                assert back.axes == "ZYX" and back.scale == {"Z": 3.0}
+                np.testing.assert_array_equal(np.asarray(back.data[...]), expected)
     with dask.config.set(scheduler="sync"):
         assert segment(da.from_array(stack, chunks=(3, 40, 52)), model, **OPTS).compute().shape == stack.shape
