@@ -190,7 +190,9 @@ def write_family(tmp_path: Path, name: str, state) -> Path:
 def test_reference_checkpoint_gives_reference_logits(tmp_path, name):
     forward, cls, _, (h, w), norm_mode, activation = FAMILIES[name]
     state = random_state(key_list(name))
-    model = load_model(write_family(tmp_path, name, state))
+    path = write_family(tmp_path, name, state)
+    model = load_model(path)
+    path.unlink()  # up to 124 MB; pytest keeps the last runs' temporary folders
 
     assert type(model) is cls
     assert not model.training
