@@ -1,0 +1,455 @@
+"""The Predict dock widget: segment an Image layer with a UNet / UNet++ in a worker thread.
+
+The network runs `iter_predict` in a napari thread worker with a `ProbabilityStore` as
+``out=``: each finished slice becomes labels in the ``<image> labels`` layer right away
+(refreshed from the GUI thread on the worker's ``yielded`` signal), and uint8 foreground
+probabilities are kept so that the threshold can change afterwards without the network.
+Cancel (or an error) puts the viewer back as it was.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    Container,
+    FileEdit,
+    FloatSlider,
+    Label,
+    PushButton,
+    SpinBox,
+)
+from napari.layers import Image, Labels
+from napari.qt.threading import create_worker
+from napari.utils import progress
+from napari.utils.notifications import show_error, show_info
+from qtpy.QtCore import QEventLoop
+from superqt import QCollapsible
+
+from ._layers import METADATA_KEY, ProbabilityStore, image_input, output_geometry, spatial_shape
+from ._registry import USER_MODELS
+
+if TYPE_CHECKING:
+    import napari
+
+__all__ = ["PredictWidget"]
+
+TILE_SIZES = [("auto", "auto"), ("256", 256), ("512", 512), ("1024", 1024), ("2048", 2048), ("whole slice", None)]
+HALOS = [("auto (exact)", "auto"), *((str(h), h) for h in (0, 16, 32, 64, 96, 128, 192))]
+BATCH_SIZES = [("auto", "auto"), *((str(b), b) for b in (1, 2, 4, 8, 16, 32, 64))]
+FILE = ("file", "")
+#: errors a run reports as a notification (anything else is a bug and keeps its traceback)
+EXPECTED_ERRORS = (ValueError, TypeError, OSError, MemoryError, RuntimeError)
+
+
+def device_choices() -> list[str]:
+    import torch
+
+    choices = ["auto", "cpu"]
+    choices += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        choices.append("mps")
+    return choices
+
+
+@dataclass
+class _Job:
+    image: str
+    data: Any
+    channel_axis: int | None
+    model: Any
+    options: dict
+    store: ProbabilityStore
+    labels: np.ndarray  # semantic labels being filled
+    labels_layer: Any  # the layer showing them, or None
+    restore: Any  # ("remove", layer) or ("data", layer, old data) or None
+    instances: bool
+    probability: bool
+    min_size: int
+    geometry: dict
+    cancel: threading.Event = field(default_factory=threading.Event)
+    info: dict = field(default_factory=dict)
+    instance_data: np.ndarray | None = None
+    head: Any = None
+
+
+@dataclass
+class _Result:
+    """A finished run, kept so the threshold can be changed afterwards."""
+
+    store: ProbabilityStore
+    labels: np.ndarray
+    geometry: dict
+    min_size: int
+
+
+def _run(job: _Job):
+    """Worker body: yields `Progress`; returns ("done" | "cancelled" | "error", error)."""
+    from ..inference import InferenceCancelled, iter_predict
+    from ..postprocess import instance_labels
+
+    try:
+        yield from iter_predict(job.data, job.model, channel_axis=job.channel_axis, out=job.store,
+                                cancel=job.cancel, info=job.info, **job.options)
+        if job.instances:
+            ndim = min(3, job.labels.ndim)
+            job.instance_data = instance_labels(job.labels, ndim=ndim, min_size=job.min_size)
+    except InferenceCancelled:
+        return "cancelled", None
+    except EXPECTED_ERRORS as err:
+        return "error", err
+    return "done", None
+
+
+class PredictWidget(Container):
+    """Segment the chosen Image layer; see the module docstring.
+
+    Scripts set the fields (``widget.image.value = layer``, ``widget.model.value = ...``)
+    and call ``widget.run(wait=True)``.
+    """
+
+    def __init__(self, viewer: napari.viewer.Viewer):
+        super().__init__(labels=True)
+        self._viewer = viewer
+        self._models: dict[Any, Any] = {}  # model key -> loaded model
+        self._results: dict[str, _Result] = {}  # labels layer name -> result
+        self._job: _Job | None = None
+        self._pbar = None
+        self._on_done: list = []
+        self.worker = None
+
+        self.image = ComboBox(label="image", choices=self._image_choices)
+        self.channel_axis = ComboBox(label="channel axis", choices=self._channel_choices)
+        self.model = ComboBox(label="model", choices=self._model_choices)
+        self.checkpoint = FileEdit(label="checkpoint", mode="r", filter="*.pt *.pth *.ckpt *.pkl")
+        self.model_info = Label(label="")
+        self.device = ComboBox(label="device", choices=device_choices(), value="auto")
+        self.device_used = Label(label="")
+        self.tile_size = ComboBox(label="tile size", choices=TILE_SIZES, value="auto")
+        self.halo = ComboBox(label="halo", choices=HALOS, value="auto")
+        self.blend = ComboBox(label="blend", choices=["crop", "gaussian", "linear"], value="crop")
+        self.batch_size = ComboBox(label="batch size", choices=BATCH_SIZES, value="auto")
+        self.head = ComboBox(label="UNet++ head", choices=["accurate", "fast"], value="accurate")
+        self.precision = ComboBox(label="precision", choices=["auto", "float32", "bfloat16", "float16"])
+        self.advanced = Container(widgets=[self.halo, self.blend, self.batch_size, self.head, self.precision])
+        self.threshold = FloatSlider(label="threshold", min=0.01, max=0.99, step=0.01, value=0.5, tracking=False)
+        self.threshold_note = Label(label="")
+        self.semantic = CheckBox(text="semantic labels", value=True)
+        self.instances = CheckBox(text="instance labels", value=False)
+        self.min_size = SpinBox(label="min size (px)", min=0, max=10**7, value=0)
+        self.probability = CheckBox(text="probability image", value=False)
+        self.run_button = PushButton(text="Run")
+        self.cancel_button = PushButton(text="Cancel", enabled=False)
+        self.status = Label(label="")
+        self.extend([
+            self.image, self.channel_axis, self.model, self.checkpoint, self.model_info, self.device,
+            self.device_used, self.tile_size, self.threshold, self.threshold_note, self.semantic,
+            self.instances, self.min_size, self.probability,
+            Container(widgets=[self.run_button, self.cancel_button], layout="horizontal", labels=False),
+            self.status,
+        ])
+        self.collapsible = QCollapsible("Advanced")
+        self.collapsible.addWidget(self.advanced.native)
+        self.native.layout().insertWidget(self.index(self.tile_size) + 1, self.collapsible)
+
+        self.image.changed.connect(self._on_image_changed)
+        self.model.changed.connect(self._on_model_changed)
+        self.checkpoint.changed.connect(self._on_model_changed)
+        self.instances.changed.connect(lambda v: setattr(self.min_size, "visible", v))
+        self.threshold.changed.connect(self._on_threshold_changed)
+        self.run_button.changed.connect(lambda: self.run())
+        self.cancel_button.changed.connect(self.cancel)
+        USER_MODELS.changed.connect(self._on_registry_changed)  # weakly: no leak
+        self.min_size.visible = False
+        self.reset_choices()
+        self._on_model_changed()
+
+    # -- choices -----------------------------------------------------------------------
+    def _image_choices(self, _widget=None) -> list:
+        return [(layer.name, layer) for layer in self._viewer.layers if isinstance(layer, Image)]
+
+    def _channel_choices(self, _widget=None) -> list:
+        layer = self.image.value
+        if layer is None:
+            return [("none", None)]
+        if layer.rgb:
+            return [(f"RGB{'A' if layer.data.shape[-1] == 4 else ''} (last axis)", -1)]
+        shape = image_input(layer, None)[0].shape
+        axes = [(f"axis {ax} ({n})", ax) for ax, n in enumerate(shape) if len(shape) > 2 and n <= 64]
+        return [("none", None), *axes]
+
+    def _model_choices(self, _widget=None) -> list:
+        from ..checkpoints import list_models
+
+        choices = [(name, ("bundled", name)) for name in list_models()]
+        choices += [(f"{name} (trained)", ("user", name)) for name in USER_MODELS.names()]
+        return [*choices, ("checkpoint file...", FILE)]
+
+    def _on_registry_changed(self) -> None:
+        try:
+            current = self.model.value
+        except RuntimeError:  # the Qt widget is gone
+            USER_MODELS.changed.disconnect(self._on_registry_changed)
+            return
+        self.model.reset_choices()
+        names = USER_MODELS.names()
+        if names and current in (FILE, None):
+            self.model.value = ("user", names[-1])
+
+    def _on_image_changed(self, _value=None) -> None:
+        self.channel_axis.reset_choices()
+        layer, model = self.image.value, self._current_model(quiet=True)
+        if layer is None or layer.rgb or model is None or model.in_channels == 1:
+            return
+        shape = image_input(layer, None)[0].shape
+        matches = [ax for ax, n in enumerate(shape) if n == model.in_channels]
+        if matches and self.channel_axis.value is None:
+            self.channel_axis.value = matches[-1]
+
+    # -- models ------------------------------------------------------------------------
+    def _current_model(self, *, quiet: bool = False):
+        """The chosen model, loaded once (checkpoint files again when they change)."""
+        from ..checkpoints import load_model
+
+        kind, name = self.model.value or FILE
+        if kind == "user":
+            return USER_MODELS.get(name).model if name in USER_MODELS else None
+        if kind == "bundled":
+            key: Any = ("bundled", name)
+            source = name
+        else:
+            path = Path(self.checkpoint.value)
+            if not path.is_file():
+                if quiet:
+                    return None
+                raise ValueError(f"choose a checkpoint file (got {str(path)!r}, which is not a file)")
+            stat = path.stat()
+            key, source = (str(path), stat.st_mtime_ns, stat.st_size), path
+        if key not in self._models:
+            self._models[key] = load_model(source)
+        return self._models[key]
+
+    def _on_model_changed(self, _value=None) -> None:
+        is_file = (self.model.value or FILE)[0] == "file"
+        self.checkpoint.visible = is_file
+        try:
+            model = self._current_model(quiet=True)
+        except EXPECTED_ERRORS as err:
+            self.model_info.value = f"cannot load: {err}"
+            show_error(f"napari-unet-stack: {err}")
+            return
+        if model is None:
+            self.model_info.value = "choose a checkpoint file" if is_file else ""
+            return
+        self.model_info.value = _describe(model, self.checkpoint.value if is_file else None)
+        self.head.enabled = bool(getattr(model, "deep_supervision", False))
+        self.threshold_note.value = (
+            "softmax model: threshold on 1 - P(background)" if model.activation == "softmax" else ""
+        )
+        self._on_image_changed()
+
+    # -- running -----------------------------------------------------------------------
+    def run(self, *, wait: bool = False):
+        """Start a run in a worker thread; returns the worker (None if it could not start).
+
+        With ``wait=True`` return only when it has finished (for scripts and notebooks;
+        the viewer stays responsive meanwhile).
+        """
+        if self.worker is not None:
+            show_info("napari-unet-stack: a run is in progress; cancel it first")
+            return None
+        try:
+            job = self._prepare()
+        except EXPECTED_ERRORS as err:
+            show_error(f"napari-unet-stack: {err}")
+            self.status.value = f"not started: {err}"
+            return None
+        self._job = job
+        self.worker = worker = create_worker(_run, job, _start_thread=False)
+        worker.yielded.connect(self._on_progress)
+        worker.returned.connect(self._on_returned)
+        worker.errored.connect(lambda _err: self._restore(job))
+        worker.aborted.connect(lambda: self._restore(job))
+        worker.finished.connect(self._on_finished)
+        self.run_button.enabled = False
+        self.cancel_button.enabled = True
+        self.status.value = f"running on {job.image}..."
+        worker.start()
+        if wait:
+            self.wait()
+        return worker
+
+    def wait(self) -> None:
+        """Block (processing Qt events) until the current run has finished."""
+        if self.worker is None:
+            return
+        loop = QEventLoop()
+        self._on_done.append(loop.quit)
+        loop.exec()
+
+    def cancel(self) -> None:
+        if self._job is not None:
+            self._job.cancel.set()
+            self.cancel_button.enabled = False
+            self.status.value = "cancelling..."
+
+    def _prepare(self) -> _Job:
+        layer = self.image.value
+        if layer is None:
+            raise ValueError("choose an Image layer to segment")
+        model = self._current_model()
+        if model is None:
+            raise ValueError("choose a model")
+        data, channel_axis = image_input(layer, self.channel_axis.value)
+        spatial = spatial_shape(data.shape, channel_axis)
+        if len(spatial) < 2:
+            raise ValueError(f"image {layer.name!r} (shape {data.shape}) has fewer than 2 spatial axes")
+        store = ProbabilityStore(spatial, model.out_channels, model.activation,
+                                 model.meta.get("class_values"), threshold=self.threshold.value)
+        geometry = output_geometry(layer, channel_axis)
+        labels_layer, restore = None, None
+        labels = store.new_labels()
+        if self.semantic.value:
+            labels_layer, restore = self._output_layer(f"{layer.name} labels", labels, geometry, layer.name)
+        store.labels = labels
+        head = None
+        if self.head.enabled and getattr(model, "deep_supervision", False):
+            head, model.head = model.head, self.head.value
+        options = dict(tile_size=self.tile_size.value, halo=self.halo.value, blend=self.blend.value,
+                       batch_size=self.batch_size.value, device=self.device.value, precision=self.precision.value)
+        return _Job(layer.name, data, channel_axis, model, options, store, labels, labels_layer, restore,
+                    self.instances.value, self.probability.value, self.min_size.value, geometry, head=head)
+
+    def _output_layer(self, name: str, data: np.ndarray, geometry: dict, source: str):
+        """Our Labels layer called ``name`` with ``data`` (and how to undo that)."""
+        old = self._layer(name)
+        if isinstance(old, Labels) and METADATA_KEY in old.metadata:
+            restore = ("data", old, old.data)
+            old.data = data
+            for key, value in geometry.items():
+                setattr(old, key, value)
+            return old, restore
+        layer = self._viewer.add_labels(data, name=name, metadata={METADATA_KEY: {"source": source}}, **geometry)
+        return layer, ("remove", layer)
+
+    def _layer(self, name: str):
+        """The layer called ``name``, or None."""
+        return next((layer for layer in self._viewer.layers if layer.name == name), None)
+
+    def _on_progress(self, event) -> None:
+        job = self._job
+        if job is None:  # a late event of a finished run
+            return
+        if event.slices and job.labels_layer is not None:
+            job.labels_layer.refresh()
+        # last: napari's progress bar processes Qt events (this handler may be re-entered)
+        if self._pbar is None:
+            self._pbar = progress(total=event.total, desc=f"UNet: {job.image}")
+        if self._pbar.total != event.total:
+            self._pbar.total = event.total
+        self._pbar.update(event.done - self._pbar.n)
+
+    def _on_returned(self, outcome) -> None:
+        status, err = outcome
+        job = self._job
+        if status == "cancelled":
+            self._restore(job)
+            self.status.value = "cancelled: the viewer is as it was"
+        elif status == "error":
+            self._restore(job)
+            self.status.value = f"failed: {err}"
+            show_error(f"napari-unet-stack: prediction failed: {err}")
+        else:
+            self._finish(job)
+
+    def _finish(self, job: _Job) -> None:
+        store = job.store
+        if store.threshold != self.threshold.value:  # moved while running
+            store.relabel(self.threshold.value)
+        geometry = job.geometry
+        self._results[f"{job.image} labels"] = _Result(store, job.labels, geometry, job.min_size)
+        if job.labels_layer is not None:
+            job.labels_layer.refresh()
+        if job.instance_data is not None:
+            self._output_layer(f"{job.image} instances", job.instance_data, geometry, job.image)
+        if job.probability:
+            self._probability_layer(job.image, store.probability(), geometry)
+        info = job.info
+        self.device_used.value = f"used: {info.get('device', '?')}, {info.get('precision', '?')}"
+        tiles = "x".join(str(t) for t in info.get("tile_shape", ()))
+        self.status.value = (f"{job.image}: {info.get('n_tiles', '?')} tile(s) of {tiles} in "
+                             f"{info.get('seconds', 0):.1f} s")
+        if job.labels_layer is not None:
+            self._viewer.layers.selection.active = job.labels_layer
+
+    def _probability_layer(self, image: str, data: np.ndarray, geometry: dict) -> None:
+        name = f"{image} probability"
+        old = self._layer(name)
+        if isinstance(old, Image) and METADATA_KEY in old.metadata:
+            old.data = data
+            return
+        self._viewer.add_image(data, name=name, colormap="magma", blending="additive", contrast_limits=(0, 255),
+                               metadata={METADATA_KEY: {"source": image, "scale": "uint8, 255 = 1.0"}},
+                               **geometry)
+
+    def _restore(self, job: _Job) -> None:
+        if job.restore is None:
+            return
+        if job.restore[0] == "remove":
+            if job.restore[1] in self._viewer.layers:
+                self._viewer.layers.remove(job.restore[1])
+        else:
+            _kind, layer, old = job.restore
+            layer.data = old
+        job.restore = None
+
+    def _on_finished(self) -> None:
+        job = self._job
+        if job is not None and job.head is not None:
+            job.model.head = job.head
+        if self._pbar is not None:
+            self._pbar.close()
+            self._pbar = None
+        self.worker = None
+        self._job = None
+        self.run_button.enabled = True
+        self.cancel_button.enabled = False
+        callbacks, self._on_done = self._on_done, []
+        for callback in callbacks:
+            callback()
+
+    # -- threshold ---------------------------------------------------------------------
+    def _on_threshold_changed(self, value: float) -> None:
+        """Relabel the current image's result from the kept probabilities (no network)."""
+        if self.worker is not None or self.image.value is None:
+            return
+        name = f"{self.image.value.name} labels"
+        result = self._results.get(name)
+        if result is None:
+            return
+        result.store.relabel(value, result.labels)
+        if name in self._viewer.layers and self._viewer.layers[name].data is result.labels:
+            self._viewer.layers[name].refresh()
+        instances = f"{self.image.value.name} instances"
+        if instances in self._viewer.layers and METADATA_KEY in self._viewer.layers[instances].metadata:
+            from ..postprocess import instance_labels
+
+            ndim = min(3, result.labels.ndim)
+            self._viewer.layers[instances].data = instance_labels(result.labels, ndim=ndim, min_size=result.min_size)
+        self.status.value = f"threshold {value:.2f} applied (no re-run needed)"
+
+
+def _describe(model: Any, path: Any = None) -> str:
+    """Architecture, classes and size of a model, for the info label."""
+    n_params = sum(p.numel() for p in model.parameters())
+    size = Path(path).stat().st_size if path and Path(path).is_file() else n_params * 4
+    text = model.describe() if hasattr(model, "describe") else type(model).__name__
+    classes = ", ".join(getattr(model, "class_names", []) or [])
+    return f"{text}\nclasses: {classes}\nsize: {size / 1e6:.1f} MB, halo {getattr(model, 'halo', '?')} px"

@@ -1,0 +1,248 @@
+"""The Predict dock widget in a real viewer (under Xvfb): run, grow, re-run, re-threshold, cancel, errors."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from napari_unet_stack.models.base import SegmentationNetwork
+from napari_unet_stack.napari._predict_widget import FILE, PredictWidget
+from napari_unet_stack.napari._registry import USER_MODELS
+
+pytestmark = pytest.mark.gui
+
+
+class Threshold(SegmentationNetwork):
+    """A one-pixel 'network': sigmoid(40 (x - 0.22)) on the normalized image (Dice ~0.9 on the
+    nuclei sample). ``delay`` slows every forward down, ``calls`` counts them."""
+
+    depth = 1
+
+    def __init__(self, in_channels: int = 1, delay: float = 0.0):
+        super().__init__()
+        self.in_channels, self.out_channels = in_channels, 1
+        self.conv = nn.Conv2d(in_channels, 1, 1)
+        with torch.no_grad():
+            self.conv.weight.fill_(40.0 / in_channels)
+            self.conv.bias.fill_(-40.0 * 0.22)
+        self.delay = delay
+        self.calls = 0
+
+    def _reach(self) -> int:
+        return 0
+
+    def forward(self, x):
+        self.calls += 1
+        if self.delay:
+            time.sleep(self.delay)
+        return self.conv(x)
+
+
+def dice(a, b) -> float:
+    a, b = np.asarray(a) > 0, np.asarray(b) > 0
+    return 2 * (a & b).sum() / (a.sum() + b.sum())
+
+
+@pytest.fixture
+def user_model():
+    """Register a model in the shared registry for the duration of a test."""
+    names = []
+
+    def add(model, name="threshold"):
+        names.append(USER_MODELS.add(name, model))
+        return ("user", names[-1])
+
+    yield add
+    for name in names:
+        USER_MODELS.remove(name)
+
+
+@pytest.fixture
+def errors(monkeypatch):
+    """Messages of the error notifications shown during a test."""
+    from napari.utils.notifications import NotificationSeverity, notification_manager
+
+    shown: list[str] = []
+
+    def record(notification):
+        if notification.severity == NotificationSeverity.ERROR:
+            shown.append(str(notification.message))
+
+    notification_manager.notification_ready.connect(record)
+    yield shown
+    notification_manager.notification_ready.disconnect(record)
+
+
+def _sample_viewer(make_napari_viewer):
+    viewer = make_napari_viewer()
+    viewer.open_sample("napari-unet-stack", "nuclei_stack")
+    image = viewer.layers["nuclei_stack"]
+    image.scale = (2.0, 0.5, 0.5)
+    image.translate = (10.0, -3.0, 4.0)
+    image.axis_labels = ("z", "y", "x")
+    image.units = ("micrometer", "micrometer", "micrometer")
+    return viewer, image
+
+
+def _run(qtbot, widget, timeout=60_000):
+    worker = widget.run()
+    assert worker is not None, widget.status.value
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=timeout)
+    return worker
+
+
+def test_run_on_sample_from_the_plugin_menu(make_napari_viewer, qtbot, user_model, errors):
+    from napari_unet_stack.samples import load_sample
+
+    viewer, image = _sample_viewer(make_napari_viewer)
+    _dock, widget = viewer.window.add_plugin_dock_widget("napari-unet-stack", "Predict")
+    widget.image.value = image
+    widget.model.value = user_model(Threshold())
+    assert "Threshold" in widget.model_info.value and "foreground" in widget.model_info.value
+    grown: list[int] = []
+    worker = widget.run()
+    worker.yielded.connect(lambda _e: grown.append(int((viewer.layers["nuclei_stack labels"].data > 0)
+                                                        .any(axis=(1, 2)).sum())))
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=60_000)
+
+    assert not errors
+    labels = viewer.layers["nuclei_stack labels"]
+    assert labels.data.shape == (16, 256, 256) and labels.data.dtype == np.uint8
+    np.testing.assert_allclose(labels.scale, image.scale)
+    np.testing.assert_allclose(labels.translate, image.translate)
+    assert tuple(labels.axis_labels) == ("z", "y", "x")
+    assert [str(u) for u in labels.units] == ["micrometer"] * 3
+    assert dice(labels.data, load_sample("nuclei_stack").labels) > 0.8
+    assert widget.device_used.value.startswith("used: cpu")
+    # the layer grew slice by slice while the worker ran
+    assert grown == sorted(grown) and grown[-1] == 16 and any(0 < g < 16 for g in grown)
+
+
+def test_rerun_updates_the_layer_and_threshold_needs_no_rerun(make_napari_viewer, qtbot, user_model):
+    viewer, image = _sample_viewer(make_napari_viewer)
+    widget = PredictWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    model = Threshold()
+    widget.image.value = image
+    widget.model.value = user_model(model)
+    widget.instances.value = True
+    widget.probability.value = True
+    _run(qtbot, widget)
+    names = [layer.name for layer in viewer.layers]
+    assert {"nuclei_stack labels", "nuclei_stack instances", "nuclei_stack probability"} <= set(names)
+    labels = viewer.layers["nuclei_stack labels"]
+    before = labels.data.copy()
+    prob = viewer.layers["nuclei_stack probability"].data
+    assert prob.dtype == np.uint8 and prob.shape == before.shape  # one byte per pixel kept
+
+    calls = model.calls
+    widget.threshold.value = 0.9
+    assert model.calls == calls  # no network
+    np.testing.assert_array_equal(labels.data, (prob > 0.9 * 255).astype(np.uint8))
+    assert labels.data.sum() < before.sum()
+    assert viewer.layers["nuclei_stack instances"].data.max() > 0
+
+    widget.threshold.value = 0.5
+    np.testing.assert_array_equal(labels.data, before)
+    _run(qtbot, widget)  # a re-run updates the same layers
+    assert [layer.name for layer in viewer.layers] == names
+    np.testing.assert_array_equal(viewer.layers["nuclei_stack labels"].data, before)
+
+
+@pytest.mark.parametrize("rerun", [False, True])
+def test_cancel_mid_run_leaves_the_viewer_as_it_was(make_napari_viewer, qtbot, user_model, rerun):
+    viewer, image = _sample_viewer(make_napari_viewer)
+    widget = PredictWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    widget.image.value = image
+    widget.tile_size.value = 256
+    widget.model.value = user_model(Threshold())
+    if rerun:
+        _run(qtbot, widget)
+    names = [layer.name for layer in viewer.layers]
+    old = viewer.layers["nuclei_stack labels"].data if rerun else None
+    old_copy = None if old is None else old.copy()
+
+    widget.model.value = user_model(Threshold(delay=0.05), "slow")
+    widget.batch_size.value = 1
+    worker = widget.run()
+    seen = []
+
+    def cancel_once(event):
+        seen.append(event.done)
+        if event.slices and len(seen) < 3:
+            widget.cancel()
+
+    worker.yielded.connect(cancel_once)
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=60_000)
+    assert 0 < seen[-1] < 16, seen  # stopped early
+    assert widget.status.value.startswith("cancelled")
+    assert [layer.name for layer in viewer.layers] == names
+    if rerun:
+        assert viewer.layers["nuclei_stack labels"].data is old
+        np.testing.assert_array_equal(old, old_copy)
+
+
+def test_bad_checkpoint_shows_a_notification(make_napari_viewer, qtbot, tmp_path, errors):
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((64, 64), np.uint8), name="img")
+    widget = PredictWidget(viewer)
+    bad = tmp_path / "broken.pt"
+    bad.write_bytes(b"this is not a checkpoint")
+    widget.model.value = FILE
+    widget.checkpoint.value = bad
+    assert errors and "broken.pt" in errors[-1]
+    assert widget.model_info.value.startswith("cannot load")
+    n = len(errors)
+    assert widget.run() is None  # nothing starts, nothing crashes
+    assert len(errors) == n + 1
+    assert [layer.name for layer in viewer.layers] == ["img"]
+
+
+def test_error_in_the_worker_is_a_notification_and_restores(make_napari_viewer, qtbot, user_model, errors):
+    viewer = make_napari_viewer()
+    viewer.add_image(np.random.default_rng(0).random((2, 64, 64)), name="img")
+    widget = PredictWidget(viewer)
+    widget.model.value = user_model(Threshold(in_channels=3))  # 3 channels expected, 1 given
+    widget.channel_axis.value = None
+    _run(qtbot, widget)
+    assert errors and "3 input channel" in errors[-1]
+    assert [layer.name for layer in viewer.layers] == ["img"]
+
+
+def test_rgb_image(make_napari_viewer, qtbot, user_model):
+    viewer = make_napari_viewer()
+    rgb = np.zeros((96, 80, 3), np.uint8)
+    rgb[20:50, 30:60] = 200
+    image = viewer.add_image(rgb, name="photo", scale=(0.5, 0.25))
+    assert image.rgb
+    widget = PredictWidget(viewer)
+    widget.model.value = user_model(Threshold(in_channels=3))
+    widget.image.value = image
+    assert widget.channel_axis.value == -1
+    _run(qtbot, widget)
+    labels = viewer.layers["photo labels"]
+    assert labels.data.shape == (96, 80)
+    np.testing.assert_allclose(labels.scale, (0.5, 0.25))
+    assert labels.data[30, 40] == 1 and labels.data[5, 5] == 0
+
+
+def test_multichannel_axis_follows_the_model(make_napari_viewer, qtbot, user_model):
+    viewer = make_napari_viewer()
+    data = np.zeros((4, 2, 64, 64), np.float32)  # Z, C, Y, X
+    data[:, :, 10:30, 10:30] = 1.0
+    image = viewer.add_image(data, name="two", scale=(3.0, 1.0, 0.5, 0.5))
+    widget = PredictWidget(viewer)
+    widget.model.value = user_model(Threshold(in_channels=2))
+    widget.image.value = image
+    assert widget.channel_axis.value == 1
+    _run(qtbot, widget)
+    labels = viewer.layers["two labels"]
+    assert labels.data.shape == (4, 64, 64)
+    np.testing.assert_allclose(labels.scale, (3.0, 0.5, 0.5))
+    assert labels.data[:, 20, 20].all() and not labels.data[:, 50, 50].any()
+
