@@ -1,0 +1,257 @@
+"""The Train dock widget: train a UNet / UNet++ on an Image layer and (painted) Labels.
+
+`iter_train` runs in a napari thread worker; every step updates a progress bar and a live
+plot of the loss and validation Dice. The trained model goes into the shared registry
+(`USER_MODELS`) at once, so the Predict widget can use it, and can be saved to a file.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    Container,
+    FileEdit,
+    FloatSpinBox,
+    Label,
+    PushButton,
+    SpinBox,
+)
+from napari.layers import Image, Labels
+from napari.qt.threading import create_worker
+from napari.utils import progress
+from napari.utils.notifications import show_error, show_info
+
+from ._layers import image_input, spatial_shape
+from ._plot import CurvePlot
+from ._predict_widget import EXPECTED_ERRORS, device_choices
+from ._registry import USER_MODELS
+
+if TYPE_CHECKING:
+    import napari
+
+__all__ = ["TrainWidget"]
+
+ARCHITECTURES = {"UNet": "UNet", "UNet++": "NestedUNet"}
+
+
+@dataclass
+class _Job:
+    name: str
+    image: Any
+    labels: np.ndarray
+    model: Any
+    options: dict
+    cancel: threading.Event = field(default_factory=threading.Event)
+
+
+def _train(job: _Job):
+    """Worker body: yields `TrainProgress`; returns (status, model, history, error)."""
+    from ..training import TrainingCancelled, iter_train
+
+    try:
+        model, history = yield from iter_train(job.image, job.labels, job.model, cancel=job.cancel, **job.options)
+    except TrainingCancelled as err:
+        return "cancelled", err.model, err.history, err
+    except EXPECTED_ERRORS as err:
+        return "error", None, None, err
+    return "done", model, history, None
+
+
+class TrainWidget(Container):
+    """Train on the chosen layers; see the module docstring.
+
+    Scripts set the fields and call ``widget.train(wait=True)``, then
+    ``widget.save_path.value = "model.pt"; widget.save()``.
+    """
+
+    def __init__(self, viewer: napari.viewer.Viewer):
+        super().__init__(labels=True)
+        self._viewer = viewer
+        self._job: _Job | None = None
+        self._pbar = None
+        self._on_done: list = []
+        self.worker = None
+        self.model: Any = None  # the last trained model
+        self.model_name: str | None = None  # its name in USER_MODELS
+
+        self.image = ComboBox(label="image", choices=self._layers(Image))
+        self.annotations = ComboBox(label="labels", choices=self._layers(Labels))
+        self.sparse = CheckBox(text="sparse: 0 = unlabelled, paint 1 = background, 2 = object",
+                               value=False)
+        self.binarize = CheckBox(text="any label is foreground (instances)", value=True)
+        self.architecture = ComboBox(label="architecture", choices=list(ARCHITECTURES), value="UNet")
+        self.base_channels = SpinBox(label="width", min=2, max=128, value=16, tooltip="base channels")
+        self.depth = SpinBox(label="depth", min=1, max=6, value=3)
+        self.steps = SpinBox(label="steps", min=1, max=1_000_000, value=500)
+        self.patch_size = SpinBox(label="patch size", min=16, max=2048, step=16, value=128)
+        self.batch_size = SpinBox(label="batch size", min=1, max=256, value=8)
+        self.val_fraction = FloatSpinBox(label="validation", min=0.0, max=0.9, step=0.05, value=0.15)
+        self.device = ComboBox(label="device", choices=device_choices(), value="auto")
+        self.train_button = PushButton(text="Train")
+        self.cancel_button = PushButton(text="Cancel", enabled=False)
+        self.save_path = FileEdit(label="save as", mode="w", filter="*.pt")
+        self.save_button = PushButton(text="Save model", enabled=False)
+        self.status = Label(label="")
+        self.extend([
+            self.image, self.annotations, self.sparse, self.binarize, self.architecture, self.base_channels, self.depth,
+            self.steps, self.patch_size, self.batch_size, self.val_fraction, self.device,
+            Container(widgets=[self.train_button, self.cancel_button], layout="horizontal", labels=False),
+            self.status, self.save_path, self.save_button,
+        ])
+        self.plot = CurvePlot({"loss": ("#f0a030", None), "validation Dice": ("#30c0f0", (0.0, 1.0))})
+        self.native.layout().insertWidget(self.index(self.status), self.plot)
+
+        self.train_button.changed.connect(lambda: self.train())
+        self.cancel_button.changed.connect(self.cancel)
+        self.save_button.changed.connect(lambda: self.save())
+        self.reset_choices()
+
+    def _layers(self, kind):
+        return lambda _widget=None: [(layer.name, layer) for layer in self._viewer.layers if isinstance(layer, kind)]
+
+    # -- training ----------------------------------------------------------------------
+    def train(self, *, wait: bool = False):
+        """Start training in a worker thread; returns the worker (None if it could not start)."""
+        if self.worker is not None:
+            show_info("napari-unet-stack: training is in progress; cancel it first")
+            return None
+        try:
+            job = self._prepare()
+        except EXPECTED_ERRORS as err:
+            show_error(f"napari-unet-stack: {err}")
+            self.status.value = f"not started: {err}"
+            return None
+        self._job = job
+        self.plot.clear(job.options["steps"])
+        self.worker = worker = create_worker(_train, job, _start_thread=False)
+        worker.yielded.connect(self._on_progress)
+        worker.returned.connect(self._on_returned)
+        worker.finished.connect(self._on_finished)
+        self.train_button.enabled = False
+        self.cancel_button.enabled = True
+        self.status.value = "preparing data..."
+        worker.start()
+        if wait:
+            from qtpy.QtCore import QEventLoop
+
+            loop = QEventLoop()
+            self._on_done.append(loop.quit)
+            loop.exec()
+        return worker
+
+    def cancel(self) -> None:
+        if self._job is not None:
+            self._job.cancel.set()
+            self.cancel_button.enabled = False
+            self.status.value = "cancelling..."
+
+    def _prepare(self) -> _Job:
+        from ..training import default_model
+
+        image, labels = self.image.value, self.annotations.value
+        if image is None or labels is None:
+            raise ValueError("choose an Image layer and a Labels layer (paint one with the labels tools)")
+        data, channel_axis = image_input(image, None)
+        spatial = spatial_shape(data.shape, channel_axis)
+        target = np.asarray(labels.data[0] if labels.multiscale else labels.data)
+        if target.shape != spatial:
+            raise ValueError(
+                f"labels {labels.name!r} (shape {target.shape}) must have the shape of image "
+                f"{image.name!r} without channels ({spatial})"
+            )
+        sparse = self.sparse.value
+        if self.binarize.value:
+            target = np.minimum(target, 2) if sparse else (target > 0)
+            target = target.astype(np.uint8)
+        top = int(target.max(initial=0))
+        n_classes = max(2, top if sparse else top + 1)
+        if n_classes > 64:
+            raise ValueError(
+                f"labels {labels.name!r} hold {top} values: tick 'any label is foreground' for instance labels"
+            )
+        in_channels = 1 if channel_axis is None else data.shape[channel_axis]
+        arch = ARCHITECTURES[self.architecture.value]
+        model = default_model(in_channels, n_classes, architecture=arch, base_channels=self.base_channels.value,
+                              depth=self.depth.value)
+        options = dict(steps=self.steps.value, patch_size=self.patch_size.value, batch_size=self.batch_size.value,
+                       val_fraction=self.val_fraction.value, channel_axis=channel_axis, sparse=sparse,
+                       device=self.device.value)
+        name = f"{image.name} {self.architecture.value} w{self.base_channels.value} d{self.depth.value}"
+        return _Job(name, np.asarray(data), target, model, options)
+
+    def _on_progress(self, event) -> None:
+        if self._job is None:  # a late event of a finished run
+            return
+        info = event.info
+        if "loss" in info:
+            self.plot.append("loss", event.step, info["loss"])
+        if "val_dice" in info:
+            self.plot.append("validation Dice", event.step, info["val_dice"])
+        dice = self.plot.points["validation Dice"]
+        self.status.value = (f"step {event.step}/{event.total}"
+                             + (f", loss {info['loss']:.3f}" if "loss" in info else "")
+                             + (f", val Dice {dice[-1][1]:.3f}" if dice else ""))
+        # last: napari's progress bar processes Qt events (this handler may be re-entered)
+        if self._pbar is None:
+            self._pbar = progress(total=event.total, desc="UNet training")
+        self._pbar.update(event.step - self._pbar.n)
+
+    def _on_returned(self, outcome) -> None:
+        status, model, _history, err = outcome
+        if status == "error":
+            self.status.value = f"failed: {err}"
+            show_error(f"napari-unet-stack: training failed: {err}")
+            return
+        if model is None:
+            self.status.value = "cancelled before the first step"
+            return
+        name = self._job.name if status == "done" else f"{self._job.name} (stopped at {err.step})"
+        self.model = model
+        self.model_name = USER_MODELS.add(name, model)
+        self.save_button.enabled = True
+        dice = self.plot.points["validation Dice"]
+        what = "done" if status == "done" else f"cancelled after {err.step} steps"
+        self.status.value = (f"{what}{f', val Dice {dice[-1][1]:.3f}' if dice else ''}; "
+                             f"'{self.model_name}' is in Predict")
+
+    def _on_finished(self) -> None:
+        if self._pbar is not None:
+            self._pbar.close()
+            self._pbar = None
+        self.worker = None
+        self._job = None
+        self.train_button.enabled = True
+        self.cancel_button.enabled = False
+        callbacks, self._on_done = self._on_done, []
+        for callback in callbacks:
+            callback()
+
+    # -- saving ------------------------------------------------------------------------
+    def save(self) -> Path | None:
+        """Save the trained model to ``save_path``; it stays listed in Predict under the file's name."""
+        from ..checkpoints import save_model
+
+        if self.model is None:
+            show_error("napari-unet-stack: train a model first")
+            return None
+        path = Path(self.save_path.value)
+        if path.suffix == "":
+            path = path.with_suffix(".pt")
+        if path.is_dir() or str(path) in ("", "."):
+            show_error("napari-unet-stack: choose a file name to save the model to")
+            return None
+        try:
+            saved = Path(save_model(self.model, path))
+        except EXPECTED_ERRORS as err:
+            show_error(f"napari-unet-stack: cannot save the model: {err}")
+            return None
+        self.model_name = USER_MODELS.add(saved.stem, self.model, saved, replace=self.model_name)
+        self.status.value = f"saved to {saved}"
+        return saved
