@@ -1,0 +1,124 @@
+"""Writer contributions: a Labels layer to TIFF or OME-Zarr, dtype kept, written atomically.
+
+Both go through `napari_unet_stack.io.write_image`, which writes under a temporary name
+beside the target and renames it into place (a failed write never leaves half a file
+under the chosen name). The layer's axis labels, scale and units become the file's axes
+and pixel sizes.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["write_labels_tiff", "write_labels_zarr"]
+
+_ZARR_HINT = "writing OME-Zarr needs the zarr package: pip install zarr"
+
+
+def _metadata(meta: dict, ndim: int) -> dict[str, Any]:
+    """axes, scale and units for `write_image` from a layer's metadata."""
+    from ..io import default_axes
+
+    labels = [str(a).strip().upper() for a in (meta.get("axis_labels") or [])][-ndim:]
+    if len(labels) == ndim and len(set(labels)) == ndim and all(len(a) == 1 and a in "TZYX" for a in labels):
+        axes = "".join(labels)
+    else:
+        axes = default_axes(ndim)
+    scale = meta.get("scale")
+    scale = {a: float(s) for a, s in zip(axes, scale[-ndim:], strict=True)} if scale is not None else {}
+    units = meta.get("units")
+    units = {a: str(u) for a, u in zip(axes, units[-ndim:], strict=True)
+             if str(u) not in ("pixel", "dimensionless", "")} if units is not None else {}
+    return {"axes": axes, "scale": scale, "units": units}
+
+
+def _data(data: Any, meta: dict) -> Any:
+    return data[0] if meta.get("multiscale") else data
+
+
+def write_labels_tiff(path: str, data: Any, meta: dict) -> list[str]:
+    """Write one Labels layer to ``path`` (.tif/.tiff), zlib-compressed, dtype kept.
+
+    ImageJ TIFF for uint8/uint16 labels (pixel sizes readable in Fiji), OME-TIFF for
+    other dtypes.
+    """
+    from ..io import write_image
+
+    data = _data(data, meta)
+    options = _metadata(meta, len(data.shape))
+    if np.dtype(data.dtype).itemsize == 8 and np.dtype(data.dtype).kind in "iu":
+        return [str(_write_plain_tiff(Path(path), data, options))]
+    written = write_image(path, data, overwrite=True, **options)
+    return [str(written)]
+
+
+def _write_plain_tiff(path: Path, data: Any, options: dict) -> Path:
+    """64-bit labels, which neither ImageJ nor OME-TIFF can hold: a plain TIFF (tifffile's
+    JSON description carries axes, scale and units), written under a temporary name."""
+    import tifffile
+
+    staged = path.parent / f".{path.name}.{uuid.uuid4().hex[:12]}.tmp"
+    try:
+        tifffile.imwrite(staged, np.asarray(data), compression="zlib", photometric="minisblack",
+                         metadata={"axes": options["axes"], "scale": options["scale"], "units": options["units"]})
+        os.replace(staged, path)
+    finally:
+        if staged.exists():
+            staged.unlink()
+    return path
+
+
+def write_labels_zarr(path: str, data: Any, meta: dict) -> list[str]:
+    """Write one Labels layer to an OME-Zarr folder (NGFF 0.4, one full-resolution level).
+
+    ``.ome.zarr`` and plain ``.zarr`` names both get OME-Zarr (napari-ome-zarr and Fiji's
+    N5/Zarr readers open it).
+    """
+    try:
+        import zarr  # noqa: F401
+    except ImportError as err:  # pragma: no cover - zarr is a dependency today
+        raise ImportError(_ZARR_HINT) from err
+    from ..io import write_image
+
+    data = _data(data, meta)
+    target = Path(path)
+    options = _metadata(meta, len(data.shape))
+    if target.name.lower().endswith(".ome.zarr"):
+        write_image(target, data, overwrite=True, **options)
+        return [str(target)]
+    # io picks OME-Zarr from the ".ome.zarr" extension: write a complete hidden one, then swap it in
+    staged = target.parent / f".{target.name}.{uuid.uuid4().hex[:12]}.ome.zarr"
+    try:
+        write_image(staged, data, **options)
+        _replace_dir(staged, target)
+    finally:
+        if staged.exists():
+            import shutil
+
+            shutil.rmtree(staged, ignore_errors=True)
+    return [str(target)]
+
+
+def _replace_dir(new: Path, target: Path) -> None:
+    """Move folder ``new`` to ``target``; an existing ``target`` is removed only afterwards."""
+    import shutil
+
+    if not os.path.lexists(target):
+        os.replace(new, target)
+        return
+    old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:12]}"
+    os.replace(target, old)
+    try:
+        os.replace(new, target)
+    except OSError:
+        os.replace(old, target)
+        raise
+    if old.is_dir():
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        old.unlink()
