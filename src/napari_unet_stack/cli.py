@@ -167,16 +167,20 @@ def _plan_outputs(inputs, args) -> list:
 
     from . import io
 
+    def is_folder(text: str) -> bool:
+        path = Path(text)
+        return text.endswith(("/", os.sep)) or (
+            path.is_dir() and not io._is_zarr_dir(path) and io._kind_of(path) is None)
+
     out = Path(args.output)
-    to_folder = (
-        len(inputs) > 1
-        or args.output.endswith(("/", os.sep))
-        or (out.is_dir() and not io._is_zarr_dir(out) and io._kind_of(out) is None)
-    )
-    if to_folder and (out.is_file() or (io._kind_of(out) is not None and not out.is_dir())):
-        raise ValueError(
-            f"{len(inputs)} inputs need OUTPUT to be a folder (one output per input), got {args.output!r}"
-        )
+    to_folder = len(inputs) > 1 or is_folder(args.output)
+    probs_to_folder = bool(args.probabilities) and (len(inputs) > 1 or is_folder(args.probabilities))
+    for text, folder in ((args.output, to_folder), (args.probabilities, probs_to_folder)):
+        if folder and (Path(text).is_file() or io._is_zarr_dir(Path(text))
+                       or (io._kind_of(Path(text)) is not None and not Path(text).is_dir())):
+            raise ValueError(
+                f"{len(inputs)} inputs need {text!r} to be a folder (one output per input)"
+            )
     jobs = []
     for src in inputs:
         ext = f".{args.format}" if args.format else _DERIVED_EXT.get(io._kind_of(src) or "zarr", ".zarr")
@@ -184,7 +188,9 @@ def _plan_outputs(inputs, args) -> list:
         dst = out / f"{stem}_labels{ext}" if to_folder else out
         probs = None
         if args.probabilities:
-            probs = Path(args.probabilities) / f"{stem}_probabilities{ext}" if to_folder else Path(args.probabilities)
+            probs = Path(args.probabilities)
+            if probs_to_folder:
+                probs = probs / f"{stem}_probabilities{ext}"
         for path in (dst, probs):
             if path is not None:
                 io.output_format(path)
@@ -203,11 +209,14 @@ def _plan_outputs(inputs, args) -> list:
             seen[key] = str(src)
             if os.path.lexists(path) and not args.overwrite:
                 raise FileExistsError(f"{str(path)!r} exists; pass --overwrite to replace it")
-    for folder in {path.parent for _src, *targets in jobs for path in targets if path is not None}:
-        if to_folder:
-            folder.mkdir(parents=True, exist_ok=True)
-        elif not folder.is_dir():
-            raise FileNotFoundError(f"output folder {str(folder)!r} does not exist")
+    for _src, dst, probs in jobs:
+        for path, folder in ((dst, to_folder), (probs, probs_to_folder)):
+            if path is None:
+                continue
+            if folder:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            elif not path.parent.is_dir():
+                raise FileNotFoundError(f"output folder {str(path.parent)!r} does not exist")
     return jobs
 
 
@@ -512,6 +521,153 @@ def _cmd_demo(args) -> int:
 
 
 _SUBCOMMANDS.extend([_add_predict, _add_models, _add_demo])
+
+
+# ============================================================================ train
+def _add_train(sub) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train (or fine-tune) a model on images and label masks",
+        description=(
+            "Train a UNet / UNet++ on IMAGES and LABELS (files, folders or quoted glob patterns "
+            "of TIFF, OME-TIFF, zarr or .npy; paired in sorted order) and save it with save_model. "
+            "Dense labels: 0 = background, 1..K-1 = classes. --sparse: 0 = unlabelled, painted "
+            "value v = class v-1."
+        ),
+    )
+    p.add_argument("images", metavar="IMAGES", help="image file, folder or glob pattern")
+    p.add_argument("labels", metavar="LABELS", help="label file, folder or glob pattern (same count)")
+    p.add_argument("-o", "--output", required=True, metavar="MODEL.pt", help="checkpoint to write")
+    p.add_argument("--model", metavar="NAME|PATH",
+                   help="checkpoint or bundled model to fine-tune / resume (default: a new network)")
+    p.add_argument("--architecture", choices=["unet", "unetpp"], default="unet",
+                   help="new network: UNet, or UNet++ with deep supervision (default unet)")
+    p.add_argument("--base-channels", type=int, default=None, metavar="N", help="new network width (default 16)")
+    p.add_argument("--depth", type=int, default=None, metavar="N", help="new network depth (default 4)")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--steps", type=int, metavar="N", help="optimizer steps (default 1000)")
+    group.add_argument("--epochs", type=float, metavar="E", help="passes over the training pixels instead")
+    p.add_argument("--patch-size", type=int, default=128, metavar="PX", help="default 128")
+    p.add_argument("--batch-size", type=int, default=8, metavar="N", help="default 8")
+    p.add_argument("--lr", type=float, default=2e-3, help="AdamW learning rate (default 2e-3)")
+    p.add_argument("--val-fraction", type=float, default=0.15, metavar="F",
+                   help="share of slices held out for validation (default 0.15; 0 disables)")
+    p.add_argument("--no-augment", action="store_true", help="random crops only")
+    p.add_argument("--sparse", action="store_true", help="0 = unlabelled; painted value v = class v-1")
+    p.add_argument("--channel-axis", default=None, metavar="AXIS",
+                   help="axis of IMAGES holding channels (default: the file's C axis, else none)")
+    p.add_argument("--class-names", metavar="A,B,...", help="one name per output channel")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--trust", action="store_true", help="allow --model files that need unpickling code")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing OUTPUT")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_train)
+
+
+def _read_pairs(images_arg: str, labels_arg: str, channel_option):
+    """(images, labels, channel_axis) read into memory, paired by sorted order."""
+    import numpy as np
+
+    from . import io
+
+    image_paths, label_paths = io.find_images(images_arg), io.find_images(labels_arg)
+    if len(image_paths) != len(label_paths):
+        raise ValueError(
+            f"IMAGES ({len(image_paths)} files) and LABELS ({len(label_paths)} files) must pair up one to one"
+        )
+    images, labels, axes = [], [], set()
+    for ipath, lpath in zip(image_paths, label_paths, strict=True):
+        with io.read_image(ipath) as img:
+            channel_axis, _axes, _ok = _channel_layout(img, channel_option)
+            images.append(np.asarray(img.data))
+        with io.read_image(lpath) as lab:
+            labels.append(np.asarray(lab.data))
+        axes.add(channel_axis)
+    if len(axes) > 1:
+        raise ValueError(f"IMAGES disagree on the channel axis ({sorted(map(str, axes))}); pass --channel-axis")
+    return images, labels, axes.pop(), image_paths
+
+
+def _cmd_train(args) -> int:
+    import time
+    from pathlib import Path
+
+    import numpy as np
+
+    from .checkpoints import save_model
+    from .training import default_model, train
+
+    out = Path(args.output)
+    if out.exists() and not args.overwrite:
+        raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
+    if args.class_names is not None:
+        class_names = [c.strip() for c in args.class_names.split(",")]
+    else:
+        class_names = None
+    images, labels, channel_axis, paths = _read_pairs(args.images, args.labels, args.channel_axis)
+    if args.model is not None:
+        if args.base_channels is not None or args.depth is not None:
+            raise ValueError("--base-channels / --depth build a new network; they do not apply with --model")
+        model = _load_cli_model(args.model, args.trust)
+    else:
+        top = max(int(np.max(lab)) if lab.size else 0 for lab in labels)
+        n_classes = max(2, top if args.sparse else top + 1)
+        in_channels = 1 if channel_axis is None else images[0].shape[channel_axis]
+        kwargs = {k: v for k, v in (("base_channels", args.base_channels), ("depth", args.depth)) if v is not None}
+        arch = "NestedUNet" if args.architecture == "unetpp" else "UNet"
+        import torch
+
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(args.seed)
+            model = default_model(in_channels, n_classes, architecture=arch, **kwargs)
+    print(f"training {model.describe()} on {len(images)} image(s): "
+          + ", ".join(f"{p.name} {' x '.join(map(str, a.shape))}" for p, a in zip(paths, images, strict=True)))
+
+    bar = None
+    last_val: dict = {}
+
+    def progress(step, total, info):
+        nonlocal bar
+        if bar is None:
+            from tqdm import tqdm
+
+            bar = tqdm(total=total, desc="training", unit="step", disable=True if args.no_progress else None)
+        if "val_dice" in info:
+            last_val.update(info)
+        postfix = {"loss": f"{info['loss']:.4f}"} if "loss" in info else {}
+        if last_val:
+            postfix["val Dice"] = f"{last_val['val_dice']:.3f}"
+        bar.set_postfix(postfix, refresh=False)
+        bar.update(step - bar.n)
+
+    t0 = time.perf_counter()
+    try:
+        model, history = train(
+            images, labels, model, steps=args.steps, epochs=args.epochs, patch_size=args.patch_size,
+            batch_size=args.batch_size, lr=args.lr, val_fraction=args.val_fraction,
+            augment=not args.no_augment, sparse=args.sparse, channel_axis=channel_axis,
+            class_names=class_names, device=args.device, seed=args.seed, progress=progress,
+        )
+    finally:
+        if bar is not None:
+            bar.close()
+    seconds = time.perf_counter() - t0
+    save_model(model, out)
+    prov = model.meta.get("provenance", {})
+    val = prov.get("val") or {}
+    summary = f"trained {len(history['step'])} steps in {seconds:.1f} s"
+    if val.get("dice") is not None:
+        per_class = ", ".join(f"{k} {v:.3f}" for k, v in (val.get("dice_per_class") or {}).items() if v is not None)
+        summary += f"; best val Dice {val['dice']:.3f} at step {prov.get('best_step')} ({per_class})"
+    else:
+        summary += "; no validation set (val Dice not measured)"
+    print(summary)
+    print(f"saved {out}")
+    return 0
+
+
+_SUBCOMMANDS.append(_add_train)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,36 @@
+"""Training UNet / UNet++ models on image stacks and (dense or painted) label masks.
+
+`train` is the entry point (`iter_train` is its generator form for worker threads);
+`dice` / `iou` score label arrays per class.
+"""
+
+from .augment import AugmentConfig, augment_pair
+from .loop import (
+    DEFAULT_MODEL,
+    DEFAULT_STEPS,
+    TrainingCancelled,
+    TrainProgress,
+    default_model,
+    iter_train,
+    train,
+)
+from .losses import segmentation_loss
+from .metrics import confusion_counts, dice, foreground_dice, iou, mean_score
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "DEFAULT_STEPS",
+    "AugmentConfig",
+    "TrainProgress",
+    "TrainingCancelled",
+    "augment_pair",
+    "confusion_counts",
+    "default_model",
+    "dice",
+    "foreground_dice",
+    "iou",
+    "iter_train",
+    "mean_score",
+    "segmentation_loss",
+    "train",
+]

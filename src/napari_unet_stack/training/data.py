@@ -1,0 +1,339 @@
+"""Training data: validation at the door, normalization, the validation split, patches.
+
+Images and labels become a list of `Slice` objects: one 2D slice each, its image
+normalized exactly as inference will normalize it (fitted on the whole slice, or the whole
+stack for ``scope="stack"``, before any patch is cut), and its target as class indices
+with ``IGNORE`` (-1) where a pixel does not count.
+
+Label conventions
+-----------------
+dense (``sparse=False``)
+    Every pixel counts. 0 is background, 1..K-1 are classes (softmax models); for a
+    single-channel sigmoid model 0/1; for a K-channel sigmoid (multilabel) model 0 is
+    "no channel" and value k + 1 trains channel k.
+sparse (``sparse=True``, what people paint in napari)
+    0 means *unlabelled* and is ignored; a painted value v means class v - 1. So paint
+    background with 1 and nuclei with 2 (for a 2-class model). Slices with no painted
+    pixel are skipped.
+
+When a model carries ``meta["class_values"]`` (e.g. an imported checkpoint whose masks
+used 0/255), dense label values are looked up there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..normalization import apply_normalization, fit_normalization, validate_normalization
+
+IGNORE = -1
+#: at most this many candidate crop centres are remembered per slice
+_MAX_CENTRES = 200_000
+
+
+@dataclass
+class Slice:
+    """One 2D training slice: normalized image ``(C, H, W)`` float32 and target ``(H, W)``."""
+
+    image: np.ndarray
+    target: np.ndarray  # int16/int32 class indices, IGNORE where unlabelled
+    source: tuple[int, tuple[int, ...]]  # (index in the input list, leading index)
+    centres: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # flat indices
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.target.shape
+
+    @property
+    def n_labelled(self) -> int:
+        return int(np.count_nonzero(self.target >= 0))
+
+
+@dataclass
+class PreparedData:
+    slices: list[Slice]
+    in_channels: int
+    n_targets: int  # number of class indices seen in the targets' space (max index + 1)
+    shapes: list[tuple[int, ...]]  # input image shapes, for provenance
+    dtypes: list[str]
+    normalization: dict
+
+
+# ----------------------------------------------------------------------------- validation
+def _as_list(value: Any, name: str) -> list:
+    if isinstance(value, (list, tuple)):
+        if not value:
+            raise ValueError(f"`{name}` is an empty list; pass at least one array")
+        return list(value)
+    return [value]
+
+
+def _as_array(value: Any, name: str) -> np.ndarray:
+    if not hasattr(value, "shape") or not hasattr(value, "dtype"):
+        raise TypeError(
+            f"`{name}` must be an array (numpy, dask, zarr), got {type(value).__name__}"
+        )
+    arr = np.asarray(value)
+    if arr.dtype.kind not in "uifb":
+        raise TypeError(f"`{name}` must have a real integer or float dtype, got {arr.dtype}")
+    if arr.size == 0:
+        raise ValueError(f"`{name}` is empty (shape {arr.shape})")
+    return arr
+
+
+def _channel_first(image: np.ndarray, channel_axis: int | None, name: str) -> np.ndarray:
+    """(..., Y, X) with ``channel_axis`` -> (C, N, Y, X)."""
+    if channel_axis is None:
+        if image.ndim < 2:
+            raise ValueError(
+                f"`{name}` must have at least 2 dimensions (Y, X), got shape {image.shape}"
+            )
+        image = image[None]
+    else:
+        if isinstance(channel_axis, bool) or not isinstance(channel_axis, (int, np.integer)):
+            raise TypeError(f"`channel_axis` must be an int or None, got {channel_axis!r}")
+        if not -image.ndim <= channel_axis < image.ndim:
+            raise ValueError(
+                f"`channel_axis={channel_axis}` is out of range for `{name}` of shape {image.shape}"
+            )
+        if image.ndim < 3:
+            raise ValueError(
+                f"`{name}` with `channel_axis={channel_axis}` must have at least 3 dimensions "
+                f"(C, Y, X), got shape {image.shape}"
+            )
+        image = np.moveaxis(image, int(channel_axis) % image.ndim, 0)
+    c, h, w = image.shape[0], image.shape[-2], image.shape[-1]
+    return image.reshape(c, -1, h, w)
+
+
+def _integer_labels(labels: np.ndarray, name: str) -> np.ndarray:
+    if labels.dtype.kind == "b":
+        return labels.astype(np.int64)
+    if labels.dtype.kind == "f":
+        if not np.isfinite(labels).all():
+            raise ValueError(f"`{name}` contains NaN or infinite values; labels must be integers")
+        rounded = np.rint(labels)
+        if not np.array_equal(rounded, labels):
+            raise ValueError(
+                f"`{name}` has dtype {labels.dtype} with non-integer values; labels must be integers"
+            )
+        return rounded.astype(np.int64)
+    if labels.dtype == np.uint64 and labels.max() > np.iinfo(np.int64).max:
+        raise ValueError(f"`{name}` has label values too large ({labels.max()})")
+    return labels.astype(np.int64, copy=False)
+
+
+def label_capacity(model: Any) -> int:
+    """How many class indices a model's targets can hold (softmax K; sigmoid 1 -> 2; K -> K + 1)."""
+    k = int(model.out_channels)
+    if model.activation == "sigmoid":
+        return k + 1
+    return k
+
+
+def describe_capacity(model: Any, sparse: bool) -> str:
+    n = label_capacity(model)
+    if sparse:
+        return f"painted values 1..{n} (0 = unlabelled)"
+    return f"values 0..{n - 1}"
+
+
+def _to_targets(
+    labels: np.ndarray, *, sparse: bool, class_values: Sequence[int] | None, name: str
+) -> np.ndarray:
+    """Label values -> class indices (IGNORE where unlabelled)."""
+    if labels.min() < 0:
+        raise ValueError(
+            f"`{name}` has negative label values (min {labels.min()}); labels must be >= 0"
+        )
+    if sparse:
+        return labels - 1  # 0 (unlabelled) -> -1 = IGNORE
+    if class_values is not None:
+        # class index k is written as class_values[k] (an int, or a list of ints)
+        pairs = [
+            (int(v), k)
+            for k, entry in enumerate(class_values)
+            for v in (entry if isinstance(entry, (list, tuple)) else [entry])
+        ]
+        values = np.array(sorted({v for v, _ in pairs}), dtype=np.int64)
+        lut = np.full(int(max(values.max(), labels.max())) + 1, -2, dtype=np.int64)
+        for v, k in pairs:
+            lut[v] = k
+        out = lut[labels]
+        if (out == -2).any():
+            bad = np.unique(labels[out == -2])[:8].tolist()
+            raise ValueError(
+                f"`{name}` has label values {bad} that are not among the model's class values "
+                f"{values.tolist()}"
+            )
+        return out
+    return labels
+
+
+def prepare_data(
+    images: Any,
+    labels: Any,
+    *,
+    channel_axis: int | None = None,
+    sparse: bool = False,
+    normalization: dict,
+    class_values: Sequence[int] | None = None,
+) -> PreparedData:
+    """Validate, normalize and convert images and labels into `Slice` objects.
+
+    Raises ValueError / TypeError naming the argument, what was expected and what was
+    received (with shapes) for: different numbers of images and labels, mismatched
+    shapes, empty arrays, NaN or infinite pixels, non-integer or negative labels,
+    inconsistent channel counts, no labelled pixel, fewer than two classes.
+    """
+    norm = validate_normalization(normalization)
+    image_list = _as_list(images, "images")
+    label_list = _as_list(labels, "labels")
+    if len(image_list) != len(label_list):
+        raise ValueError(
+            f"`images` ({len(image_list)} arrays) and `labels` ({len(label_list)} arrays) "
+            f"must have the same length"
+        )
+    single = len(image_list) == 1 and not isinstance(images, (list, tuple))
+    slices: list[Slice] = []
+    shapes, dtypes = [], []
+    in_channels = None
+    for i, (img, lab) in enumerate(zip(image_list, label_list, strict=True)):
+        iname = "images" if single else f"images[{i}]"
+        lname = "labels" if single else f"labels[{i}]"
+        img = _as_array(img, iname)
+        lab = _as_array(lab, lname)
+        chw = _channel_first(img, channel_axis, iname)
+        spatial = tuple(
+            s
+            for ax, s in enumerate(img.shape)
+            if channel_axis is None or ax != int(channel_axis) % img.ndim
+        )
+        if lab.shape != spatial:
+            raise ValueError(
+                f"`{lname}` (shape {lab.shape}) must have the shape of `{iname}` without its channel "
+                f"axis: {spatial} (image shape {img.shape}, channel_axis={channel_axis})"
+            )
+        if in_channels is None:
+            in_channels = chw.shape[0]
+        elif chw.shape[0] != in_channels:
+            raise ValueError(
+                f"`{iname}` has {chw.shape[0]} channel(s) but `images[0]` has {in_channels}; "
+                f"all images must have the same number of channels"
+            )
+        if img.dtype.kind == "f" and not np.isfinite(img).all():
+            n_bad = int(np.count_nonzero(~np.isfinite(img)))
+            raise ValueError(
+                f"`{iname}` (shape {img.shape}) contains {n_bad} NaN or infinite pixel(s); "
+                f"replace them (e.g. np.nan_to_num) before training"
+            )
+        targets = _to_targets(
+            _integer_labels(lab, lname), sparse=sparse, class_values=class_values, name=lname
+        )
+        targets = targets.reshape(-1, *chw.shape[-2:])
+        shapes.append(tuple(img.shape))
+        dtypes.append(str(img.dtype))
+        lead_shape = spatial[:-2]
+        stack_params = None
+        if norm["scope"] == "stack":
+            stack_params = fit_normalization(chw.reshape(chw.shape[0], -1), norm)
+        for n, lead in enumerate(np.ndindex(*lead_shape)):
+            target = targets[n]
+            if sparse and not (target >= 0).any():
+                continue  # nothing painted on this slice
+            plane = chw[:, n]
+            params = stack_params if stack_params is not None else fit_normalization(plane, norm)
+            image = apply_normalization(plane, params)
+            dtype = np.int16 if target.max() < 2**15 else np.int32
+            slices.append(Slice(image, target.astype(dtype), (i, tuple(int(k) for k in lead))))
+    if not slices:
+        raise ValueError(
+            "`labels` has no painted pixel (sparse=True: 0 means unlabelled; paint values >= 1)"
+        )
+    n_targets = max(int(s.target.max()) for s in slices) + 1
+    present = set()
+    for s in slices:
+        present.update(np.unique(s.target[s.target >= 0]).tolist())
+    if len(present) < 2:
+        if sparse:
+            raise ValueError(
+                f"`labels` has painted pixels of only one class (value {next(iter(present)) + 1}); "
+                f"paint at least two (with sparse=True, 1 = background, 2 = first class, ...)"
+            )
+        raise ValueError(
+            f"`labels` has no foreground: every pixel is {next(iter(present))}; dense labels need "
+            f"0 for background and values >= 1 for objects"
+        )
+    return PreparedData(slices, int(in_channels), n_targets, shapes, dtypes, norm)
+
+
+def check_capacity(data: PreparedData, model: Any, sparse: bool) -> None:
+    """ValueError when the labels hold values the model has no output for."""
+    capacity = label_capacity(model)
+    if data.n_targets > capacity:
+        top = data.n_targets if sparse else data.n_targets - 1
+        raise ValueError(
+            f"`labels` has values up to {top} but the model ({model.out_channels} output channel(s), "
+            f"{model.activation}) holds {describe_capacity(model, sparse)}; build a model with more "
+            f"classes (e.g. UNet(n_classes={data.n_targets if model.activation == 'softmax' else data.n_targets - 1}))"
+        )
+    if data.in_channels != int(model.in_channels):
+        raise ValueError(
+            f"`images` have {data.in_channels} channel(s) but the model takes {model.in_channels}; "
+            f"check `channel_axis` (got the image shapes {data.shapes})"
+        )
+
+
+# ----------------------------------------------------------------------------- split
+def split_validation(
+    slices: list[Slice], val_fraction: float, rng: np.random.Generator, min_size: int
+) -> tuple[list[Slice], list[Slice]]:
+    """Hold out ``val_fraction`` of the slices (seeded); a single slice is split by rows/columns.
+
+    A single slice loses its last rows (or columns, for wide images) to validation, at
+    least ``min_size`` pixels and as long as both parts keep labelled pixels; otherwise
+    there is no validation set.
+    """
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValueError(f"`val_fraction` must be in [0, 1), got {val_fraction}")
+    if val_fraction == 0:
+        return list(slices), []
+    n = len(slices)
+    if n >= 2:
+        n_val = min(n - 1, max(1, round(n * val_fraction)))
+        order = rng.permutation(n)
+        val_idx = set(order[:n_val].tolist())
+        return [s for k, s in enumerate(slices) if k not in val_idx], [
+            slices[k] for k in sorted(val_idx)
+        ]
+    s = slices[0]
+    h, w = s.shape
+    axis = 0 if h >= w else 1
+    size = (h, w)[axis]
+    cut = size - max(min_size, round(size * val_fraction))
+    if cut < min_size:
+        return [s], []
+
+    def part(sl: slice) -> Slice:
+        index = (slice(None), sl) if axis == 1 else (sl,)
+        return Slice(s.image[(slice(None), *index)], s.target[index], s.source)
+
+    train_part, val_part = part(slice(0, cut)), part(slice(cut, None))
+    if train_part.n_labelled == 0 or val_part.n_labelled == 0:
+        return [s], []
+    return [train_part], [val_part]
+
+
+def index_centres(slices: list[Slice], sparse: bool, rng: np.random.Generator) -> None:
+    """Remember, per slice, pixels worth centring a patch on (painted, or foreground)."""
+    for s in slices:
+        flat = s.target.ravel()
+        mask = flat >= 0 if sparse else flat > 0
+        idx = np.flatnonzero(mask)
+        if idx.size > _MAX_CENTRES:
+            idx = np.sort(rng.choice(idx, _MAX_CENTRES, replace=False))
+        s.centres = idx

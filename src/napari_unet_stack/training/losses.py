@@ -1,0 +1,88 @@
+"""Segmentation losses with an ignore mask.
+
+softmax models: cross-entropy + soft Dice over the foreground classes (1..K-1).
+sigmoid models (one channel, or K multilabel channels): binary cross-entropy + soft Dice
+per channel; target index k + 1 switches channel k on, 0 switches all off.
+
+Pixels whose target is ``IGNORE`` (-1: unpainted in sparse mode, outside the slice after
+augmentation) contribute nothing: with no valid pixel at all the loss is 0 and every
+gradient is exactly 0.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.nn import functional as F
+
+from .data import IGNORE
+
+_SMOOTH = 1.0
+
+
+def _soft_dice_loss(probs: torch.Tensor, onehot: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """1 - mean soft Dice over channels, summed over the batch (``valid`` is N x 1 x H x W)."""
+    dims = (0, 2, 3)
+    probs = probs * valid
+    onehot = onehot * valid
+    inter = (probs * onehot).sum(dims)
+    denom = probs.sum(dims) + onehot.sum(dims)
+    dice = (2 * inter + _SMOOTH) / (denom + _SMOOTH)
+    return 1.0 - dice.mean()
+
+
+def segmentation_loss(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    activation: str,
+    *,
+    dice_weight: float = 1.0,
+) -> torch.Tensor:
+    """Cross-entropy (or BCE) + ``dice_weight`` x soft Dice loss.
+
+    Parameters
+    ----------
+    logits : (N, K, H, W) tensor
+        Raw network output (computed in float32 here, whatever autocast produced).
+    target : (N, H, W) integer tensor
+        Class indices; ``IGNORE`` (-1) marks pixels that do not count.
+    activation : {'softmax', 'sigmoid'}
+    """
+    logits = logits.float()
+    target = target.long()
+    valid = target != IGNORE
+    n_valid = valid.sum()
+    if int(n_valid) == 0:
+        return logits.sum() * 0.0  # keeps the graph; all gradients are zero
+    k = logits.shape[1]
+    validf = valid.unsqueeze(1).to(logits.dtype)
+    if activation == "softmax":
+        if k == 1:
+            return logits.sum() * 0.0
+        ce = F.cross_entropy(logits, target, ignore_index=IGNORE)
+        if dice_weight == 0:
+            return ce
+        probs = torch.softmax(logits, dim=1)
+        onehot = F.one_hot(target.clamp(min=0), k).permute(0, 3, 1, 2).to(logits.dtype)
+        dice = _soft_dice_loss(probs[:, 1:], onehot[:, 1:], validf)
+        return ce + dice_weight * dice
+    if activation != "sigmoid":
+        raise ValueError(f"`activation` must be 'softmax' or 'sigmoid', got {activation!r}")
+    # channel c is on where target == c + 1
+    channels = torch.arange(1, k + 1, device=target.device).view(1, k, 1, 1)
+    onehot = (target.unsqueeze(1) == channels).to(logits.dtype)
+    bce = F.binary_cross_entropy_with_logits(
+        logits, onehot, weight=validf.expand_as(logits), reduction="sum"
+    )
+    bce = bce / (n_valid * k)
+    if dice_weight == 0:
+        return bce
+    dice = _soft_dice_loss(torch.sigmoid(logits), onehot, validf)
+    return bce + dice_weight * dice
+
+
+def multi_head_loss(
+    outputs: list[torch.Tensor], target: torch.Tensor, activation: str, *, dice_weight: float = 1.0
+) -> torch.Tensor:
+    """Mean of `segmentation_loss` over the heads of a deeply supervised network."""
+    losses = [segmentation_loss(o, target, activation, dice_weight=dice_weight) for o in outputs]
+    return torch.stack(losses).mean()
