@@ -40,3 +40,26 @@ def test_viewer_opens_with_opengl(make_napari_viewer):
     viewer.add_image(np.arange(64, dtype=np.uint8).reshape(8, 8))
     shot = viewer.screenshot(canvas_only=True)
     assert shot.ndim == 3 and shot.shape[-1] == 4
+
+
+def test_every_contribution_exists():
+    """Each command imports, and widgets / samples / writers point at declared commands."""
+    from importlib import import_module
+
+    from npe2 import PluginManifest
+
+    manifest = PluginManifest.from_file(ROOT / "napari.yaml")
+    contributions = manifest.contributions
+    ids = set()
+    for command in contributions.commands:
+        module, _, attr = command.python_name.partition(":")
+        assert callable(getattr(import_module(module), attr)), command.python_name
+        ids.add(command.id)
+    used = [w.command for w in contributions.widgets] + [s.command for s in contributions.sample_data]
+    used += [w.command for w in contributions.writers]
+    assert set(used) == ids  # nothing declared that is not used, nothing used that is not declared
+    assert {w.display_name for w in contributions.widgets} == {"Predict", "Train"}
+    assert {s.key for s in contributions.sample_data} == {"nuclei_stack", "large_image"}
+    writers = {ext for w in contributions.writers for ext in w.filename_extensions}
+    assert writers == {".tif", ".tiff", ".zarr"}
+    assert all(w.layer_types == ["labels"] for w in contributions.writers)

@@ -214,6 +214,25 @@ class PredictWidget(Container):
             self.channel_axis.value = matches[-1]
 
     # -- models ------------------------------------------------------------------------
+    def set_model(self, source: Any) -> None:
+        """Choose a model from a script: a bundled name, a checkpoint path, or a model object.
+
+        A model object (e.g. from `train` or `load_model`) is added to the models listed
+        under "(trained)".
+        """
+        from ..checkpoints import list_models
+
+        if isinstance(source, str) and source in list_models():
+            self.model.value = ("bundled", source)
+        elif isinstance(source, (str, Path)):
+            if not Path(source).is_file():
+                raise FileNotFoundError(f"{str(source)!r} is neither a bundled model ({list_models()}) nor a file")
+            self.model.value = FILE
+            self.checkpoint.value = Path(source)
+        else:
+            name = USER_MODELS.add(type(source).__name__, source)
+            self.model.value = ("user", name)
+
     def _current_model(self, *, quiet: bool = False):
         """The chosen model, loaded once (checkpoint files again when they change)."""
         from ..checkpoints import load_model
