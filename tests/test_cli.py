@@ -109,6 +109,17 @@ def test_predict_folder_and_glob_write_one_output_each(capsys, tmp_path, inputs,
     assert sorted(os.listdir(tmp_path / "g")) == ["a_labels.zarr", "c_labels.zarr"]
 
 
+def test_predict_output_folders(capsys, tmp_path, inputs, checkpoint):
+    code, _, err = _run(capsys, "predict", inputs / "a.tif", "-o", tmp_path / "one.tif", "--model", checkpoint,
+                        "--probabilities", f"{tmp_path / 'p'}/")
+    assert code == 0, err
+    assert os.listdir(tmp_path / "p") == ["a_probabilities.tif"]
+    io.write_image(tmp_path / "store.zarr", np.zeros((2, 8, 8), np.uint8))
+    for target in ("store.zarr", "one.tif"):
+        code, _, err = _run(capsys, "predict", inputs, "-o", tmp_path / target, "--model", checkpoint)
+        _assert_one_line_error(code, err, "to be a folder")
+
+
 def test_predict_instances(capsys, tmp_path, inputs, checkpoint, model, stack):
     code, _, err = _run(capsys, "predict", inputs / "a.tif", "-o", tmp_path / "i.tif", "--model", checkpoint,
                         "--instances", "--min-size", "20")

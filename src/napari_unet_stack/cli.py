@@ -167,16 +167,20 @@ def _plan_outputs(inputs, args) -> list:
 
     from . import io
 
+    def is_folder(text: str) -> bool:
+        path = Path(text)
+        return text.endswith(("/", os.sep)) or (
+            path.is_dir() and not io._is_zarr_dir(path) and io._kind_of(path) is None)
+
     out = Path(args.output)
-    to_folder = (
-        len(inputs) > 1
-        or args.output.endswith(("/", os.sep))
-        or (out.is_dir() and not io._is_zarr_dir(out) and io._kind_of(out) is None)
-    )
-    if to_folder and (out.is_file() or (io._kind_of(out) is not None and not out.is_dir())):
-        raise ValueError(
-            f"{len(inputs)} inputs need OUTPUT to be a folder (one output per input), got {args.output!r}"
-        )
+    to_folder = len(inputs) > 1 or is_folder(args.output)
+    probs_to_folder = bool(args.probabilities) and (len(inputs) > 1 or is_folder(args.probabilities))
+    for text, folder in ((args.output, to_folder), (args.probabilities, probs_to_folder)):
+        if folder and (Path(text).is_file() or io._is_zarr_dir(Path(text))
+                       or (io._kind_of(Path(text)) is not None and not Path(text).is_dir())):
+            raise ValueError(
+                f"{len(inputs)} inputs need {text!r} to be a folder (one output per input)"
+            )
     jobs = []
     for src in inputs:
         ext = f".{args.format}" if args.format else _DERIVED_EXT.get(io._kind_of(src) or "zarr", ".zarr")
@@ -184,7 +188,9 @@ def _plan_outputs(inputs, args) -> list:
         dst = out / f"{stem}_labels{ext}" if to_folder else out
         probs = None
         if args.probabilities:
-            probs = Path(args.probabilities) / f"{stem}_probabilities{ext}" if to_folder else Path(args.probabilities)
+            probs = Path(args.probabilities)
+            if probs_to_folder:
+                probs = probs / f"{stem}_probabilities{ext}"
         for path in (dst, probs):
             if path is not None:
                 io.output_format(path)
@@ -203,11 +209,14 @@ def _plan_outputs(inputs, args) -> list:
             seen[key] = str(src)
             if os.path.lexists(path) and not args.overwrite:
                 raise FileExistsError(f"{str(path)!r} exists; pass --overwrite to replace it")
-    for folder in {path.parent for _src, *targets in jobs for path in targets if path is not None}:
-        if to_folder:
-            folder.mkdir(parents=True, exist_ok=True)
-        elif not folder.is_dir():
-            raise FileNotFoundError(f"output folder {str(folder)!r} does not exist")
+    for _src, dst, probs in jobs:
+        for path, folder in ((dst, to_folder), (probs, probs_to_folder)):
+            if path is None:
+                continue
+            if folder:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            elif not path.parent.is_dir():
+                raise FileNotFoundError(f"output folder {str(path.parent)!r} does not exist")
     return jobs
 
 

@@ -553,17 +553,21 @@ def _plain_zarr_axes(arr) -> tuple[str | None, dict, dict]:
 # ----------------------------------------------------------------------------- dask
 _READERS: dict[tuple, ImageData] = {}
 _READERS_LOCK = threading.Lock()
+_MAX_READERS = 16  # open files kept per process
 
 
 def _cached_reader(path: str, series: int, level: int) -> ImageData:
     stat = os.stat(path)
     key = (os.path.abspath(path), series, level, stat.st_mtime_ns, stat.st_size)
     with _READERS_LOCK:
-        image = _READERS.get(key)
+        image = _READERS.pop(key, None)
         if image is None:
             for old in [k for k in _READERS if k[:3] == key[:3]]:
                 _READERS.pop(old).close()
-            image = _READERS[key] = read_image(path, series=series, level=level)
+            image = read_image(path, series=series, level=level)
+        _READERS[key] = image  # most recently used last
+        while len(_READERS) > _MAX_READERS:
+            _READERS.pop(next(iter(_READERS))).close()
         return image
 
 
@@ -594,7 +598,7 @@ def as_dask(image: ImageData, *, slices_per_chunk: int = 1, series: int = 0, lev
         first = _split(shape[0], slices_per_chunk)
         chunks = (first, *((n,) for n in shape[1:]))
     return da.map_blocks(
-        _read_block, str(image.path), series, level, chunks=chunks, dtype=image.dtype,
+        _read_block, os.path.abspath(image.path), series, level, chunks=chunks, dtype=image.dtype,
         meta=np.empty((0,) * len(shape), image.dtype),
         name=f"read-{stem_of(image.path)}-{uuid.uuid4().hex[:8]}",
     )
@@ -663,6 +667,7 @@ def _create_zarr(path: Path, shape, dtype, chunks, *, compress: bool, ome: bool,
                  axes: str, scale: dict, units: dict):
     import zarr
 
+    path = Path(os.path.abspath(path))  # the array may be pickled to workers with another cwd
     major = _zarr_major()
     if major >= 3:
         kw: dict[str, Any] = {"zarr_format": 2}
