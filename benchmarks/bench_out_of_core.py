@@ -163,8 +163,13 @@ def _run_child(args: dict) -> dict:
 # ----------------------------------------------------------------------------- main
 def main(size_gb: float = 2.0, ratio: int = 4, slice_shape: tuple[int, int] = (2048, 2048),
          model: str = "pointwise", device: str = "cpu", threads: int = 2, in_memory: bool = True,
-         workdir: str | os.PathLike | None = None, verbose: bool = True) -> dict:
-    """Run the benchmark; return ``{"cases": [...], "summary": {...}}`` (sizes in MiB)."""
+         workdir: str | os.PathLike | None = None, verbose: bool = True, quick: bool = False) -> dict:
+    """Run the benchmark; return ``{"cases": [...], "summary": {...}}`` (sizes in MiB).
+
+    ``quick``: a smoke run (256 MiB vs 64 MiB of 1024 x 1024 slices, about a minute).
+    """
+    if quick:
+        size_gb, slice_shape = min(size_gb, 0.25), (1024, 1024)
     folder = Path(tempfile.mkdtemp(prefix="nus-bench-", dir=workdir))
     slice_bytes = slice_shape[0] * slice_shape[1] * 2
     sizes = {"large": size_gb, "small": size_gb / ratio}
@@ -219,6 +224,7 @@ def _parse(argv=None):
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--no-in-memory", action="store_true", help="skip the in-memory contrast run")
     p.add_argument("--workdir", default=None, help="where the temporary stacks go (default: the temp dir)")
+    p.add_argument("--quick", action="store_true", help="smoke run: 256 MiB vs 64 MiB")
     p.add_argument("--json", action="store_true", help="print the result dict as JSON at the end")
     p.add_argument("--child", help=argparse.SUPPRESS)
     return p.parse_args(argv)
@@ -230,6 +236,6 @@ if __name__ == "__main__":
         print(json.dumps(_child(json.loads(ns.child))))
         sys.exit(0)
     res = main(ns.size_gb, ns.ratio, tuple(ns.slice), ns.model, ns.device, ns.threads,
-               not ns.no_in_memory, ns.workdir)
+               not ns.no_in_memory, ns.workdir, quick=ns.quick)
     if ns.json:
         print(json.dumps(res, indent=2))
