@@ -85,10 +85,33 @@ def test_model_source_loaded_once_per_process(checkpoint, stack):
     assert _dask.load_stats()["loads"] - before <= 1
 
 
+def test_dask_input_into_zarr_out_chunk_by_chunk(tmp_path, model, stack):
+    import threading
+
+    from napari_unet_stack import InferenceCancelled
+
+    image = da.from_array(stack, chunks=(2, 40, 52))
+    calls = []
+    with io.create_image(tmp_path / "o.zarr", stack.shape, np.uint8) as out:
+        result = segment(image, model, out=out, progress=lambda d, t: calls.append((d, t)), **OPTS)
+        assert result is out
+        np.testing.assert_array_equal(out[...], segment(stack, model, **OPTS))
+    assert calls == [(1, 3), (2, 3), (3, 3)]
+    probs = np.zeros((2, *stack.shape), np.float32)
+    predict(image, model, out=probs, **OPTS)
+    np.testing.assert_allclose(probs, predict(stack, model, **OPTS), atol=1e-6)
+    cancel = threading.Event()
+    cancel.set()
+    with pytest.raises(InferenceCancelled):
+        segment(image, model, out=np.zeros(stack.shape, np.uint8), cancel=cancel, **OPTS)
+
+
 def test_lazy_refuses_in_memory_options(model, stack):
     image = da.from_array(stack, chunks=(2, 40, 52))
-    with pytest.raises(ValueError, match="lazy dask result"):
-        segment(image, model, out=np.zeros(stack.shape, np.uint8), **OPTS)
+    with pytest.raises(ValueError, match="need `out=`"):
+        segment(image, model, progress=print, **OPTS)
+    with pytest.raises(ValueError, match="shape"):
+        segment(image, model, out=np.zeros((1, 2, 3), np.uint8), **OPTS)
     with pytest.raises(ValueError, match="instances=True needs the whole result"):
         segment(image, model, instances=True, **OPTS)
 

@@ -2,7 +2,8 @@
 
 `predict` / `segment` on a dask array return a lazy dask array with one task per chunk of
 the leading (Z, T, ...) axes; the channel axis and the two image axes are merged into
-whole chunks. How the model reaches the tasks:
+whole chunks. With ``out=`` (e.g. a zarr array) the chunks are computed one by one and
+written into it instead. How the model reaches the tasks:
 
 - a *source* (checkpoint path, bundled model name, or `ModelSource` for ``trust=True`` and
   overrides): only that small description is in the task graph; each process loads the
@@ -142,9 +143,12 @@ def dask_apply(image, model, *, mode: str, options: dict[str, Any]):
         See the module docstring for how each reaches the workers.
     mode : {'labels', 'probabilities'}
     options : dict
-        The keyword arguments of `predict`/`segment`; ``out``, ``progress`` and ``cancel``
-        are refused (a lazy result has none), ``info`` gets ``lazy``, ``n_tasks`` and
-        ``model_transport``.
+        The keyword arguments of `predict`/`segment`. Without ``out`` the result is lazy
+        (``progress`` and ``cancel`` are refused). With ``out`` (numpy, memmap, zarr) the
+        chunks are computed one after the other and written into it, ``progress(done,
+        total)`` counts chunks, ``cancel`` is checked between chunks, and ``out`` is
+        returned: out of core for inputs and outputs larger than memory. ``info`` gets
+        ``lazy``, ``n_tasks`` and ``model_transport``.
     """
     import dask
     import dask.array as da
@@ -152,8 +156,9 @@ def dask_apply(image, model, *, mode: str, options: dict[str, Any]):
     from .inference import _model_spec, _validate_image
     from .postprocess import label_values, smallest_uint
 
-    if options.get("out") is not None or options.get("progress") is not None or options.get("cancel") is not None:
-        raise ValueError("`out`, `progress` and `cancel` apply to in-memory runs; a lazy dask result takes none")
+    out, progress, cancel = options.get("out"), options.get("progress"), options.get("cancel")
+    if out is None and (progress is not None or cancel is not None):
+        raise ValueError("`progress` and `cancel` need `out=`: a lazy dask result (no `out`) takes neither")
     if is_source(model):
         local = cached_model(model)
         model_ref: Any = ModelSource.of(model)
@@ -198,5 +203,26 @@ def dask_apply(image, model, *, mode: str, options: dict[str, Any]):
             chunks=chunks, meta=np.empty((0,) * arr.ndim, np.float32), name=f"predict-{token}",
         )
     if info is not None:
-        info.update(lazy=True, n_tasks=int(np.prod(result.numblocks)), model_transport=transport)
-    return result
+        info.update(lazy=out is None, n_tasks=int(np.prod(result.numblocks)), model_transport=transport)
+    if out is None:
+        return result
+    if tuple(out.shape) != tuple(result.shape):
+        raise ValueError(f"`out` must have shape {tuple(result.shape)}, got {tuple(out.shape)}")
+    return _store_chunks(result, out, progress, cancel)
+
+
+def _store_chunks(lazy, out, progress, cancel):
+    """Compute ``lazy`` one chunk at a time into ``out`` (memory: one chunk, whatever the size)."""
+    from .inference import InferenceCancelled
+
+    offsets = [np.cumsum((0, *c)) for c in lazy.chunks]
+    blocks = lazy.to_delayed()
+    total = blocks.size
+    for done, index in enumerate(np.ndindex(*blocks.shape), start=1):
+        if cancel is not None and cancel.is_set():
+            raise InferenceCancelled("inference was cancelled")
+        region = tuple(slice(int(o[i]), int(o[i + 1])) for o, i in zip(offsets, index, strict=True))
+        out[region] = blocks[index].compute()
+        if progress is not None:
+            progress(done, total)
+    return out
