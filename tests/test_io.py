@@ -226,6 +226,16 @@ def test_write_errors(tmp_path):
         io.write_image(tmp_path / "a.tif", np.zeros((4, 4), np.uint8), scale={"Z": 1.0})
 
 
+def test_unavailable_codec_fails_before_writing(tmp_path, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "imagecodecs" else real(name, *a))
+    with pytest.raises(ValueError, match="needs the imagecodecs package"):
+        io.write_image(tmp_path / "a.tif", np.zeros((2, 4, 4), np.uint8), compression="zstd")
+    assert os.listdir(tmp_path) == []
+
+
 def test_find_images(tmp_path):
     data = np.zeros((2, 8, 8), np.uint8)
     for name in ("b.tif", "a.ome.tif", "c.npy", "d.zarr"):

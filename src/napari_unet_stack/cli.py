@@ -148,7 +148,7 @@ def _add_predict(sub) -> None:
     p.add_argument("--format", choices=("tif", "ome.tif", "zarr", "ome.zarr", "npy"),
                    help="format of outputs named from inputs (default: like the input)")
     p.add_argument("--compression", default="zlib", choices=("zlib", "zstd", "lzw", "none"),
-                   help="TIFF compression (default zlib)")
+                   help="TIFF compression (default zlib; zstd and lzw need imagecodecs)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs (once complete)")
     p.add_argument("--scheduler", metavar="ADDRESS",
                    help="run on dask.distributed: tcp://HOST:PORT (existing scheduler; workers must see "

@@ -721,6 +721,17 @@ def _default_chunks(shape: tuple[int, ...]) -> tuple[int, ...]:
     return (*lead, *(min(n, 4096) for n in shape[-2:]))
 
 
+def _check_compression(compression: str | None) -> None:
+    """Fail before any work when a TIFF codec is unavailable (all but zlib need imagecodecs)."""
+    if compression in (None, "none", "zlib", "deflate", "adobe_deflate"):
+        return
+    import importlib.util
+
+    if importlib.util.find_spec("imagecodecs") is None:
+        raise ValueError(f"TIFF compression {compression!r} needs the imagecodecs package "
+                         f"(pip install imagecodecs); 'zlib' works without it")
+
+
 def _is_imagej_order(axes: str) -> bool:
     positions = [_IMAGEJ_ORDER.find(a) for a in axes]
     return all(p >= 0 for p in positions) and positions == sorted(positions)
@@ -841,6 +852,8 @@ def create_image(
     if dtype.kind not in "uifb":
         raise TypeError(f"cannot write images of dtype {dtype}")
     axes, scale, units = _clean_metadata(shape, axes, scale, units)
+    if kind in ("tiff", "ome-tiff"):
+        _check_compression(compression)
     chunks = tuple(chunks) if chunks is not None else _default_chunks(shape)
     tmp = _temp_name(path)
     scratch = _temp_name(path, "scratch") if kind in ("tiff", "ome-tiff", "npy") else None
