@@ -540,3 +540,22 @@ def test_cli_train_reports_bad_labels_in_one_line(tmp_path, data, capsys):
     assert (
         "unet-stack train: error:" in err and "shape" in err and len(err.strip().splitlines()) == 1
     )
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("precision", ["float16", "bfloat16", "float32"])
+def test_mixed_precision_on_cuda(data, precision):
+    if precision == "bfloat16" and not torch.cuda.is_bf16_supported():
+        pytest.skip("no bf16 on this GPU")
+    model, history = train(
+        data.image, data.labels, tiny_unet(), steps=4, val_every=2, precision=precision,
+        **{**FAST, "device": "cuda"},
+    )
+    assert np.isfinite(history["loss"]).all() and model.meta["provenance"]["precision"] == precision
+    assert next(model.parameters()).device.type == "cpu"
+
+
+def test_mixed_precision_is_refused_on_the_cpu(data):
+    with pytest.raises(ValueError, match="CUDA only"):
+        train(data.image, data.labels, tiny_unet(), steps=1, precision="bfloat16", **FAST)
