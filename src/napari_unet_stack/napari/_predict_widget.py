@@ -29,7 +29,7 @@ from napari.layers import Image, Labels
 from napari.qt.threading import create_worker
 from napari.utils import progress
 from napari.utils.notifications import show_error, show_info
-from qtpy.QtCore import QEventLoop
+from qtpy.QtCore import QEventLoop, Qt
 from superqt import QCollapsible
 
 from ._layers import METADATA_KEY, ProbabilityStore, image_input, output_geometry, spatial_shape
@@ -155,6 +155,9 @@ class PredictWidget(Container):
             Container(widgets=[self.run_button, self.cancel_button], layout="horizontal", labels=False),
             self.status,
         ])
+        for label in (self.model_info, self.device_used, self.threshold_note, self.status):
+            label.native.setWordWrap(True)
+            label.native.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
         self.collapsible = QCollapsible("Advanced")
         self.collapsible.addWidget(self.advanced.native)
         self.native.layout().insertWidget(self.index(self.tile_size) + 1, self.collapsible)

@@ -105,6 +105,7 @@ class TrainWidget(Container):
             Container(widgets=[self.train_button, self.cancel_button], layout="horizontal", labels=False),
             self.status, self.save_path, self.save_button,
         ])
+        self.status.native.setWordWrap(True)
         self.plot = CurvePlot({"loss": ("#f0a030", None), "validation Dice": ("#30c0f0", (0.0, 1.0))})
         self.native.layout().insertWidget(self.index(self.status), self.plot)
 
