@@ -99,13 +99,15 @@ def _run(qtbot, widget, timeout=60_000):
 
 
 def test_run_on_sample_from_the_plugin_menu(make_napari_viewer, qtbot, user_model, errors):
+    from napari_unet_stack.checkpoints import list_models
     from napari_unet_stack.samples import load_sample
 
     viewer, image = _sample_viewer(make_napari_viewer)
     _dock, widget = viewer.window.add_plugin_dock_widget("napari-unet-stack", "Predict")
     widget.image.value = image
-    widget.model.value = user_model(Threshold())
-    assert "Threshold" in widget.model_info.value and "foreground" in widget.model_info.value
+    bundled = "nuclei-unet" in list_models()
+    widget.model.value = ("bundled", "nuclei-unet") if bundled else user_model(Threshold())
+    assert ("UNet" if bundled else "Threshold") in widget.model_info.value
     grown: list[int] = []
     worker = widget.run()
     worker.yielded.connect(lambda _e: grown.append(int((viewer.layers["nuclei_stack labels"].data > 0)
@@ -119,7 +121,7 @@ def test_run_on_sample_from_the_plugin_menu(make_napari_viewer, qtbot, user_mode
     np.testing.assert_allclose(labels.translate, image.translate)
     assert tuple(labels.axis_labels) == ("z", "y", "x")
     assert [str(u) for u in labels.units] == ["micrometer"] * 3
-    assert dice(labels.data, load_sample("nuclei_stack").labels) > 0.8
+    assert dice(labels.data, load_sample("nuclei_stack").labels) > (0.9 if bundled else 0.8)
     assert widget.device_used.value.startswith("used: cpu")
     # the layer grew slice by slice while the worker ran
     assert grown == sorted(grown) and grown[-1] == 16 and any(0 < g < 16 for g in grown)
@@ -188,6 +190,27 @@ def test_cancel_mid_run_leaves_the_viewer_as_it_was(make_napari_viewer, qtbot, u
     if rerun:
         assert viewer.layers["nuclei_stack labels"].data is old
         np.testing.assert_array_equal(old, old_copy)
+
+
+def test_unetpp_head_choice(make_napari_viewer, qtbot, user_model):
+    from napari_unet_stack import NestedUNet, UNet
+
+    viewer = make_napari_viewer()
+    viewer.add_image(np.random.default_rng(0).random((2, 48, 48)).astype(np.float32), name="img")
+    widget = PredictWidget(viewer)
+    widget.model.value = user_model(UNet(1, 2, base_channels=2, depth=2), "unet")
+    assert not widget.head.enabled
+    model = NestedUNet(1, 2, base_channels=2, depth=2, deep_supervision=True)
+    widget.model.value = user_model(model, "unetpp")
+    assert widget.head.enabled
+    widget.head.value = "fast"
+    seen = []
+    worker = widget.run()
+    worker.yielded.connect(lambda _e: seen.append(model.head))
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=30_000)
+    assert seen and set(seen) == {"fast"}  # used while running
+    assert model.head == "accurate"  # and given back
+    assert viewer.layers["img labels"].data.shape == (2, 48, 48)
 
 
 def test_bad_checkpoint_shows_a_notification(make_napari_viewer, qtbot, tmp_path, errors):

@@ -62,8 +62,13 @@ def test_train_a_few_steps_then_predict_with_it(make_napari_viewer, qtbot, tmp_p
     assert viewer.layers["nuclei_stack labels"].data.shape == (16, 256, 256)
 
 
-def test_cancel_training(make_napari_viewer, qtbot, clean_registry):
-    _viewer, train, _predict = _widgets(make_napari_viewer)
+def test_cancel_training_on_sparse_scribbles(make_napari_viewer, qtbot, clean_registry):
+    viewer, train, _predict = _widgets(make_napari_viewer)
+    truth = viewer.layers["nuclei_stack ground truth"].data
+    scribbles = np.zeros(truth.shape, np.uint8)  # every 8th row painted: 1 background, 2 nucleus
+    scribbles[:, ::8] = np.where(truth[:, ::8] > 0, 2, 1)
+    train.annotations.value = viewer.add_labels(scribbles, name="scribbles")
+    train.sparse.value = True
     train.steps.value = 10_000
     worker = train.train()
     worker.yielded.connect(lambda event: event.step >= 2 and train.cancel())

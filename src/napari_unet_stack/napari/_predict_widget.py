@@ -9,8 +9,6 @@ Cancel (or an error) puts the viewer back as it was.
 
 from __future__ import annotations
 
-import threading
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +30,14 @@ from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import QEventLoop, Qt
 from superqt import QCollapsible
 
+from ._jobs import (
+    EXPECTED_ERRORS,
+    PredictJob,
+    PredictResult,
+    describe_model,
+    device_choices,
+    run_prediction,
+)
 from ._layers import METADATA_KEY, ProbabilityStore, image_input, output_geometry, spatial_shape
 from ._registry import USER_MODELS
 
@@ -44,70 +50,6 @@ TILE_SIZES = [("auto", "auto"), ("256", 256), ("512", 512), ("1024", 1024), ("20
 HALOS = [("auto (exact)", "auto"), *((str(h), h) for h in (0, 16, 32, 64, 96, 128, 192))]
 BATCH_SIZES = [("auto", "auto"), *((str(b), b) for b in (1, 2, 4, 8, 16, 32, 64))]
 FILE = ("file", "")
-#: errors a run reports as a notification (anything else is a bug and keeps its traceback)
-EXPECTED_ERRORS = (ValueError, TypeError, OSError, MemoryError, RuntimeError)
-
-
-def device_choices() -> list[str]:
-    import torch
-
-    choices = ["auto", "cpu"]
-    choices += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        choices.append("mps")
-    return choices
-
-
-@dataclass
-class _Job:
-    image: str
-    data: Any
-    channel_axis: int | None
-    model: Any
-    options: dict
-    store: ProbabilityStore
-    labels: np.ndarray  # semantic labels being filled
-    labels_layer: Any  # the layer showing them, or None
-    restore: Any  # ("remove", layer) or ("data", layer, old data) or None
-    instances: bool
-    probability: bool
-    min_size: int
-    geometry: dict
-    cancel: threading.Event = field(default_factory=threading.Event)
-    info: dict = field(default_factory=dict)
-    instance_data: np.ndarray | None = None
-    head: Any = None
-
-
-@dataclass
-class _Result:
-    """A finished run, kept so the threshold can be changed afterwards."""
-
-    store: ProbabilityStore
-    labels: np.ndarray
-    geometry: dict
-    min_size: int
-
-
-def _run(job: _Job):
-    """Worker body: yields `Progress`; returns ("done" | "cancelled" | "error", error)."""
-    from ..inference import InferenceCancelled, iter_predict
-    from ..postprocess import instance_labels
-
-    try:
-        yield from iter_predict(job.data, job.model, channel_axis=job.channel_axis, out=job.store,
-                                cancel=job.cancel, info=job.info, **job.options)
-        if job.instances:
-            ndim = min(3, job.labels.ndim)
-            job.instance_data = instance_labels(job.labels, ndim=ndim, min_size=job.min_size)
-    except InferenceCancelled:
-        return "cancelled", None
-    except EXPECTED_ERRORS as err:
-        return "error", err
-    return "done", None
-
-
 class PredictWidget(Container):
     """Segment the chosen Image layer; see the module docstring.
 
@@ -119,8 +61,8 @@ class PredictWidget(Container):
         super().__init__(labels=True)
         self._viewer = viewer
         self._models: dict[Any, Any] = {}  # model key -> loaded model
-        self._results: dict[str, _Result] = {}  # labels layer name -> result
-        self._job: _Job | None = None
+        self._results: dict[str, PredictResult] = {}  # labels layer name -> result
+        self._job: PredictJob | None = None
         self._pbar = None
         self._on_done: list = []
         self.worker = None
@@ -270,7 +212,7 @@ class PredictWidget(Container):
         if model is None:
             self.model_info.value = "choose a checkpoint file" if is_file else ""
             return
-        self.model_info.value = _describe(model, self.checkpoint.value if is_file else None)
+        self.model_info.value = describe_model(model, self.checkpoint.value if is_file else None)
         self.head.enabled = bool(getattr(model, "deep_supervision", False))
         self.threshold_note.value = (
             "softmax model: threshold on 1 - P(background)" if model.activation == "softmax" else ""
@@ -294,7 +236,7 @@ class PredictWidget(Container):
             self.status.value = f"not started: {err}"
             return None
         self._job = job
-        self.worker = worker = create_worker(_run, job, _start_thread=False)
+        self.worker = worker = create_worker(run_prediction, job, _start_thread=False)
         worker.yielded.connect(self._on_progress)
         worker.returned.connect(self._on_returned)
         worker.errored.connect(lambda _err: self._restore(job))
@@ -322,7 +264,7 @@ class PredictWidget(Container):
             self.cancel_button.enabled = False
             self.status.value = "cancelling..."
 
-    def _prepare(self) -> _Job:
+    def _prepare(self) -> PredictJob:
         layer = self.image.value
         if layer is None:
             raise ValueError("choose an Image layer to segment")
@@ -346,7 +288,7 @@ class PredictWidget(Container):
             head, model.head = model.head, self.head.value
         options = dict(tile_size=self.tile_size.value, halo=self.halo.value, blend=self.blend.value,
                        batch_size=self.batch_size.value, device=self.device.value, precision=self.precision.value)
-        return _Job(layer.name, data, channel_axis, model, options, store, labels, labels_layer, restore,
+        return PredictJob(layer.name, data, channel_axis, model, options, store, labels, labels_layer, restore,
                     self.instances.value, self.probability.value, self.min_size.value, geometry, head=head)
 
     def _output_layer(self, name: str, data: np.ndarray, geometry: dict, source: str):
@@ -391,12 +333,12 @@ class PredictWidget(Container):
         else:
             self._finish(job)
 
-    def _finish(self, job: _Job) -> None:
+    def _finish(self, job: PredictJob) -> None:
         store = job.store
         if store.threshold != self.threshold.value:  # moved while running
             store.relabel(self.threshold.value)
         geometry = job.geometry
-        self._results[f"{job.image} labels"] = _Result(store, job.labels, geometry, job.min_size)
+        self._results[f"{job.image} labels"] = PredictResult(store, job.labels, geometry, job.min_size)
         if job.labels_layer is not None:
             job.labels_layer.refresh()
         if job.instance_data is not None:
@@ -408,7 +350,7 @@ class PredictWidget(Container):
         tiles = "x".join(str(t) for t in info.get("tile_shape", ()))
         self.status.value = (f"{job.image}: {info.get('n_tiles', '?')} tile(s) of {tiles} in "
                              f"{info.get('seconds', 0):.1f} s")
-        if job.labels_layer is not None:
+        if job.labels_layer is not None and job.labels_layer in self._viewer.layers:
             self._viewer.layers.selection.active = job.labels_layer
 
     def _probability_layer(self, image: str, data: np.ndarray, geometry: dict) -> None:
@@ -421,7 +363,7 @@ class PredictWidget(Container):
                                metadata={METADATA_KEY: {"source": image, "scale": "uint8, 255 = 1.0"}},
                                **geometry)
 
-    def _restore(self, job: _Job) -> None:
+    def _restore(self, job: PredictJob) -> None:
         if job.restore is None:
             return
         if job.restore[0] == "remove":
@@ -467,11 +409,3 @@ class PredictWidget(Container):
             self._viewer.layers[instances].data = instance_labels(result.labels, ndim=ndim, min_size=result.min_size)
         self.status.value = f"threshold {value:.2f} applied (no re-run needed)"
 
-
-def _describe(model: Any, path: Any = None) -> str:
-    """Architecture, classes and size of a model, for the info label."""
-    n_params = sum(p.numel() for p in model.parameters())
-    size = Path(path).stat().st_size if path and Path(path).is_file() else n_params * 4
-    text = model.describe() if hasattr(model, "describe") else type(model).__name__
-    classes = ", ".join(getattr(model, "class_names", []) or [])
-    return f"{text}\nclasses: {classes}\nsize: {size / 1e6:.1f} MB, halo {getattr(model, 'halo', '?')} px"

@@ -7,8 +7,6 @@ plot of the loss and validation Dice. The trained model goes into the shared reg
 
 from __future__ import annotations
 
-import threading
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,9 +26,9 @@ from napari.qt.threading import create_worker
 from napari.utils import progress
 from napari.utils.notifications import show_error, show_info
 
+from ._jobs import EXPECTED_ERRORS, TrainJob, device_choices, run_training
 from ._layers import image_input, spatial_shape
 from ._plot import CurvePlot
-from ._predict_widget import EXPECTED_ERRORS, device_choices
 from ._registry import USER_MODELS
 
 if TYPE_CHECKING:
@@ -39,29 +37,6 @@ if TYPE_CHECKING:
 __all__ = ["TrainWidget"]
 
 ARCHITECTURES = {"UNet": "UNet", "UNet++": "NestedUNet"}
-
-
-@dataclass
-class _Job:
-    name: str
-    image: Any
-    labels: np.ndarray
-    model: Any
-    options: dict
-    cancel: threading.Event = field(default_factory=threading.Event)
-
-
-def _train(job: _Job):
-    """Worker body: yields `TrainProgress`; returns (status, model, history, error)."""
-    from ..training import TrainingCancelled, iter_train
-
-    try:
-        model, history = yield from iter_train(job.image, job.labels, job.model, cancel=job.cancel, **job.options)
-    except TrainingCancelled as err:
-        return "cancelled", err.model, err.history, err
-    except EXPECTED_ERRORS as err:
-        return "error", None, None, err
-    return "done", model, history, None
 
 
 class TrainWidget(Container):
@@ -74,7 +49,7 @@ class TrainWidget(Container):
     def __init__(self, viewer: napari.viewer.Viewer):
         super().__init__(labels=True)
         self._viewer = viewer
-        self._job: _Job | None = None
+        self._job: TrainJob | None = None
         self._pbar = None
         self._on_done: list = []
         self.worker = None
@@ -131,7 +106,7 @@ class TrainWidget(Container):
             return None
         self._job = job
         self.plot.clear(job.options["steps"])
-        self.worker = worker = create_worker(_train, job, _start_thread=False)
+        self.worker = worker = create_worker(run_training, job, _start_thread=False)
         worker.yielded.connect(self._on_progress)
         worker.returned.connect(self._on_returned)
         worker.finished.connect(self._on_finished)
@@ -153,7 +128,7 @@ class TrainWidget(Container):
             self.cancel_button.enabled = False
             self.status.value = "cancelling..."
 
-    def _prepare(self) -> _Job:
+    def _prepare(self) -> TrainJob:
         from ..training import default_model
 
         image, labels = self.image.value, self.annotations.value
@@ -185,7 +160,7 @@ class TrainWidget(Container):
                        val_fraction=self.val_fraction.value, channel_axis=channel_axis, sparse=sparse,
                        device=self.device.value)
         name = f"{image.name} {self.architecture.value} w{self.base_channels.value} d{self.depth.value}"
-        return _Job(name, np.asarray(data), target, model, options)
+        return TrainJob(name, np.asarray(data), target, model, options)
 
     def _on_progress(self, event) -> None:
         if self._job is None:  # a late event of a finished run

@@ -1,0 +1,114 @@
+"""What the widgets run in their worker threads, and the small pieces both share (no Qt here).
+
+The worker bodies are generators: they yield the engine's progress events and *return*
+an outcome instead of raising for expected failures (bad input, out of memory, cancel),
+so the widget shows a clear notification; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ._layers import ProbabilityStore
+
+#: errors a run reports as a notification (anything else is a bug and keeps its traceback).
+#: RuntimeError must never escape a worker generator: superqt's GeneratorWorker takes it for
+#: a deleted worker and returns without emitting ``finished`` (the widget would stay busy).
+EXPECTED_ERRORS = (ValueError, TypeError, OSError, MemoryError, RuntimeError)
+
+
+def device_choices() -> list[str]:
+    import torch
+
+    choices = ["auto", "cpu"]
+    choices += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        choices.append("mps")
+    return choices
+
+
+@dataclass
+class PredictJob:
+    image: str
+    data: Any
+    channel_axis: int | None
+    model: Any
+    options: dict
+    store: ProbabilityStore
+    labels: np.ndarray  # semantic labels being filled
+    labels_layer: Any  # the layer showing them, or None
+    restore: Any  # ("remove", layer) or ("data", layer, old data) or None
+    instances: bool
+    probability: bool
+    min_size: int
+    geometry: dict
+    cancel: threading.Event = field(default_factory=threading.Event)
+    info: dict = field(default_factory=dict)
+    instance_data: np.ndarray | None = None
+    head: Any = None
+
+
+@dataclass
+class PredictResult:
+    """A finished run, kept so the threshold can be changed afterwards."""
+
+    store: ProbabilityStore
+    labels: np.ndarray
+    geometry: dict
+    min_size: int
+
+
+def run_prediction(job: PredictJob):
+    """Worker body: yields `Progress`; returns ("done" | "cancelled" | "error", error)."""
+    from ..inference import InferenceCancelled, iter_predict
+    from ..postprocess import instance_labels
+
+    try:
+        yield from iter_predict(job.data, job.model, channel_axis=job.channel_axis, out=job.store,
+                                cancel=job.cancel, info=job.info, **job.options)
+        if job.instances:
+            ndim = min(3, job.labels.ndim)
+            job.instance_data = instance_labels(job.labels, ndim=ndim, min_size=job.min_size)
+    except InferenceCancelled:
+        return "cancelled", None
+    except EXPECTED_ERRORS as err:
+        return "error", err
+    return "done", None
+
+
+def describe_model(model: Any, path: Any = None) -> str:
+    """Architecture, classes and size of a model, for the info label."""
+    n_params = sum(p.numel() for p in model.parameters())
+    size = Path(path).stat().st_size if path and Path(path).is_file() else n_params * 4
+    text = model.describe() if hasattr(model, "describe") else type(model).__name__
+    classes = ", ".join(getattr(model, "class_names", []) or [])
+    return f"{text}\nclasses: {classes}\nsize: {size / 1e6:.1f} MB, halo {getattr(model, 'halo', '?')} px"
+
+
+@dataclass
+class TrainJob:
+    name: str
+    image: Any
+    labels: np.ndarray
+    model: Any
+    options: dict
+    cancel: threading.Event = field(default_factory=threading.Event)
+
+
+def run_training(job: TrainJob):
+    """Worker body: yields `TrainProgress`; returns (status, model, history, error)."""
+    from ..training import TrainingCancelled, iter_train
+
+    try:
+        model, history = yield from iter_train(job.image, job.labels, job.model, cancel=job.cancel, **job.options)
+    except TrainingCancelled as err:
+        return "cancelled", err.model, err.history, err
+    except EXPECTED_ERRORS as err:
+        return "error", None, None, err
+    return "done", model, history, None
