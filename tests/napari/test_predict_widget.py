@@ -158,8 +158,8 @@ def test_rerun_updates_the_layer_and_threshold_needs_no_rerun(make_napari_viewer
     np.testing.assert_array_equal(viewer.layers["nuclei_stack labels"].data, before)
 
 
-@pytest.mark.parametrize("rerun", [False, True])
-def test_cancel_mid_run_leaves_the_viewer_as_it_was(make_napari_viewer, qtbot, user_model, rerun):
+@pytest.mark.parametrize(("rerun", "how"), [(False, "button"), (True, "button"), (True, "activity dock")])
+def test_cancel_mid_run_leaves_the_viewer_as_it_was(make_napari_viewer, qtbot, user_model, rerun, how):
     viewer, image = _sample_viewer(make_napari_viewer)
     widget = PredictWidget(viewer)
     viewer.window.add_dock_widget(widget)
@@ -180,7 +180,8 @@ def test_cancel_mid_run_leaves_the_viewer_as_it_was(make_napari_viewer, qtbot, u
     def cancel_once(event):
         seen.append(event.done)
         if event.slices and len(seen) < 3:
-            widget.cancel()
+            # napari's activity dock cancels a task through worker.quit()
+            widget.cancel() if how == "button" else worker.quit()
 
     worker.yielded.connect(cancel_once)
     qtbot.waitUntil(lambda: widget.worker is None, timeout=60_000)

@@ -240,7 +240,7 @@ class PredictWidget(Container):
         worker.yielded.connect(self._on_progress)
         worker.returned.connect(self._on_returned)
         worker.errored.connect(lambda _err: self._restore(job))
-        worker.aborted.connect(lambda: self._restore(job))
+        worker.aborted.connect(lambda: self._on_returned(("cancelled", None)))  # napari's activity dock
         worker.finished.connect(self._on_finished)
         self.run_button.enabled = False
         self.cancel_button.enabled = True

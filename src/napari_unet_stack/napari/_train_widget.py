@@ -109,6 +109,7 @@ class TrainWidget(Container):
         self.worker = worker = create_worker(run_training, job, _start_thread=False)
         worker.yielded.connect(self._on_progress)
         worker.returned.connect(self._on_returned)
+        worker.aborted.connect(lambda: setattr(self.status, "value", "cancelled (from the activity dock)"))
         worker.finished.connect(self._on_finished)
         self.train_button.enabled = False
         self.cancel_button.enabled = True
