@@ -50,11 +50,13 @@ TILE_SIZES = [("auto", "auto"), ("256", 256), ("512", 512), ("1024", 1024), ("20
 HALOS = [("auto (exact)", "auto"), *((str(h), h) for h in (0, 16, 32, 64, 96, 128, 192))]
 BATCH_SIZES = [("auto", "auto"), *((str(b), b) for b in (1, 2, 4, 8, 16, 32, 64))]
 FILE = ("file", "")
+
+
 class PredictWidget(Container):
     """Segment the chosen Image layer; see the module docstring.
 
-    Scripts set the fields (``widget.image.value = layer``, ``widget.model.value = ...``)
-    and call ``widget.run(wait=True)``.
+    Scripts set the fields (``widget.image.value = layer``, ``widget.set_model("nuclei-unet")``,
+    ``widget.tile_size.value = 512``, ...) and call ``widget.run(wait=True)``.
     """
 
     def __init__(self, viewer: napari.viewer.Viewer):
@@ -145,12 +147,16 @@ class PredictWidget(Container):
             return
         self.model.reset_choices()
         names = USER_MODELS.names()
-        if names and current in (FILE, None):
-            self.model.value = ("user", names[-1])
+        if names and current in (FILE, None) and not Path(self.checkpoint.value).is_file():
+            self.model.value = ("user", names[-1])  # nothing chosen yet: offer the new model
 
     def _on_image_changed(self, _value=None) -> None:
         self.channel_axis.reset_choices()
-        layer, model = self.image.value, self._current_model(quiet=True)
+        try:
+            model = self._current_model(quiet=True)
+        except EXPECTED_ERRORS:  # reported when the model was chosen
+            model = None
+        layer = self.image.value
         if layer is None or layer.rgb or model is None or model.in_channels == 1:
             return
         shape = image_input(layer, None)[0].shape
@@ -197,7 +203,10 @@ class PredictWidget(Container):
             stat = path.stat()
             key, source = (str(path), stat.st_mtime_ns, stat.st_size), path
         if key not in self._models:
-            self._models[key] = load_model(source)
+            model = load_model(source)
+            if len(self._models) >= 4:  # keep a few loaded, not every file ever chosen
+                self._models.pop(next(iter(self._models)))
+            self._models[key] = model
         return self._models[key]
 
     def _on_model_changed(self, _value=None) -> None:
@@ -289,13 +298,13 @@ class PredictWidget(Container):
         options = dict(tile_size=self.tile_size.value, halo=self.halo.value, blend=self.blend.value,
                        batch_size=self.batch_size.value, device=self.device.value, precision=self.precision.value)
         return PredictJob(layer.name, data, channel_axis, model, options, store, labels, labels_layer, restore,
-                    self.instances.value, self.probability.value, self.min_size.value, geometry, head=head)
+                          self.instances.value, self.probability.value, self.min_size.value, geometry, head=head)
 
     def _output_layer(self, name: str, data: np.ndarray, geometry: dict, source: str):
         """Our Labels layer called ``name`` with ``data`` (and how to undo that)."""
         old = self._layer(name)
         if isinstance(old, Labels) and METADATA_KEY in old.metadata:
-            restore = ("data", old, old.data)
+            restore = ("data", old, old.data, {key: getattr(old, key) for key in geometry})
             old.data = data
             for key, value in geometry.items():
                 setattr(old, key, value)
@@ -338,6 +347,8 @@ class PredictWidget(Container):
         if store.threshold != self.threshold.value:  # moved while running
             store.relabel(self.threshold.value)
         geometry = job.geometry
+        names = {layer.name for layer in self._viewer.layers}
+        self._results = {name: kept for name, kept in self._results.items() if name in names}  # drop orphans
         self._results[f"{job.image} labels"] = PredictResult(store, job.labels, geometry, job.min_size)
         if job.labels_layer is not None:
             job.labels_layer.refresh()
@@ -370,8 +381,10 @@ class PredictWidget(Container):
             if job.restore[1] in self._viewer.layers:
                 self._viewer.layers.remove(job.restore[1])
         else:
-            _kind, layer, old = job.restore
+            _kind, layer, old, geometry = job.restore
             layer.data = old
+            for key, value in geometry.items():
+                setattr(layer, key, value)
         job.restore = None
 
     def _on_finished(self) -> None:
