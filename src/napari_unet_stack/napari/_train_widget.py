@@ -137,7 +137,7 @@ class TrainWidget(Container):
             raise ValueError("choose an Image layer and a Labels layer (paint one with the labels tools)")
         data, channel_axis = image_input(image, None)
         spatial = spatial_shape(data.shape, channel_axis)
-        target = np.asarray(labels.data[0] if labels.multiscale else labels.data)
+        target = np.array(labels.data[0] if labels.multiscale else labels.data)  # a snapshot: painting goes on
         if target.shape != spatial:
             raise ValueError(
                 f"labels {labels.name!r} (shape {target.shape}) must have the shape of image "
