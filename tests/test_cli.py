@@ -259,6 +259,11 @@ def test_demo(capsys, tmp_path):
     code, out, err = _run(capsys, "demo", "--output-dir", tmp_path / "demo", "--device", "cpu")
     assert code == 0, err
     assert "Dice" in out and "MPix/s" in out
+    from napari_unet_stack.checkpoints import list_models
+
+    if cli.DEFAULT_MODEL in list_models():  # the real thing, not the untrained fallback
+        dice = float(out.split("Dice (nuclei vs ground truth):")[1].split()[0])
+        assert dice > 0.8 and "untrained" not in out
     files = sorted(os.listdir(tmp_path / "demo"))
     assert files == ["nuclei_stack_labels.tif", "nuclei_stack_overlay.png"]
     with io.read_image(tmp_path / "demo" / "nuclei_stack_labels.tif") as labels:
@@ -267,3 +272,15 @@ def test_demo(capsys, tmp_path):
 
     png = skio.imread(tmp_path / "demo" / "nuclei_stack_overlay.png")
     assert png.ndim == 3 and png.shape[0] == 256 and png.dtype == np.uint8
+
+
+def test_predict_default_bundled_model(capsys, tmp_path, inputs):
+    from napari_unet_stack.checkpoints import list_models
+
+    if cli.DEFAULT_MODEL not in list_models():
+        pytest.skip("the bundled model is not installed")
+    code, _, err = _run(capsys, "predict", inputs / "a.tif", "-o", tmp_path / "l.ome.tif")
+    assert code == 0, err
+    with io.read_image(tmp_path / "l.ome.tif") as labels:
+        assert labels.axes == "ZYX" and labels.dtype == np.uint8 and labels.scale == pytest.approx(SCALE)
+        assert np.asarray(labels.data[...]).max() == 1
