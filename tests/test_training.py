@@ -443,6 +443,19 @@ def test_unetpp_deep_supervision_picks_a_fast_head(data):
     assert model.head == "accurate"
 
 
+def test_select_fast_head_on_other_data(data):
+    from napari_unet_stack.training import select_fast_head
+
+    model = NestedUNet(1, 2, base_channels=4, depth=2, deep_supervision=True)
+    model.meta["normalization"] = dict(DEFAULT_NORMALIZATION)
+    head, scores = select_fast_head(model, data.image[:2], data.labels[:2], tolerance=1.0, device="cpu")
+    assert head == 1 and model.meta["fast_head"] == 1 and set(scores) == {"accurate", "1"}
+    head, scores = select_fast_head(model, data.image[:2], data.labels[:2], tolerance=-1.0, device="cpu")
+    assert head == 2 and set(scores) == {"accurate", "1", "2"}  # none qualifies: the deepest
+    with pytest.raises(ValueError, match="deep_supervision"):
+        select_fast_head(tiny_unet(), data.image, data.labels)
+
+
 @pytest.mark.parametrize(
     "build",
     [

@@ -12,6 +12,7 @@ from .loop import (
     TrainProgress,
     default_model,
     iter_train,
+    select_fast_head,
     train,
 )
 from .losses import segmentation_loss
@@ -32,5 +33,6 @@ __all__ = [
     "iter_train",
     "mean_score",
     "segmentation_loss",
+    "select_fast_head",
     "train",
 ]

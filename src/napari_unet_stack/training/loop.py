@@ -35,6 +35,7 @@ __all__ = [
     "TrainingCancelled",
     "default_model",
     "iter_train",
+    "select_fast_head",
     "train",
 ]
 
@@ -249,6 +250,53 @@ def _choose_fast_head(
     finally:
         model.head = previous
     return (chosen or model.full_depth), scores
+
+
+def select_fast_head(
+    model: NestedUNet,
+    images: Any,
+    labels: Any,
+    *,
+    tolerance: float = 0.02,
+    channel_axis: int | None = None,
+    sparse: bool = False,
+    device: str = "auto",
+    precision: str = "auto",
+) -> tuple[int, dict[str, float]]:
+    """Choose a UNet++'s ``meta["fast_head"]`` on validation images (what `train` does at the end).
+
+    The fast head becomes the smallest head ``k`` whose mean foreground Dice on
+    ``images`` / ``labels`` is within ``tolerance`` of the accurate mode (the mean of all
+    heads). Images are normalized as inference does, with the model's normalization.
+
+    Returns
+    -------
+    head : int
+        The chosen head (also stored in ``model.meta["fast_head"]``).
+    scores : dict
+        Dice per mode: ``"accurate"`` and ``"1"``, ``"2"``, ... up to the chosen head.
+    """
+    if not (isinstance(model, NestedUNet) and model.deep_supervision):
+        raise ValueError(
+            f"`model` must be a NestedUNet built with deep_supervision=True, got {type(model).__name__}"
+            + (" without deep supervision" if isinstance(model, NestedUNet) else "")
+        )
+    norm = validate_normalization(model.meta.get("normalization") or DEFAULT_NORMALIZATION)
+    class_values = None if sparse else model.meta.get("class_values")
+    data = prepare_data(
+        images,
+        labels,
+        channel_axis=channel_axis,
+        sparse=sparse,
+        normalization=norm,
+        class_values=class_values,
+    )
+    check_capacity(data, model, sparse)
+    dev = resolve_device(device)
+    prec = precision_name(resolve_precision(precision, dev))
+    head, scores = _choose_fast_head(model, data.slices, dev, prec, float(tolerance))
+    model.meta["fast_head"] = int(head)
+    return int(head), scores
 
 
 def _lr_lambda(total: int, warmup: int) -> Callable[[int], float]:
