@@ -188,6 +188,7 @@ def test_cancel_mid_run_leaves_the_viewer_as_it_was(make_napari_viewer, qtbot, u
     assert 0 < seen[-1] < 16, seen  # stopped early
     assert widget.status.value.startswith("cancelled")
     assert [layer.name for layer in viewer.layers] == names
+    assert not any(_inference_mode_in_pool_threads(qtbot))  # the engine was closed in its own thread
     if rerun:
         assert viewer.layers["nuclei_stack labels"].data is old
         np.testing.assert_array_equal(old, old_copy)
@@ -212,6 +213,24 @@ def test_unetpp_head_choice(make_napari_viewer, qtbot, user_model):
     assert seen and set(seen) == {"fast"}  # used while running
     assert model.head == "accurate"  # and given back
     assert viewer.layers["img labels"].data.shape == (2, 48, 48)
+
+
+def _inference_mode_in_pool_threads(qtbot) -> list[bool]:
+    """torch's (thread-local) inference mode in every thread of Qt's pool, where workers run."""
+    from napari.qt.threading import create_worker
+    from qtpy.QtCore import QThreadPool
+
+    def probe():
+        time.sleep(0.2)  # keep this thread busy so that the next probe gets another one
+        return torch.is_inference_mode_enabled()
+
+    seen: list[bool] = []
+    workers = [create_worker(probe, _start_thread=False) for _ in range(QThreadPool.globalInstance().maxThreadCount())]
+    for worker in workers:
+        worker.returned.connect(seen.append)
+        worker.start()
+    qtbot.waitUntil(lambda: len(seen) == len(workers), timeout=10_000)
+    return seen
 
 
 def test_bad_checkpoint_shows_a_notification(make_napari_viewer, qtbot, tmp_path, errors):

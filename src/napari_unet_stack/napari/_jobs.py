@@ -52,6 +52,12 @@ class PredictJob:
     info: dict = field(default_factory=dict)
     instance_data: np.ndarray | None = None
     head: Any = None
+    engine: Any = None  # the running iter_predict generator
+
+    def close(self) -> None:
+        """Close the engine's generator; call it from the worker thread (see `run_prediction`)."""
+        if self.engine is not None:
+            self.engine.close()
 
 
 @dataclass
@@ -65,13 +71,22 @@ class PredictResult:
 
 
 def run_prediction(job: PredictJob):
-    """Worker body: yields `Progress`; returns ("done" | "cancelled" | "error", error)."""
+    """Worker body: yields `Progress`; returns ("done" | "cancelled" | "error", error).
+
+    The engine holds ``torch.inference_mode()`` (thread-local) across its yields. When
+    napari's activity dock aborts the worker (``worker.quit()``) the generator is left
+    suspended, and closing it later from another thread would leave inference mode on in
+    the pool thread (breaking the next training job there): the widget connects the
+    worker's ``aborted`` signal to `PredictJob.close` with a direct connection, so the
+    generator is closed in its own thread.
+    """
     from ..inference import InferenceCancelled, iter_predict
     from ..postprocess import instance_labels
 
     try:
-        yield from iter_predict(job.data, job.model, channel_axis=job.channel_axis, out=job.store,
-                                cancel=job.cancel, info=job.info, **job.options)
+        job.engine = iter_predict(job.data, job.model, channel_axis=job.channel_axis, out=job.store,
+                                  cancel=job.cancel, info=job.info, **job.options)
+        yield from job.engine
         if job.instances:
             ndim = min(3, job.labels.ndim)
             job.instance_data = instance_labels(job.labels, ndim=ndim, min_size=job.min_size)
@@ -99,6 +114,12 @@ class TrainJob:
     model: Any
     options: dict
     cancel: threading.Event = field(default_factory=threading.Event)
+    engine: Any = None  # the running iter_train generator
+
+    def close(self) -> None:
+        """Close the trainer's generator from the worker thread (see `run_prediction`)."""
+        if self.engine is not None:
+            self.engine.close()
 
 
 def run_training(job: TrainJob):
@@ -106,7 +127,8 @@ def run_training(job: TrainJob):
     from ..training import TrainingCancelled, iter_train
 
     try:
-        model, history = yield from iter_train(job.image, job.labels, job.model, cancel=job.cancel, **job.options)
+        job.engine = iter_train(job.image, job.labels, job.model, cancel=job.cancel, **job.options)
+        model, history = yield from job.engine
     except TrainingCancelled as err:
         return "cancelled", err.model, err.history, err
     except EXPECTED_ERRORS as err:

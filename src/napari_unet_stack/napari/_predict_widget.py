@@ -68,6 +68,7 @@ class PredictWidget(Container):
         self._pbar = None
         self._on_done: list = []
         self.worker = None
+        self._known = USER_MODELS.names()  # user models listed so far
 
         self.image = ComboBox(label="image", choices=self._image_choices)
         self.channel_axis = ComboBox(label="channel axis", choices=self._channel_choices)
@@ -145,10 +146,13 @@ class PredictWidget(Container):
         except RuntimeError:  # the Qt widget is gone
             USER_MODELS.changed.disconnect(self._on_registry_changed)
             return
+        added = [name for name in USER_MODELS.names() if name not in self._known]
+        self._known = USER_MODELS.names()
         self.model.reset_choices()
-        names = USER_MODELS.names()
-        if names and current in (FILE, None) and not Path(self.checkpoint.value).is_file():
-            self.model.value = ("user", names[-1])  # nothing chosen yet: offer the new model
+        if added and self.worker is None:
+            self.model.value = ("user", added[-1])  # just trained (or saved): ready to use
+        elif current not in self.model.choices:
+            self.model.value = self.model.choices[0]
 
     def _on_image_changed(self, _value=None) -> None:
         self.channel_axis.reset_choices()
@@ -249,6 +253,7 @@ class PredictWidget(Container):
         worker.yielded.connect(self._on_progress)
         worker.returned.connect(self._on_returned)
         worker.errored.connect(lambda _err: self._restore(job))
+        worker.aborted.connect(job.close, Qt.ConnectionType.DirectConnection)  # in the worker thread
         worker.aborted.connect(lambda: self._on_returned(("cancelled", None)))  # napari's activity dock
         worker.finished.connect(self._on_finished)
         self.run_button.enabled = False

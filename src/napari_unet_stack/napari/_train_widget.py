@@ -25,6 +25,7 @@ from napari.layers import Image, Labels
 from napari.qt.threading import create_worker
 from napari.utils import progress
 from napari.utils.notifications import show_error, show_info
+from qtpy.QtCore import QEventLoop, Qt
 
 from ._jobs import EXPECTED_ERRORS, TrainJob, device_choices, run_training
 from ._layers import image_input, spatial_shape
@@ -109,6 +110,7 @@ class TrainWidget(Container):
         self.worker = worker = create_worker(run_training, job, _start_thread=False)
         worker.yielded.connect(self._on_progress)
         worker.returned.connect(self._on_returned)
+        worker.aborted.connect(job.close, Qt.ConnectionType.DirectConnection)  # in the worker thread
         worker.aborted.connect(lambda: setattr(self.status, "value", "cancelled (from the activity dock)"))
         worker.finished.connect(self._on_finished)
         self.train_button.enabled = False
@@ -116,8 +118,6 @@ class TrainWidget(Container):
         self.status.value = "preparing data..."
         worker.start()
         if wait:
-            from qtpy.QtCore import QEventLoop
-
             loop = QEventLoop()
             self._on_done.append(loop.quit)
             loop.exec()
