@@ -36,5 +36,7 @@ fi
 
 echo "install_system_deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq
-apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# wait for another apt run (an unattended upgrade, a parallel job) instead of failing
+APT=(apt-get -o DPkg::Lock::Timeout=300)
+"${APT[@]}" update -qq
+"${APT[@]}" install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
