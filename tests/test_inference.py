@@ -392,3 +392,68 @@ def test_cuda_bf16_close_to_cpu(stack):  # pragma: no cover - runs on the GPU ma
     gpu = nus.segment(stack, model, tile_size=32, device="cuda", info=info)
     assert info["precision"] in ("bfloat16", "float16")
     assert (gpu == cpu.argmax(0)).mean() > 0.98
+
+
+def test_engine_matches_the_bare_network_forward():
+    """The engine's (BatchNorm-folded, device-copied) network gives the model's own softmax."""
+    model = MODELS["unet-transposed"]()
+    image = np.random.default_rng(5).standard_normal((64, 96)).astype(np.float32)
+    probs = nus.predict(image, model, normalize=None, tile_size=None, halo=0, pad_mode="constant")
+    with torch.no_grad():
+        expected = torch.softmax(model(torch.from_numpy(image)[None, None]), dim=1)[0].numpy()
+    np.testing.assert_allclose(probs, expected, atol=1e-5)
+
+
+def test_multilabel_sigmoid_model_segments():
+    """A sigmoid model with several channels: the most probable channel above the threshold,
+    numbered from 1 (background 0), as `probabilities_to_classes` documents."""
+    from napari_unet_stack.postprocess import probabilities_to_classes
+
+    model = _init(nus.UNet(1, 3, base_channels=4, depth=2))
+    model.activation = "sigmoid"
+    image = np.random.default_rng(6).random((2, 40, 52)).astype(np.float32)
+    probs = nus.predict(image, model, tile_size=None)
+    for threshold in (0.3, 0.6):
+        labels = nus.segment(image, model, threshold=threshold, tile_size=16, batch_size=3)
+        np.testing.assert_array_equal(labels, probabilities_to_classes(probs, "sigmoid", threshold))
+        assert labels.max() <= 3
+    model.meta["class_values"] = [10, 20, 30]  # one per channel; background stays 0
+    labels = nus.segment(image, model, threshold=0.3, tile_size=None)
+    assert set(np.unique(labels)) <= {0, 10, 20, 30}
+
+
+def test_changing_the_unetpp_head_after_a_run_is_honoured():
+    model = MODELS["unetpp"]()
+    image = np.random.default_rng(7).random((48, 48)).astype(np.float32)
+    accurate = nus.predict(image, model, tile_size=None)
+    model.head = 1
+    fast = nus.predict(image, model, tile_size=None)
+    assert np.abs(accurate - fast).max() > 1e-3
+    model.head = "accurate"
+    np.testing.assert_allclose(nus.predict(image, model, tile_size=None), accurate, atol=1e-6)
+
+
+def test_weights_changed_in_place_are_used():
+    model = MODELS["unet-transposed"]()
+    image = np.random.default_rng(8).random((32, 32)).astype(np.float32)
+    before = nus.predict(image, model, tile_size=None)
+    with torch.no_grad():
+        model.head.weight.mul_(-1)  # e.g. an optimizer step
+    after = nus.predict(image, model, tile_size=None)
+    assert np.abs(before - after).max() > 1e-3
+
+
+def test_inference_mode_is_not_held_across_yields(stack):
+    """The generator may be resumed or closed from another thread (napari workers):
+    between events no torch inference mode is left on in the caller's thread."""
+    model = MODELS["unet-transposed"]()
+    gen = nus.iter_segment(stack, model, tile_size=32, batch_size=2)
+    for _ in range(3):
+        next(gen)
+        assert not torch.is_inference_mode_enabled()
+    closer = threading.Thread(target=gen.close)
+    closer.start()
+    closer.join()
+    assert not torch.is_inference_mode_enabled()
+    # and a tensor made now can take part in autograd
+    assert (torch.ones(2, requires_grad=True) * 2).sum().requires_grad

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import itertools
 import logging
 import math
 import time
@@ -135,26 +136,59 @@ def _model_spec(model: Any) -> _Spec:
     )
 
 
-# per (model, device, channels_last): a copy of the model on that device, so the caller's
-# model is never moved; invalidated when any parameter is modified in place
+# per (model, device, channels_last): an inference copy of the model on that device (eval,
+# BatchNorm folded into the convolution before it), so the caller's model is never moved or
+# changed; invalidated when any parameter or buffer is modified in place (training)
 _DEVICE_COPIES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _fold_batchnorm(module: torch.nn.Module) -> None:
+    """Fold every eval-mode BatchNorm2d that directly follows a Conv2d in an nn.Sequential
+    into that convolution (one op instead of two; equal up to float rounding)."""
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    for child in module.modules():
+        if not isinstance(child, torch.nn.Sequential):
+            continue
+        names = list(child._modules)
+        for a, b in itertools.pairwise(names):
+            conv, bn = child._modules[a], child._modules[b]
+            if (
+                type(conv) is torch.nn.Conv2d
+                and type(bn) is torch.nn.BatchNorm2d
+                and bn.track_running_stats
+                and bn.running_mean is not None
+                and conv.out_channels == bn.num_features
+            ):
+                child._modules[a] = fuse_conv_bn_eval(conv, bn)
+                child._modules[b] = torch.nn.Identity()
 
 
 def _on_device(module: torch.nn.Module, device: torch.device, channels_last: bool) -> torch.nn.Module:
     params = list(module.parameters()) + list(module.buffers())
-    if all(p.device == device for p in params) and not channels_last:
+    scripted = isinstance(module, torch.jit.ScriptModule)
+    if scripted and all(p.device == device for p in params) and not channels_last:
         return module
-    version = tuple(p._version for p in params)
+    # settings that change forward without touching weights (the UNet++ head) are part of the key
+    version = (tuple(p._version for p in params), getattr(module, "head", None), getattr(module, "active_head", None))
     cache = _DEVICE_COPIES.setdefault(module, {})
     key = (str(device), channels_last)
     hit = cache.get(key)
-    if hit is not None and hit[0] == version:
+    if hit is not None and hit[0] == version and len(hit[2]) == len(params) and all(
+        a is b for a, b in zip(hit[2], params, strict=True)
+    ):
         return hit[1]
-    moved = copy.deepcopy(module).to(device)
-    if channels_last:
-        moved = moved.to(memory_format=torch.channels_last)
-    moved.eval()
-    cache[key] = (version, moved)
+    cache.pop(key, None)
+    with torch.no_grad():
+        moved = copy.deepcopy(module).eval()
+        if not scripted:
+            _fold_batchnorm(moved)
+        moved = moved.to(device)
+        if channels_last:
+            moved = moved.to(memory_format=torch.channels_last)
+    for p in moved.parameters():
+        p.requires_grad_(False)
+    cache[key] = (version, moved, params)
     return moved
 
 
@@ -360,6 +394,7 @@ def _read_slice(run: _Run, lead: tuple[int, ...]) -> tuple[np.ndarray, np.ndarra
 
 
 def _forward(spec: _Spec, fn, x: torch.Tensor, device: torch.device, autocast_dtype, channels_last: bool):
+    """Float32 logits of one batch and the activation that turns them into probabilities."""
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     ctx = (
@@ -377,7 +412,26 @@ def _forward(spec: _Spec, fn, x: torch.Tensor, device: torch.device, autocast_dt
     if logits.ndim != 4 or logits.shape[0] != x.shape[0]:
         raise ValueError(f"the model returned logits of shape {tuple(logits.shape)} for input {tuple(x.shape)}")
     activation = spec.activation or ("softmax" if logits.shape[1] > 1 else "sigmoid")
+    return logits, activation
+
+
+def _activate(logits: torch.Tensor, activation: str) -> torch.Tensor:
     return torch.softmax(logits, dim=1) if activation == "softmax" else torch.sigmoid(logits)
+
+
+def _classes(probs: torch.Tensor, activation: str, threshold: float) -> torch.Tensor:
+    """Class indices (B, H, W) from probabilities (B, K, H, W), on the device, in the
+    smallest integer type; the same rule as `postprocess.probabilities_to_classes`."""
+    k = probs.shape[1]
+    small = torch.uint8 if k < 255 else torch.int32
+    if activation == "softmax":
+        if k == 2:  # argmax of two, ties to class 0 like argmax, without a reduction
+            return (probs[:, 1] > probs[:, 0]).to(small)
+        return probs.argmax(dim=1).to(small)
+    if k == 1:
+        return (probs[:, 0] > threshold).to(small)
+    best_p, best = probs.max(dim=1)
+    return torch.where(best_p > threshold, best + 1, 0).to(small)
 
 
 def _engine(
@@ -421,7 +475,7 @@ def _engine(
                 canvas = tiling.pad_canvas(data, plan_y, plan_x, run.pad_mode)
                 k = run.n_classes or 1
                 if run.mode == "labels" and run.blend == "crop":
-                    result = np.zeros(hw, dtype=np.int64)
+                    result = np.zeros(hw, dtype=np.uint8 if (run.n_classes or 1) < 255 else np.int32)
                 else:
                     result = np.zeros((k, *hw), dtype=np.float32)
                 weights = None if run.blend == "crop" else np.zeros(hw, dtype=np.float32)
@@ -441,19 +495,23 @@ def _engine(
             x = pending_x.result() if pending_x is not None else prepare(batch)
             pending_x = None
             try:
-                if x.device != device:
-                    x = x.to(device, non_blocking=True)
-                probs = _forward(spec, fn, x, device, autocast_dtype, channels_last)
-                # prepare the next batch on the host while the device computes this one
-                nxt = items[start + batch_size : start + 2 * batch_size]
-                if pool is not None and nxt:
-                    pending_x = pool.submit(prepare, nxt)
-                if run.n_classes is None:
-                    run.n_classes = probs.shape[1]
-                    for state in states.values():
-                        if state.result.ndim == 3 and state.result.shape[0] != run.n_classes:
-                            state.result = np.zeros((run.n_classes, *hw), dtype=np.float32)
-                outputs = _collect(run, probs, batch, blend_w)
+                # inference mode per batch, never across a yield: it is thread-local, and a
+                # caller may resume or close this generator from another thread
+                with torch.inference_mode():
+                    if x.device != device:
+                        x = x.to(device, non_blocking=True)
+                    logits, activation = _forward(spec, fn, x, device, autocast_dtype, channels_last)
+                    # prepare the next batch on the host while the device computes this one
+                    nxt = items[start + batch_size : start + 2 * batch_size]
+                    if pool is not None and nxt:
+                        pending_x = pool.submit(prepare, nxt)
+                    if run.n_classes is None:
+                        run.n_classes = logits.shape[1]
+                        for state in states.values():
+                            if state.result.ndim == 3 and state.result.shape[0] != run.n_classes:
+                                state.result = np.zeros((run.n_classes, *hw), dtype=np.float32)
+                    outputs = _collect(run, _activate(logits, activation), activation, batch, blend_w)
+                    del logits
             except torch.OutOfMemoryError:
                 if pending_x is not None:
                     pending_x.result()
@@ -488,21 +546,13 @@ def _engine(
     return done
 
 
-def _collect(run: _Run, probs: torch.Tensor, batch, blend_w) -> list[np.ndarray]:
-    """Device -> host for one batch: label cores (crop + labels), else probability tiles."""
+def _collect(run: _Run, probs: torch.Tensor, activation: str, batch, blend_w) -> list[np.ndarray]:
+    """Device -> host for one batch: label cores (crop + labels), else probability tiles.
+
+    Labels are computed on the device and cross as one small integer array per batch."""
     if run.mode == "labels" and run.blend == "crop":
-        out = []
-        for i, (_lead, tile) in enumerate(batch):
-            core = probs[(i, slice(None), *tile.source)]
-            if run.spec.activation == "softmax" or (run.spec.activation is None and core.shape[0] > 1):
-                classes = core.argmax(dim=0)
-            elif core.shape[0] == 1:
-                classes = (core[0] > run.threshold).to(torch.int64)
-            else:
-                best = core.argmax(dim=0)
-                classes = torch.where(core.gather(0, best[None])[0] > run.threshold, best + 1, 0)
-            out.append(classes.to("cpu", torch.int64).numpy())
-        return out
+        classes = _classes(probs, activation, run.threshold).cpu().numpy()
+        return [classes[(i, *tile.source)] for i, (_lead, tile) in enumerate(batch)]
     if run.blend == "crop":
         return [probs[(i, slice(None), *tile.source)].cpu().numpy() for i, (_l, tile) in enumerate(batch)]
     return list(probs.cpu().numpy())
@@ -652,37 +702,36 @@ def _iter(
     done = 0
     remaining = leads
     try:
-        with torch.inference_mode():
-            while remaining:
-                finished: set[tuple[int, ...]] = set()
-                try:
-                    gen = _engine(run, remaining, plans, batch, dev, autocast_dtype, channels_last, progress,
-                                  cancel, done, total)
-                    while True:
-                        try:
-                            event = next(gen)
-                        except StopIteration as stop:
-                            done = stop.value
-                            break
-                        finished.update(event.slices)
-                        done = event.done
-                        yield event
-                    remaining = []
-                except _ShrinkTiles:
-                    cores = tuple(max(spec.multiple, (p.core // 2) // spec.multiple * spec.multiple) for p in plans)
-                    if cores == (plans[0].core, plans[1].core):
-                        raise MemoryError(
-                            f"out of memory on {run.info['device']} even with batch size 1 and "
-                            f"{cores} tiles; try device='cpu' or precision='bfloat16'"
-                        ) from None
-                    log.warning("out of memory at batch size 1: shrinking tiles to %s", cores)
-                    plans = _plan(spec, layout.hw, cores, halo_px)
-                    remaining = [lead for lead in remaining if lead not in finished]
-                    per_slice = len(plans[0].origins) * len(plans[1].origins)
-                    total = done + len(remaining) * per_slice
-                    run.info["tile_shape"] = cores
-                    run.info["n_tiles"] = total
-                    batch = 1
+        while remaining:
+            finished: set[tuple[int, ...]] = set()
+            try:
+                gen = _engine(run, remaining, plans, batch, dev, autocast_dtype, channels_last, progress,
+                              cancel, done, total)
+                while True:
+                    try:
+                        event = next(gen)
+                    except StopIteration as stop:
+                        done = stop.value
+                        break
+                    finished.update(event.slices)
+                    done = event.done
+                    yield event
+                remaining = []
+            except _ShrinkTiles:
+                cores = tuple(max(spec.multiple, (p.core // 2) // spec.multiple * spec.multiple) for p in plans)
+                if cores == (plans[0].core, plans[1].core):
+                    raise MemoryError(
+                        f"out of memory on {run.info['device']} even with batch size 1 and "
+                        f"{cores} tiles; try device='cpu' or precision='bfloat16'"
+                    ) from None
+                log.warning("out of memory at batch size 1: shrinking tiles to %s", cores)
+                plans = _plan(spec, layout.hw, cores, halo_px)
+                remaining = [lead for lead in remaining if lead not in finished]
+                per_slice = len(plans[0].origins) * len(plans[1].origins)
+                total = done + len(remaining) * per_slice
+                run.info["tile_shape"] = cores
+                run.info["n_tiles"] = total
+                batch = 1
     finally:
         if spec.module is not None and was_training:
             spec.module.train()
@@ -697,7 +746,7 @@ def _probe_classes(spec: _Spec, layout: _Layout, dev: torch.device) -> int:
     x = torch.zeros((1, layout.n_channels, spec.multiple * 2, spec.multiple * 2), device=dev)
     module = _on_device(spec.module, dev, False) if spec.module is not None else spec.fn
     with torch.inference_mode():
-        return int(_forward(spec, module, x, dev, None, False).shape[1])
+        return int(_forward(spec, module, x, dev, None, False)[0].shape[1])
 
 
 def _fit_stack(image, layout: _Layout, norm: dict) -> np.ndarray:

@@ -20,11 +20,24 @@ def smallest_uint(max_value: int) -> np.dtype:
 
 
 def label_values(n_classes: int, activation: str, class_values: Sequence[int] | None) -> np.ndarray:
-    """The value written for each class index (after argmax, or 0/1 after a threshold)."""
-    n = 2 if activation == "sigmoid" and n_classes == 1 else n_classes
+    """The value written for each class index (see `probabilities_to_classes`).
+
+    softmax: one value per channel. sigmoid: background plus one value per channel
+    (a single-channel model gives 0/1; a multilabel model numbers its channels from 1).
+    ``class_values`` may list every value, or, for a multilabel sigmoid model, one per
+    channel (background is then 0).
+
+    >>> label_values(3, "sigmoid", None)
+    array([0, 1, 2, 3])
+    >>> label_values(2, "sigmoid", [5, 9])
+    array([0, 5, 9])
+    """
+    n = n_classes + 1 if activation == "sigmoid" else n_classes
     if class_values is None:
         return np.arange(n, dtype=np.int64)
     values = np.asarray(class_values, dtype=np.int64)
+    if activation == "sigmoid" and n_classes > 1 and values.shape == (n_classes,):
+        values = np.concatenate([[0], values])
     if values.shape != (n,) or values.min() < 0:
         raise ValueError(f"`class_values` must be {n} non-negative ints, got {list(class_values)}")
     return values
