@@ -1,7 +1,7 @@
 """napari-unet-stack: UNet and UNet++ segmentation of microscopy and medical image stacks.
 
 The public API; everything else is an implementation detail. Importing this package does
-not import napari or Qt.
+not import napari or Qt; the training names (and scipy behind them) load on first use.
 """
 
 from ._version import __version__
@@ -16,20 +16,57 @@ from .checkpoints import (
 from .inference import InferenceCancelled, Progress, iter_predict, iter_segment, predict, segment
 from .models import NestedUNet, UNet
 
+# name -> module, imported on first attribute access (PEP 562)
+_LAZY = {
+    "train": "training",
+    "iter_train": "training",
+    "TrainingCancelled": "training",
+    "TrainProgress": "training",
+    "select_fast_head": "training",
+    "dice": "training",
+    "iou": "training",
+    "foreground_dice": "training",
+    "load_sample": "samples",
+}
+
 __all__ = [
     "CheckpointError",
     "InferenceCancelled",
     "NestedUNet",
     "Progress",
+    "TrainProgress",
+    "TrainingCancelled",
     "UNet",
     "UnsafeCheckpointError",
     "__version__",
+    "dice",
     "export_torchscript",
+    "foreground_dice",
+    "iou",
     "iter_predict",
     "iter_segment",
+    "iter_train",
     "list_models",
     "load_model",
+    "load_sample",
     "predict",
     "save_model",
     "segment",
+    "select_fast_head",
+    "train",
 ]
+
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib import import_module
+
+    value = getattr(import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
