@@ -19,6 +19,7 @@ from ..postprocess import label_values, smallest_uint
 __all__ = [
     "METADATA_KEY",
     "ProbabilityStore",
+    "foreground",
     "image_input",
     "output_geometry",
 ]
@@ -80,6 +81,31 @@ def _values(n_classes: int, activation: str, class_values: Any) -> np.ndarray:
     return np.arange(n_labels, dtype=np.int64)
 
 
+def foreground(probs: np.ndarray, activation: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """What the widget's threshold applies to, from probabilities ``(K, ...)``.
+
+    Returns the foreground probability (NaN as 0) and the class index of each pixel
+    (from 1), or None when there is one foreground class. sigmoid: the probability of
+    the (most probable) channel; softmax: one minus the background probability, the
+    class being the most probable non-background one (for two classes at 0.5 that is the
+    argmax).
+    """
+    probs = np.asarray(probs, dtype=np.float32)
+    cls = None
+    if activation == "softmax":
+        fg = 1.0 - probs[0]
+        if probs.shape[0] > 2:
+            cls = np.argmax(probs[1:], axis=0) + 1
+    elif probs.shape[0] > 1:
+        best = np.argmax(probs, axis=0)
+        fg = np.take_along_axis(probs, best[None], axis=0)[0]
+        cls = best + 1
+    else:
+        fg = probs[0]
+    # NaN marks pixels whose input was not finite: background
+    return np.nan_to_num(fg, nan=0.0), cls
+
+
 class ProbabilityStore:
     """An ``out=`` array for `iter_predict` that keeps uint8 foreground probabilities.
 
@@ -124,19 +150,10 @@ class ProbabilityStore:
 
     def __setitem__(self, key: tuple, probs: np.ndarray) -> None:
         lead = tuple(int(i) for i in key[1:])
-        probs = np.asarray(probs, dtype=np.float32)
-        if self.activation == "softmax":
-            fg = 1.0 - probs[0]
-            if self.classes is not None:
-                self.classes[lead] = np.argmax(probs[1:], axis=0) + 1
-        elif self.classes is not None:
-            best = np.argmax(probs, axis=0)
-            fg = np.take_along_axis(probs, best[None], axis=0)[0]
-            self.classes[lead] = best + 1
-        else:
-            fg = probs[0]
-        # NaN marks pixels whose input was not finite: background
-        self.foreground[lead] = np.rint(np.clip(np.nan_to_num(fg, nan=0.0), 0.0, 1.0) * 255)
+        fg, cls = foreground(probs, self.activation)
+        if self.classes is not None:
+            self.classes[lead] = cls
+        self.foreground[lead] = np.rint(np.clip(fg, 0.0, 1.0) * 255)
         self.finished.add(lead)
         if self.labels is not None:
             self.labels[lead] = self.slice_labels(lead, self.threshold)

@@ -5,6 +5,9 @@ The network runs `iter_predict` in a napari thread worker with a `ProbabilitySto
 (refreshed from the GUI thread on the worker's ``yielded`` signal), and uint8 foreground
 probabilities are kept so that the threshold can change afterwards without the network.
 Cancel (or an error) puts the viewer back as it was.
+
+With *lazy* checked, Run needs no worker: the labels layer holds a dask array whose slices
+are computed when napari shows them (see `_lazy`), for stacks too large to segment first.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from ._jobs import (
     run_prediction,
 )
 from ._layers import METADATA_KEY, ProbabilityStore, image_input, output_geometry, spatial_shape
+from ._lazy import LazyLabels, is_stack, lazy_labels
 from ._registry import USER_MODELS
 
 if TYPE_CHECKING:
@@ -50,6 +54,8 @@ TILE_SIZES = [("auto", "auto"), ("256", 256), ("512", 512), ("1024", 1024), ("20
 HALOS = [("auto (exact)", "auto"), *((str(h), h) for h in (0, 16, 32, 64, 96, 128, 192))]
 BATCH_SIZES = [("auto", "auto"), *((str(b), b) for b in (1, 2, 4, 8, 16, 32, 64))]
 FILE = ("file", "")
+LAZY_NOTE = ("lazy: only the labels layer, each slice computed when shown; instance labels and the "
+             "probability image need the whole stack (run without lazy)")
 
 
 class PredictWidget(Container):
@@ -64,6 +70,7 @@ class PredictWidget(Container):
         self._viewer = viewer
         self._models: dict[Any, Any] = {}  # model key -> loaded model
         self._results: dict[str, PredictResult] = {}  # labels layer name -> result
+        self._lazy: dict[str, LazyLabels] = {}  # labels layer name -> lazy result
         self._job: PredictJob | None = None
         self._pbar = None
         self._on_done: list = []
@@ -90,17 +97,21 @@ class PredictWidget(Container):
         self.instances = CheckBox(text="instance labels", value=False)
         self.min_size = SpinBox(label="min size (px)", min=0, max=10**7, value=0)
         self.probability = CheckBox(text="probability image", value=False)
+        self.lazy = CheckBox(text="lazy (compute slices as you browse)", value=False,
+                             tooltip="for stacks too large to segment up front: each slice is "
+                                     "computed when napari shows it")
+        self.lazy_note = Label(label="")
         self.run_button = PushButton(text="Run")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.status = Label(label="")
         self.extend([
             self.image, self.channel_axis, self.model, self.checkpoint, self.model_info, self.device,
             self.device_used, self.tile_size, self.threshold, self.threshold_note, self.semantic,
-            self.instances, self.min_size, self.probability,
+            self.instances, self.min_size, self.probability, self.lazy, self.lazy_note,
             Container(widgets=[self.run_button, self.cancel_button], layout="horizontal", labels=False),
             self.status,
         ])
-        for label in (self.model_info, self.device_used, self.threshold_note, self.status):
+        for label in (self.model_info, self.device_used, self.threshold_note, self.lazy_note, self.status):
             label.native.setWordWrap(True)
             label.native.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
         self.collapsible = QCollapsible("Advanced")
@@ -111,6 +122,8 @@ class PredictWidget(Container):
         self.model.changed.connect(self._on_model_changed)
         self.checkpoint.changed.connect(self._on_model_changed)
         self.instances.changed.connect(lambda v: setattr(self.min_size, "visible", v))
+        for widget in (self.lazy, self.image, self.channel_axis):
+            widget.changed.connect(self._update_outputs)
         self.threshold.changed.connect(self._on_threshold_changed)
         self.run_button.changed.connect(lambda: self.run())
         self.cancel_button.changed.connect(self.cancel)
@@ -118,6 +131,7 @@ class PredictWidget(Container):
         self.min_size.visible = False
         self.reset_choices()
         self._on_model_changed()
+        self._update_outputs()
 
     # -- choices -----------------------------------------------------------------------
     def _image_choices(self, _widget=None) -> list:
@@ -237,12 +251,16 @@ class PredictWidget(Container):
         """Start a run in a worker thread; returns the worker (None if it could not start).
 
         With ``wait=True`` return only when it has finished (for scripts and notebooks;
-        the viewer stays responsive meanwhile).
+        the viewer stays responsive meanwhile). A lazy run needs no worker: it puts the
+        lazy labels in the layer and returns None.
         """
         if self.worker is not None:
             show_info("napari-unet-stack: a run is in progress; cancel it first")
             return None
         try:
+            if self._lazy_applies():
+                self._run_lazy()
+                return None
             job = self._prepare()
         except EXPECTED_ERRORS as err:
             show_error(f"napari-unet-stack: {err}")
@@ -298,12 +316,75 @@ class PredictWidget(Container):
             labels_layer, restore = self._output_layer(f"{layer.name} labels", labels, geometry, layer.name)
         store.labels = labels
         head = None
-        if self.head.enabled and getattr(model, "deep_supervision", False):
+        if self._head(model) is not None:
             head, model.head = model.head, self.head.value
-        options = dict(tile_size=self.tile_size.value, halo=self.halo.value, blend=self.blend.value,
-                       batch_size=self.batch_size.value, device=self.device.value, precision=self.precision.value)
+        options = self._options()
         return PredictJob(layer.name, data, channel_axis, model, options, store, labels, labels_layer, restore,
                           self.instances.value, self.probability.value, self.min_size.value, geometry, head=head)
+
+    def _options(self) -> dict:
+        return dict(tile_size=self.tile_size.value, halo=self.halo.value, blend=self.blend.value,
+                    batch_size=self.batch_size.value, device=self.device.value, precision=self.precision.value)
+
+    def _head(self, model: Any):
+        """The UNet++ head chosen for ``model``, or None where the choice does not apply."""
+        if self.head.enabled and getattr(model, "deep_supervision", False):
+            return self.head.value
+        return None
+
+    # -- lazy --------------------------------------------------------------------------
+    def _lazy_applies(self) -> bool:
+        """Lazy is checked and the image is a stack (a 2D image is computed as usual)."""
+        return self.lazy.value and self.lazy.enabled
+
+    def _update_outputs(self, _value=None) -> None:
+        """Lazy is offered for stacks only; it leaves out the outputs that need the whole stack."""
+        layer = self.image.value
+        stack = True
+        if layer is not None:
+            try:
+                data, channel_axis = image_input(layer, self.channel_axis.value)
+                stack = is_stack(data.shape, channel_axis)
+            except ValueError:  # a channel axis that does not fit this image: Run reports it
+                pass
+        self.lazy.enabled = stack
+        lazy = self._lazy_applies()
+        for widget in (self.semantic, self.instances, self.min_size, self.probability):
+            widget.enabled = not lazy
+        note = LAZY_NOTE if lazy else ""
+        if self.lazy.value and not stack:
+            note = "lazy: a 2D image has no slices to browse; it is computed as usual"
+        self.lazy_note.value = note
+        self.lazy_note.visible = bool(note)
+
+    def _run_lazy(self) -> None:
+        """Put lazy labels of the chosen image into its ``<image> labels`` layer; compute nothing."""
+        from ..devices import device_name, precision_name, resolve_device, resolve_precision
+
+        layer = self.image.value
+        if layer is None:
+            raise ValueError("choose an Image layer to segment")
+        model = self._current_model()
+        if model is None:
+            raise ValueError("choose a model")
+        data, channel_axis = image_input(layer, self.channel_axis.value)
+        lazy = lazy_labels(layer.name, data, channel_axis, model, self._options(), self.threshold.value,
+                           head=self._head(model))
+        name = f"{layer.name} labels"
+        # made with zeros, then given the lazy data: napari computes only the slice on view
+        labels, _restore = self._output_layer(name, lazy.placeholder(), output_geometry(layer, channel_axis),
+                                              layer.name)
+        labels.data = lazy.data
+        names = {each.name for each in self._viewer.layers}
+        self._lazy = {key: kept for key, kept in self._lazy.items() if key in names}  # drop orphans
+        self._lazy[name] = lazy
+        self._results.pop(name, None)  # that eager result is no longer on view
+        dev = resolve_device(self.device.value)
+        self.device_used.value = (f"lazy, on view: {device_name(dev)}, "
+                                  f"{precision_name(resolve_precision(self.precision.value, dev))}")
+        self.status.value = (f"{layer.name}: lazy labels, {lazy.info.get('n_tasks', '?')} slice(s) "
+                             f"computed as you browse (threshold {lazy.threshold:.2f})")
+        self._viewer.layers.selection.active = labels
 
     def _output_layer(self, name: str, data: np.ndarray, geometry: dict, source: str):
         """Our Labels layer called ``name`` with ``data`` (and how to undo that)."""
@@ -356,6 +437,7 @@ class PredictWidget(Container):
         self._results = {name: kept for name, kept in self._results.items() if name in names}  # drop orphans
         self._results[f"{job.image} labels"] = PredictResult(store, job.labels, geometry, job.min_size)
         if job.labels_layer is not None:
+            self._lazy.pop(f"{job.image} labels", None)
             job.labels_layer.refresh()
         if job.instance_data is not None:
             self._output_layer(f"{job.image} instances", job.instance_data, geometry, job.image)
@@ -413,6 +495,16 @@ class PredictWidget(Container):
         if self.worker is not None or self.image.value is None:
             return
         name = f"{self.image.value.name} labels"
+        lazy = self._lazy.get(name)
+        if lazy is not None and name in self._viewer.layers:
+            layer = self._viewer.layers[name]
+            if lazy.shown_by(layer):
+                layer.data = lazy.build(value)  # new labels over the same (cached) probability tasks
+                self.status.value = f"threshold {value:.2f} applied to the lazy labels"
+                return
+            if layer.data is lazy.data:
+                self.status.value = "the lazy labels were painted on: run again to apply a new threshold"
+                return
         result = self._results.get(name)
         if result is None:
             return
