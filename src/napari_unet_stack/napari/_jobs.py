@@ -73,12 +73,12 @@ class PredictResult:
 def run_prediction(job: PredictJob):
     """Worker body: yields `Progress`; returns ("done" | "cancelled" | "error", error).
 
-    The engine holds ``torch.inference_mode()`` (thread-local) across its yields. When
-    napari's activity dock aborts the worker (``worker.quit()``) the generator is left
-    suspended, and closing it later from another thread would leave inference mode on in
-    the pool thread (breaking the next training job there): the widget connects the
-    worker's ``aborted`` signal to `PredictJob.close` with a direct connection, so the
-    generator is closed in its own thread.
+    When napari's activity dock aborts the worker (``worker.quit()``) the generator is
+    left suspended; the widget connects the worker's ``aborted`` signal to
+    `PredictJob.close` with a direct connection, so the engine is closed (its prefetch
+    thread shut down, its buffers freed) in the worker's own thread, at once. (The engine
+    enters torch's thread-local inference mode per batch, never across a yield, so no
+    thread is left in it either way.)
     """
     from ..inference import InferenceCancelled, iter_predict
     from ..postprocess import instance_labels
