@@ -31,6 +31,9 @@ MODELS = {
     "unetpp": lambda: _init(nus.NestedUNet(1, 1, base_channels=4, depth=3, deep_supervision=True)),
     "unetpp-fast": lambda: _init(nus.NestedUNet(1, 2, base_channels=4, depth=3, deep_supervision=True, head=2)),
     "unet-valid": lambda: _init(nus.UNet(1, 2, base_channels=4, depth=2, padding="valid")),
+    "unet-valid-bilinear": lambda: _init(
+        nus.UNet(1, 2, base_channels=4, depth=3, padding="valid", upsampling="bilinear")
+    ),
 }
 
 
@@ -54,7 +57,7 @@ def test_tiled_equals_whole_slice(name, tile, stack):
     assert info["exact"]
 
 
-@pytest.mark.parametrize("name", ["unet-transposed", "unetpp", "unet-valid"])
+@pytest.mark.parametrize("name", ["unet-transposed", "unetpp", "unet-valid", "unet-valid-bilinear"])
 def test_image_smaller_than_a_tile(name):
     model = MODELS[name]()
     image = np.random.default_rng(0).random((10, 7)).astype(np.float32)
@@ -162,7 +165,17 @@ def test_stack_scope_normalization_uses_one_fit_for_all_slices():
     image[1] *= 10
     per_stack = nus.predict(image, model, tile_size=None, normalize={"mode": "percentile", "scope": "stack"})
     per_slice = nus.predict(image, model, tile_size=None)
-    np.testing.assert_allclose(per_stack[:, 0] * 0 + per_slice[:, 0] * 0, 0)
+    # expected: one percentile fit over the whole stack, applied to every slice
+    from napari_unet_stack.normalization import (
+        apply_normalization,
+        fit_normalization,
+        validate_normalization,
+    )
+
+    params = fit_normalization(image[None], validate_normalization({"mode": "percentile", "scope": "stack"}))
+    manual = np.stack([apply_normalization(s[None], params)[0] for s in image])
+    expected = nus.predict(manual, model, tile_size=None, normalize=None)
+    np.testing.assert_allclose(per_stack, expected, atol=1e-5)
     assert not np.allclose(per_stack[:, 1], per_slice[:, 1], atol=1e-3)
 
 
@@ -457,3 +470,44 @@ def test_inference_mode_is_not_held_across_yields(stack):
     assert not torch.is_inference_mode_enabled()
     # and a tensor made now can take part in autograd
     assert (torch.ones(2, requires_grad=True) * 2).sum().requires_grad
+
+
+def test_callable_with_many_classes_gets_a_wide_enough_dtype():
+    """A plain callable's class count is probed, so 300 classes do not wrap in uint8."""
+    image = np.zeros((32, 32), np.float32)
+
+    def many(x):
+        logits = torch.zeros(x.shape[0], 300, *x.shape[-2:])
+        logits[:, 280] = 5.0
+        return logits
+
+    labels = nus.segment(image, many, normalize=None, tile_size=None, halo=0)
+    assert labels.dtype == np.uint16
+    assert (labels == 280).all()
+
+
+def test_out_with_a_dtype_that_cannot_hold_the_result_is_refused(stack):
+    model = MODELS["unet-transposed"]()
+    with pytest.raises(ValueError, match="float dtype"):
+        nus.predict(stack, model, out=np.zeros((3, *stack.shape), np.int32))
+    with pytest.raises(ValueError, match="holds uint8"):
+        nus.segment(stack, model, out=np.zeros(stack.shape, np.int8))
+    out = np.zeros(stack.shape, np.int16)  # wider signed is fine
+    nus.segment(stack, model, out=out, tile_size=None)
+    np.testing.assert_array_equal(out, nus.segment(stack, model, tile_size=None))
+
+
+def test_unetpp_fast_head_is_cheaper_end_to_end():
+    """The engine honours the head: a pruned head costs fewer FLOPs through predict."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = _init(nus.NestedUNet(1, 2, base_channels=4, depth=3, deep_supervision=True))
+    image = np.random.default_rng(9).random((2, 40, 40)).astype(np.float32)
+    flops = {}
+    for head in ("accurate", 1):
+        model.head = head
+        counter = FlopCounterMode(display=False)
+        with counter:
+            nus.predict(image, model, tile_size=None, device="cpu")
+        flops[head] = counter.get_total_flops()
+    assert 0 < flops[1] < 0.5 * flops["accurate"]

@@ -42,6 +42,17 @@ def test_valid_unet_margin(depth, margin):
     assert y.shape[-1] >= 20
 
 
+@pytest.mark.parametrize("depth", [1, 2, 3, 4])
+def test_valid_bilinear_unet_margin(depth):
+    """Valid + bilinear also drops each up-sampled map's clamped border pixel."""
+    model = UNet(1, 2, base_channels=2, depth=depth, padding="valid", upsampling="bilinear")
+    transposed = UNet(1, 2, base_channels=2, depth=depth, padding="valid")
+    assert model.valid_margin > transposed.valid_margin
+    size = model.input_size_for(24)
+    y = _out(model, size, size, n=1)
+    assert y.shape[-1] == model.output_size(size) == size - 2 * model.valid_margin >= 24
+
+
 def test_valid_unet_paper_geometry():
     model = UNet(1, 2, depth=4, padding="valid")
     assert model.output_size(572) == 388  # Ronneberger et al. 2015, Fig. 1
@@ -56,18 +67,18 @@ def test_reach_matches_measured_facts():
     assert UNet(1, 2, depth=4, upsampling="bilinear").reach == 110
 
 
-@pytest.mark.parametrize(
-    "model",
-    [
-        UNet(1, 1, base_channels=2, depth=2),
-        UNet(1, 1, base_channels=2, depth=2, upsampling="bilinear"),
-        NestedUNet(1, 1, base_channels=2, depth=2),
-    ],
-    ids=["unet", "unet-bilinear", "unetpp"],
-)
-def test_reach_is_exact(model):
+REACH_MODELS = {
+    "unet": lambda: UNet(1, 1, base_channels=4, depth=2),
+    "unet-bilinear": lambda: UNet(1, 1, base_channels=4, depth=2, upsampling="bilinear"),
+    "unetpp": lambda: NestedUNet(1, 1, base_channels=4, depth=2),
+}
+
+
+@pytest.mark.parametrize("name", list(REACH_MODELS))
+def test_reach_is_exact(name):
     """The input pixels an output block depends on reach exactly `reach` px on both sides."""
-    model = model.eval().double()
+    torch.manual_seed(1)  # built here, seeded: weights fixed at collection time made this flaky
+    model = REACH_MODELS[name]().eval().double()
     for module in model.modules():
         if isinstance(module, torch.nn.BatchNorm2d):
             module.bias.data.fill_(0.5)  # keep ReLUs alive so every dependence shows in the gradient

@@ -661,10 +661,11 @@ def _iter(
     n_classes = spec.out_channels
     values = None
     if mode == "labels":
-        act = spec.activation
-        if n_classes is not None and act is not None:
-            values = label_values(n_classes, act, spec.class_values)
-        out_dtype = smallest_uint(int(values.max()) if values is not None else 255)
+        if n_classes is None:  # a plain callable: one small forward tells the class count
+            n_classes = _probe_classes(spec, layout, dev)
+        act = spec.activation or ("softmax" if n_classes > 1 else "sigmoid")
+        values = label_values(n_classes, act, spec.class_values)
+        out_dtype = smallest_uint(int(values.max()))
         out_shape = tuple(layout.shape[ax] for ax in layout.spatial)
     else:
         out_dtype = np.dtype(np.float32)
@@ -676,8 +677,10 @@ def _iter(
     else:
         if tuple(out.shape) != out_shape:
             raise ValueError(f"`out` must have shape {out_shape}, got {tuple(out.shape)}")
-        if mode == "labels" and (np.dtype(out.dtype).kind not in "ui" or np.dtype(out.dtype).itemsize < out_dtype.itemsize):
-            raise ValueError(f"`out` must have an integer dtype holding {out_dtype}, got {out.dtype}")
+        if mode == "labels" and not np.can_cast(out_dtype, np.dtype(out.dtype), casting="safe"):
+            raise ValueError(f"`out` must have an integer dtype that holds {out_dtype} labels, got {out.dtype}")
+        if mode == "probabilities" and np.dtype(out.dtype).kind != "f":
+            raise ValueError(f"`out` for probabilities must have a float dtype, got {out.dtype}")
         out_arr = out
     lead_out = out_arr
     run = _Run(layout, spec, mode, norm, stack_params, pad_mode, blend, float(threshold), values, lead_out, image,

@@ -47,7 +47,10 @@ class UNet(SegmentationNetwork):
     padding : {'same', 'valid'}
         ``'valid'`` is the original paper's unpadded network: the output is smaller than
         the input by ``valid_margin`` pixels on each side (92 at depth 4), and skip maps
-        are centre-cropped.
+        are centre-cropped. With bilinear up-sampling the outermost up-sampled pixel on
+        each side is dropped too (interpolation clamps there, inventing values the way
+        padding would), so every output pixel depends on real input only and overlap
+        tiling stays exact.
 
     Examples
     --------
@@ -105,6 +108,8 @@ class UNet(SegmentationNetwork):
         x = skips.pop()
         for up, decoder in zip(self.ups, self.decoders, strict=True):
             x = up(x)
+            if self._crop_up:
+                x = x[..., 1:-1, 1:-1]
             skip = skips.pop()
             if self.padding == "valid":
                 skip = center_crop(skip, x.shape[-2], x.shape[-1])
@@ -124,8 +129,13 @@ class UNet(SegmentationNetwork):
         if s <= 0:
             return None
         for _ in range(self.depth):
-            s = 2 * s - 4
+            s = 2 * s - 4 - (2 if self._crop_up else 0)
         return s if s > 0 else None
+
+    @property
+    def _crop_up(self) -> bool:
+        """Valid bilinear: the up-sampled maps lose their clamped border pixel."""
+        return self.padding == "valid" and self.upsampling == "bilinear"
 
     @property
     def valid_margin(self) -> int:
