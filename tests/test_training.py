@@ -339,6 +339,45 @@ def test_bad_settings(data):
         train(data.image, data.labels, augment={"spin": True})
     with pytest.raises(TypeError, match="model"):
         train(data.image, data.labels, model=42)
+    for bad in (0, -1, "1"):
+        with pytest.raises(ValueError, match="epochs"):
+            train(data.image, data.labels, tiny_unet(), epochs=bad, **FAST)
+
+
+@pytest.mark.parametrize(
+    ("epochs", "padding", "steps"),
+    [
+        # 4 training slices of 64 x 64 (2 of the 6 held out), batches of 4 label patches of
+        # 32 x 32: ceil(4 * 64 * 64 / (4 * 32 * 32)) = 4 steps per epoch
+        (1, "same", 4),
+        (0.5, "same", 2),
+        (2.6, "same", 10),  # round(2.6 * 4)
+        (0.01, "same", 1),  # at least one step
+        # a valid-convolution UNet reads 72 x 72 to predict 32 x 32: the label patch counts
+        (1, "valid", 4),
+    ],
+)
+def test_epochs_set_the_number_of_steps(data, epochs, padding, steps):
+    model = tiny_unet(padding=padding)
+    events = []
+    trained, history = train(
+        data.image,
+        data.labels,
+        model,
+        epochs=epochs,
+        val_fraction=1 / 3,
+        progress=lambda step, total, info: events.append((step, total)),
+        **{**FAST, "patch_size": 32},
+    )
+    assert trained is model and not trained.training
+    provenance = trained.meta["provenance"]
+    assert provenance["data"]["train_slices"] == 4 and provenance["data"]["val_slices"] == 2
+    assert provenance["patch_size"] == [32, 32]
+    assert history["step"] == list(range(1, steps + 1))
+    assert len(history["loss"]) == steps and all(np.isfinite(history["loss"]))
+    assert events == [(k, steps) for k in range(steps + 1)]
+    assert provenance["steps"] == steps
+    assert history["val_step"][-1] == steps  # the last step is validated
 
 
 # ----------------------------------------------------------------------------- cancel, resume

@@ -1,5 +1,6 @@
 import os
 import sys
+import time
 
 import pytest
 
@@ -12,3 +13,64 @@ def pytest_collection_modifyitems(config, items):
         for item in items:
             if "make_napari_viewer" in getattr(item, "fixturenames", ()) or item.get_closest_marker("gui"):
                 item.add_marker(skip)
+
+
+@pytest.fixture
+def progress_bars(monkeypatch):
+    """The napari progress bars the widgets make during a test, each with the values it showed."""
+    from napari.utils import progress
+
+    import napari_unet_stack.napari._predict_widget as predict_module
+    import napari_unet_stack.napari._train_widget as train_module
+
+    made: list = []
+
+    class Recording(progress):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.values: list[int] = []
+            self.closed = False
+            made.append(self)
+
+        def update(self, n=1):
+            self.values.append(self.n + n)  # before: showing it processes Qt events (more updates)
+            super().update(n)
+
+        def close(self):
+            self.closed = True
+            super().close()
+
+    monkeypatch.setattr(predict_module, "progress", Recording)
+    monkeypatch.setattr(train_module, "progress", Recording)
+    return made
+
+
+class Ticks:
+    """A QTimer on the GUI thread, firing every ``interval`` seconds: when the event loop is
+    blocked (the work done in the GUI thread) it does not fire."""
+
+    def __init__(self, interval: float = 0.020):
+        from qtpy.QtCore import QTimer
+
+        self.interval = interval
+        self.times: list[float] = []
+        self.timer = QTimer()
+        self.timer.setInterval(round(interval * 1000))
+        self.timer.timeout.connect(lambda: self.times.append(time.perf_counter()))
+        self.timer.start()
+
+    def count(self, start: float, end: float) -> int:
+        return sum(start <= t <= end for t in self.times)
+
+    def longest_pause(self, start: float, end: float) -> float:
+        """Longest time without a tick between ``start`` and ``end``."""
+        inside = [t for t in self.times if start <= t <= end]
+        return max(b - a for a, b in zip([start, *inside], [*inside, end], strict=True))
+
+
+@pytest.fixture
+def ticks(qtbot):
+    """`Ticks` for the duration of a test."""
+    ticking = Ticks()
+    yield ticking
+    ticking.timer.stop()

@@ -19,9 +19,17 @@ from napari_unet_stack.napari._registry import USER_MODELS
 pytestmark = pytest.mark.gui
 
 
+class _Shared(list):
+    """A list that `copy.deepcopy` shares instead of copying (the engine runs a copy of the model)."""
+
+    def __deepcopy__(self, memo):
+        return self
+
+
 class Threshold(SegmentationNetwork):
     """A one-pixel 'network': sigmoid(40 (x - 0.22)) on the normalized image (Dice ~0.9 on the
-    nuclei sample). ``delay`` slows every forward down, ``calls`` counts them."""
+    nuclei sample). ``delay`` slows every forward down, ``calls`` counts them and ``times`` are
+    when they began (the engine's copies included)."""
 
     depth = 1
 
@@ -33,13 +41,17 @@ class Threshold(SegmentationNetwork):
             self.conv.weight.fill_(40.0 / in_channels)
             self.conv.bias.fill_(-40.0 * 0.22)
         self.delay = delay
-        self.calls = 0
+        self.times: list[float] = _Shared()
+
+    @property
+    def calls(self) -> int:
+        return len(self.times)
 
     def _reach(self) -> int:
         return 0
 
     def forward(self, x):
-        self.calls += 1
+        self.times.append(time.perf_counter())
         if self.delay:
             time.sleep(self.delay)
         return self.conv(x)
@@ -233,6 +245,64 @@ def _inference_mode_in_pool_threads(qtbot) -> list[bool]:
         worker.start()
     qtbot.waitUntil(lambda: len(seen) == len(workers), timeout=10_000)
     return seen
+
+
+@pytest.mark.parametrize(("shape", "per_slice"), [
+    ((3, 96, 96), 1),  # a slice smaller than the tile: one tile each
+    ((3, 300, 520), 2 * 3),  # ceil(300 / 256) x ceil(520 / 256) tiles of 256 x 256 each
+])
+def test_progress_bar_counts_slices_times_tiles(make_napari_viewer, qtbot, user_model, progress_bars,
+                                                shape, per_slice):
+    from napari.utils import progress
+
+    viewer = make_napari_viewer()
+    viewer.add_image(np.random.default_rng(0).random(shape, np.float32), name="img")
+    widget = PredictWidget(viewer)
+    model = Threshold()
+    widget.model.value = user_model(model)
+    widget.tile_size.value = 256
+    widget.batch_size.value = 1
+    _run(qtbot, widget)
+
+    total = shape[0] * per_slice
+    assert [bar.closed for bar in progress_bars] == [True]  # one bar, gone from the activity dock
+    bar = progress_bars[0]
+    assert bar not in progress._all_instances
+    assert bar.total == total
+    assert bar.n == total and bar.values[-1] == total  # reached the end
+    assert bar.values == sorted(bar.values) and len(set(bar.values)) > 1  # moved forward, tile by tile
+    assert bar.closed and widget._pbar is None
+    assert model.calls == total  # one forward per tile (batch size 1)
+    assert widget.status.value.startswith(f"img: {total} tile(s) of ")
+
+
+@pytest.mark.parametrize("wait", [False, True])
+def test_the_viewer_stays_responsive_while_predicting(make_napari_viewer, qtbot, user_model, ticks, wait):
+    viewer = make_napari_viewer()
+    viewer.add_image(np.random.default_rng(0).random((3, 300, 520), np.float32), name="img")
+    widget = PredictWidget(viewer)
+    model = Threshold(delay=0.05)  # 18 tiles: about a second of work
+    widget.model.value = user_model(model)
+    widget.tile_size.value = 256
+    widget.batch_size.value = 1
+
+    worker = widget.run(wait=wait)
+    assert worker is not None, widget.status.value
+    if wait:
+        assert widget.worker is None and model.calls == 18  # returned when done...
+    else:
+        assert widget.worker is worker and model.calls < 18  # returned at once, the worker runs on
+        assert not widget.run_button.enabled and widget.cancel_button.enabled
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=30_000)
+
+    assert model.calls == 18
+    # ...and while the network ran the GUI thread went on processing events: a blocked loop
+    # gives no tick
+    start, end = model.times[0], model.times[-1] + model.delay
+    assert end - start > 0.8
+    assert ticks.count(start, end) > 0.3 * (end - start) / ticks.interval
+    assert ticks.longest_pause(start, end) < 0.5 * (end - start)
+    assert viewer.layers["img labels"].data.shape == (3, 300, 520)
 
 
 def test_bad_checkpoint_shows_a_notification(make_napari_viewer, qtbot, tmp_path, errors):

@@ -47,6 +47,7 @@ def test_train_a_few_steps_then_predict_with_it(make_napari_viewer, qtbot, tmp_p
     assert choice in predict.model.choices
     assert predict.model.value == choice  # selected in Predict right away
     assert "UNet" in predict.model_info.value
+    assert not predict.head.enabled  # no UNet++ head to choose
 
     train.save_path.value = tmp_path / "nuclei-model.pt"
     saved = train.save()
@@ -60,6 +61,90 @@ def test_train_a_few_steps_then_predict_with_it(make_napari_viewer, qtbot, tmp_p
     predict.run()
     qtbot.waitUntil(lambda: predict.worker is None, timeout=60_000)
     assert viewer.layers["nuclei_stack labels"].data.shape == (16, 256, 256)
+
+
+def test_train_unetpp_then_predict_with_its_fast_head(make_napari_viewer, qtbot, clean_registry):
+    from napari_unet_stack.models import NestedUNet
+
+    viewer, train, predict = _widgets(make_napari_viewer)
+    train.architecture.value = "UNet++"
+    train.steps.value = 3
+    train.val_fraction.value = 0.2
+    assert train.train(wait=True) is not None
+
+    model = train.model
+    assert model is not None, train.status.value
+    assert type(model) is NestedUNet and model.deep_supervision
+    assert (model.base_channels, model.depth) == (4, 2)
+    assert model.meta["provenance"]["steps"] == 3
+    assert 1 <= model.meta["fast_head"] <= model.full_depth  # chosen on the validation slices
+    assert "UNet++" in train.model_name
+    choice = ("user", train.model_name)
+    assert choice in predict.model.choices and predict.model.value == choice
+    assert "NestedUNet" in predict.model_info.value
+    assert predict.head.enabled  # the UNet++ head choice applies to it
+
+    predict.image.value = viewer.layers["nuclei_stack"]
+    predict.head.value = "fast"
+    heads: list = []
+    worker = predict.run()
+    worker.yielded.connect(lambda _event: heads.append(model.head))
+    qtbot.waitUntil(lambda: predict.worker is None, timeout=60_000)
+    assert heads and set(heads) == {"fast"}
+    assert model.head == "accurate"  # given back
+    assert viewer.layers["nuclei_stack labels"].data.shape == (16, 256, 256)
+    assert predict.status.value.startswith("nuclei_stack: ")
+
+
+def test_training_keeps_the_viewer_responsive(make_napari_viewer, qtbot, clean_registry, progress_bars, ticks):
+    import time
+
+    _viewer, train, _predict = _widgets(make_napari_viewer)
+    train.steps.value = 12
+    train.val_fraction.value = 0.2
+    worker = train.train()
+    start = time.perf_counter()
+    assert worker is not None and train.worker is worker  # returned at once, the worker runs on
+    assert train.model is None and not train.plot.points["loss"]
+    assert not train.train_button.enabled and train.cancel_button.enabled
+    qtbot.waitUntil(lambda: train.worker is None, timeout=60_000)
+    end = time.perf_counter()
+
+    assert train.model is not None, train.status.value
+    assert len(train.plot.points["loss"]) == 12
+    # the GUI thread went on processing events meanwhile: a blocked loop gives no tick
+    assert ticks.count(start, end) > 0.3 * (end - start) / ticks.interval
+    assert ticks.longest_pause(start, end) < 0.5 * (end - start)
+    assert [bar.closed for bar in progress_bars] == [True]
+
+
+@pytest.mark.parametrize("gui_busy", [False, True])
+def test_progress_bar_counts_the_steps(make_napari_viewer, qtbot, clean_registry, progress_bars, gui_busy):
+    from qtpy.QtCore import QThreadPool
+
+    from napari_unet_stack.napari._train_widget import TrainWidget
+
+    viewer = make_napari_viewer()
+    image = np.zeros((32, 32), np.float32)
+    image[8:20, 8:20] = 1.0
+    layers = viewer.add_image(image, name="img"), viewer.add_labels((image > 0).astype(np.uint8), name="mask")
+    train = TrainWidget(viewer)
+    train.image.value, train.annotations.value = layers
+    train.base_channels.value, train.depth.value = 2, 1
+    train.patch_size.value, train.batch_size.value = 16, 1
+    train.val_fraction.value = 0.0
+    train.steps.value = 40
+    train.device.value = "cpu"
+    assert train.train() is not None
+    if gui_busy:  # the GUI thread is busy until training is over: every event waits in the queue
+        assert QThreadPool.globalInstance().waitForDone(30_000)
+    qtbot.waitUntil(lambda: train.worker is None, timeout=30_000)
+
+    assert train.model is not None, train.status.value
+    assert [bar.closed for bar in progress_bars] == [True]  # one bar, gone from the activity dock
+    bar = progress_bars[0]
+    assert bar.total == 40 and bar.n == 40 and bar.values[-1] == 40
+    assert bar.values == sorted(bar.values)
 
 
 def test_cancel_training_on_sparse_scribbles(make_napari_viewer, qtbot, clean_registry):

@@ -277,6 +277,10 @@ class PredictWidget(Container):
         self.run_button.enabled = False
         self.cancel_button.enabled = True
         self.status.value = f"running on {job.image}..."
+        # made before the worker starts: napari's progress bar processes Qt events when it is
+        # made, and a bar made in `_on_progress` would let the next events (even `finished`)
+        # run first, each making a bar of its own that was never closed
+        self._pbar = progress(total=None, desc=f"UNet: {job.image}")  # total: with the first event
         worker.start()
         if wait:
             self.wait()
@@ -409,11 +413,13 @@ class PredictWidget(Container):
         if event.slices and job.labels_layer is not None:
             job.labels_layer.refresh()
         # last: napari's progress bar processes Qt events (this handler may be re-entered)
-        if self._pbar is None:
-            self._pbar = progress(total=event.total, desc=f"UNet: {job.image}")
-        if self._pbar.total != event.total:
-            self._pbar.total = event.total
-        self._pbar.update(event.done - self._pbar.n)
+        pbar = self._pbar
+        if pbar is None:
+            return
+        if pbar.total != event.total:
+            pbar.total = event.total
+        if event.done > pbar.n:  # a re-entered later event may have been shown already
+            pbar.update(event.done - pbar.n)
 
     def _on_returned(self, outcome) -> None:
         status, err = outcome

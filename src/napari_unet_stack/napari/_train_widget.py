@@ -116,6 +116,9 @@ class TrainWidget(Container):
         self.train_button.enabled = False
         self.cancel_button.enabled = True
         self.status.value = "preparing data..."
+        # made before the worker starts: napari's progress bar processes Qt events when it is
+        # made (see the Predict widget)
+        self._pbar = progress(total=job.options["steps"], desc="UNet training")
         worker.start()
         if wait:
             loop = QEventLoop()
@@ -176,9 +179,13 @@ class TrainWidget(Container):
                              + (f", loss {info['loss']:.3f}" if "loss" in info else "")
                              + (f", val Dice {dice[-1][1]:.3f}" if dice else ""))
         # last: napari's progress bar processes Qt events (this handler may be re-entered)
-        if self._pbar is None:
-            self._pbar = progress(total=event.total, desc="UNet training")
-        self._pbar.update(event.step - self._pbar.n)
+        pbar = self._pbar
+        if pbar is None:
+            return
+        if pbar.total != event.total:
+            pbar.total = event.total
+        if event.step > pbar.n:  # a re-entered later event may have been shown already
+            pbar.update(event.step - pbar.n)
 
     def _on_returned(self, outcome) -> None:
         status, model, _history, err = outcome
