@@ -149,7 +149,10 @@ def finalize(name, model, val_dice, seconds, out) -> dict:
         "parameters": sum(p.numel() for p in model.parameters()),
     }
     provenance["held_out"] = {"sample": "nuclei_stack", "foreground_dice": entry["held_out_dice"]}
-    path = save_model(model, Path(out) / f"{name}.pt", provenance=provenance)
+    # weights and metadata only: the optimizer state would triple the shipped files
+    path = save_model(
+        model, Path(out) / f"{name}.pt", include_training_state=False, provenance=provenance
+    )
     load_model(path)  # round trip check
     entry["file_mb"] = round(path.stat().st_size / 2**20, 2)
     print(json.dumps({name: entry}, indent=2), flush=True)

@@ -453,6 +453,84 @@ def test_activation_is_stored(tmp_path):
     assert load_model(tmp_path / "a.pt", activation="softmax").activation == "softmax"
 
 
+def _with_training_state(model):
+    """A model carrying a training state like `train` leaves: real AdamW moments after two
+    steps, the schedule position and a numpy RNG state (a 128-bit int inside)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=1e-3)
+    for _ in range(2):
+        for p in params:
+            p.grad = torch.randn_like(p)
+        optimizer.step()
+    rng = np.random.default_rng(5)
+    rng.random(3)
+    model.training_state = {
+        "version": 1, "step": 2, "total": 10, "warmup": 1, "finished": False,
+        "lr": 1e-3, "weight_decay": 1e-4, "seed": 5, "grad_scaler": None,
+        "rng": rng.bit_generator.state,
+        "optimizer": {
+            "state": {k: {n: t.clone() for n, t in v.items()} for k, v in optimizer.state_dict()["state"].items()},
+            "param_groups": optimizer.state_dict()["param_groups"],
+        },
+    }  # fmt: skip
+    return model
+
+
+def test_training_state_round_trip(tmp_path):
+    model = _with_training_state(UNet(1, 2, base_channels=4, depth=2))
+    saved = model.training_state
+    path = save_model(model, tmp_path / "resumable.pt")
+    raw = torch.load(path, weights_only=True)  # still plain data only
+    assert "training_state" in raw and "training_state" not in raw["meta"]
+
+    loaded = load_model(path)
+    state = loaded.training_state
+    assert {k: v for k, v in state.items() if k != "optimizer"} == {
+        k: v for k, v in saved.items() if k != "optimizer"
+    }
+    assert state["optimizer"]["param_groups"] == saved["optimizer"]["param_groups"]
+    moments = saved["optimizer"]["state"]
+    assert state["optimizer"]["state"].keys() == moments.keys() and len(moments) > 0
+    for index, entry in moments.items():
+        for name, tensor in entry.items():  # step, exp_avg, exp_avg_sq
+            assert torch.equal(state["optimizer"]["state"][index][name], tensor), (index, name)
+    # an AdamW over the loaded weights takes the moments back
+    optimizer = torch.optim.AdamW([p for p in loaded.parameters() if p.requires_grad])
+    optimizer.load_state_dict(state["optimizer"])
+    restored = optimizer.state_dict()["state"]
+    assert all(torch.equal(restored[0][n], moments[0][n]) for n in ("exp_avg", "exp_avg_sq"))
+    # the numpy RNG continues where it was
+    rng = np.random.default_rng()
+    rng.bit_generator.state = state["rng"]
+    expected = np.random.default_rng()
+    expected.bit_generator.state = saved["rng"]
+    assert rng.random() == expected.random()
+
+    # the opt-out keeps it out: weights and metadata only, a smaller file
+    light = save_model(model, tmp_path / "light.pt", include_training_state=False)
+    assert "training_state" not in torch.load(light, weights_only=True)
+    assert load_model(light).training_state is None
+    assert light.stat().st_size < 0.6 * path.stat().st_size
+    # models without one (new, bundled, imported) save and load as before
+    plain = save_model(UNet(1, 2, base_channels=4, depth=2), tmp_path / "plain.pt")
+    assert "training_state" not in torch.load(plain, weights_only=True)
+    assert load_model(plain).training_state is None
+
+
+def test_training_state_must_be_plain_data(tmp_path):
+    model = UNet(1, 2, base_channels=4, depth=2)
+    model.training_state = {"version": 1, "callback": print}
+    with pytest.raises(TypeError, match=r"training_state\['callback'\]"):
+        save_model(model, tmp_path / "bad.pt")
+    assert not (tmp_path / "bad.pt").exists()
+    save_model(model, tmp_path / "ok.pt", include_training_state=False)  # the opt-out saves
+    # a malformed entry in a file is ignored with a warning: the weights still load
+    raw = torch.load(tmp_path / "ok.pt", weights_only=True)
+    torch.save({**raw, "training_state": [1, 2]}, tmp_path / "odd.pt")
+    with pytest.warns(UserWarning, match="malformed training state"):
+        assert load_model(tmp_path / "odd.pt").training_state is None
+
+
 def test_save_rejects_bad_metadata(tmp_path):
     model = UNet(1, 2, base_channels=4, depth=2)
     with pytest.raises(TypeError, match=r"provenance\['when'\]"):

@@ -5,7 +5,12 @@ Our format (`save_model`) is one ``torch.save`` dict of plain types, loadable wi
 
     {"format": "napari-unet-stack", "format_version": 1, "package_version": "0.1.0",
      "config": {"architecture": "UNet", "kwargs": {...}},   # model.config()
-     "state_dict": {...}, "meta": {...}, "activation": "softmax" | "sigmoid" | None}
+     "state_dict": {...}, "meta": {...}, "activation": "softmax" | "sigmoid" | None,
+     "training_state": {...}}   # optional: model.training_state, for train(resume=True)
+
+``training_state`` (tensors and plain values: the AdamW state dict, the schedule's step
+and total, the sampling RNG state) is written when the model carries one (`train` sets
+it) unless ``include_training_state=False``; readers that do not know it ignore it.
 
 `load_model` reads, besides our format:
 
@@ -262,7 +267,37 @@ def _config_of(model: Any, action: str) -> dict[str, Any]:
     return _plain(config, "config")
 
 
-def save_model(model: SegmentationNetwork, path: str | os.PathLike, **metadata: Any) -> Path:
+def _plain_training_state(value: Any, where: str) -> Any:
+    """``model.training_state`` copied to the CPU; TypeError for anything but tensors,
+    numbers, strings, None and dicts / lists / tuples of them (``weights_only`` loads it)."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().to("cpu", copy=True)
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, Mapping):
+        out = {}
+        for key, item in value.items():
+            if not isinstance(key, (str, int)) or isinstance(key, bool):
+                raise TypeError(f"`{where}` has a {type(key).__name__} key {key!r}")
+            out[key] = _plain_training_state(item, f"{where}[{key!r}]")
+        return out
+    if isinstance(value, (list, tuple)):
+        return type(value)(
+            _plain_training_state(item, f"{where}[{i}]") for i, item in enumerate(value)
+        )
+    raise TypeError(
+        f"`{where}` is a {type(value).__name__}; the training state holds tensors, numbers, "
+        f"strings and dicts / lists of them only (or save with include_training_state=False)"
+    )
+
+
+def save_model(
+    model: SegmentationNetwork,
+    path: str | os.PathLike,
+    *,
+    include_training_state: bool = True,
+    **metadata: Any,
+) -> Path:
     """Save ``model`` in the napari-unet-stack format; `load_model` restores it exactly.
 
     Parameters
@@ -274,6 +309,11 @@ def save_model(model: SegmentationNetwork, path: str | os.PathLike, **metadata: 
     path : str or Path
         Destination file (``.pt`` by convention). Written atomically: a temporary file in
         the same folder is renamed into place, so an error never leaves a partial file.
+    include_training_state : bool
+        Store ``model.training_state`` when the model has one (models returned by `train`
+        do): the optimizer moments, schedule position and sampling RNG state that
+        ``train(..., model=path, resume=True)`` continues from. It roughly triples the
+        file; False writes the weights and metadata only (files to share or bundle).
     **metadata
         Merged into ``model.meta`` and stored: ``normalization`` (validated, see
         `napari_unet_stack.normalization`), ``class_names`` (one per output channel),
@@ -321,6 +361,9 @@ def save_model(model: SegmentationNetwork, path: str | os.PathLike, **metadata: 
         "meta": meta,
         "activation": activation,
     }
+    training_state = getattr(model, "training_state", None)
+    if include_training_state and training_state is not None:
+        checkpoint["training_state"] = _plain_training_state(training_state, "training_state")
     _atomic_write(path, lambda tmp: torch.save(checkpoint, tmp))
     model.meta.update(updates)
     if activation is not None:
@@ -563,6 +606,15 @@ def _load_own(checkpoint: Mapping[str, Any], path: Path) -> SegmentationNetwork:
     model.meta = dict(checkpoint.get("meta") or {})
     if checkpoint.get("activation") is not None:
         model.activation = checkpoint["activation"]
+    training_state = checkpoint.get("training_state")
+    if isinstance(training_state, Mapping):  # for train(resume=True); inference ignores it
+        model.training_state = dict(training_state)
+    elif training_state is not None:
+        warnings.warn(
+            f"ignoring the malformed training state of {str(path)!r} (a "
+            f"{type(training_state).__name__}); the model loads, but cannot resume training",
+            stacklevel=4,
+        )
     return model
 
 
@@ -843,7 +895,8 @@ def load_model(
     exactly as the code that produced the checkpoint computes them. The model carries
     what the inference engine needs: ``in_channels``, ``out_channels``, ``depth``,
     ``halo``, ``activation`` and ``meta`` (normalization, class names and values,
-    provenance).
+    provenance). Our checkpoints saved with a training state also get
+    ``model.training_state`` back, for ``train(..., resume=True)``; inference ignores it.
 
     Parameters
     ----------

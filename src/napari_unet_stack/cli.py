@@ -540,6 +540,9 @@ def _add_train(sub) -> None:
     p.add_argument("-o", "--output", required=True, metavar="MODEL.pt", help="checkpoint to write")
     p.add_argument("--model", metavar="NAME|PATH",
                    help="checkpoint or bundled model to fine-tune / resume (default: a new network)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the training that saved --model (optimizer, LR schedule, step count): "
+                        "to its planned total, or --steps N more steps")
     p.add_argument("--architecture", choices=["unet", "unetpp"], default="unet",
                    help="new network: UNet, or UNet++ with deep supervision (default unet)")
     p.add_argument("--base-channels", type=int, default=None, metavar="N", help="new network width (default 16)")
@@ -549,7 +552,8 @@ def _add_train(sub) -> None:
     group.add_argument("--epochs", type=float, metavar="E", help="passes over the training pixels instead")
     p.add_argument("--patch-size", type=int, default=128, metavar="PX", help="default 128")
     p.add_argument("--batch-size", type=int, default=8, metavar="N", help="default 8")
-    p.add_argument("--lr", type=float, default=2e-3, help="AdamW learning rate (default 2e-3)")
+    p.add_argument("--lr", type=float, default=None,
+                   help="AdamW learning rate (default 2e-3; with --resume, the checkpoint's)")
     p.add_argument("--val-fraction", type=float, default=0.15, metavar="F",
                    help="share of slices held out for validation (default 0.15; 0 disables)")
     p.add_argument("--no-augment", action="store_true", help="random crops only")
@@ -601,6 +605,8 @@ def _cmd_train(args) -> int:
     out = Path(args.output)
     if out.exists() and not args.overwrite:
         raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
+    if args.resume and args.model is None:
+        raise ValueError("--resume needs --model: the checkpoint whose training to continue")
     if args.class_names is not None:
         class_names = [c.strip() for c in args.class_names.split(",")]
     else:
@@ -644,7 +650,7 @@ def _cmd_train(args) -> int:
     t0 = time.perf_counter()
     try:
         model, history = train(
-            images, labels, model, steps=args.steps, epochs=args.epochs, patch_size=args.patch_size,
+            images, labels, model, resume=args.resume, steps=args.steps, epochs=args.epochs, patch_size=args.patch_size,
             batch_size=args.batch_size, lr=args.lr, val_fraction=args.val_fraction,
             augment=not args.no_augment, sparse=args.sparse, channel_axis=channel_axis,
             class_names=class_names, device=args.device, seed=args.seed, progress=progress,

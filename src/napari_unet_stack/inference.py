@@ -180,7 +180,10 @@ def _on_device(module: torch.nn.Module, device: torch.device, channels_last: boo
         return hit[1]
     cache.pop(key, None)
     with torch.no_grad():
-        moved = copy.deepcopy(module).eval()
+        # the engine's copy leaves out the training state (optimizer moments) trainers keep
+        state = getattr(module, "training_state", None)
+        memo = {} if state is None else {id(state): None}
+        moved = copy.deepcopy(module, memo).eval()
         if not scripted:
             _fold_batchnorm(moved)
         moved = moved.to(device)

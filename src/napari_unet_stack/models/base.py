@@ -34,6 +34,8 @@ class SegmentationNetwork(nn.Module):
     - ``valid_margin``: pixels lost on each side by unpadded convolutions (0 for "same").
     - ``activation``: ``"softmax"`` or ``"sigmoid"``, how logits become probabilities.
     - ``meta``: normalization, class names and values, provenance (see ``META_KEYS``).
+    - ``training_state``: None, or what `train` left for ``train(..., resume=True)``
+      (optimizer state, schedule position; tensors and plain values, not part of ``meta``).
     """
 
     in_channels: int
@@ -41,6 +43,8 @@ class SegmentationNetwork(nn.Module):
     depth: int
     #: False when the architecture cannot tile exactly (align_corners=True up-sampling).
     exact_tiling: bool = True
+    #: Set by `train` and `load_model`; stored by `save_model` (see ``train(resume=True)``).
+    training_state: dict[str, Any] | None = None
 
     def __init__(self) -> None:
         super().__init__()

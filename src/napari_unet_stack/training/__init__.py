@@ -6,8 +6,10 @@
 
 from .augment import AugmentConfig, augment_pair
 from .loop import (
+    DEFAULT_LR,
     DEFAULT_MODEL,
     DEFAULT_STEPS,
+    DEFAULT_WEIGHT_DECAY,
     TrainingCancelled,
     TrainProgress,
     default_model,
@@ -19,8 +21,10 @@ from .losses import segmentation_loss
 from .metrics import confusion_counts, dice, foreground_dice, iou, mean_score
 
 __all__ = [
+    "DEFAULT_LR",
     "DEFAULT_MODEL",
     "DEFAULT_STEPS",
+    "DEFAULT_WEIGHT_DECAY",
     "AugmentConfig",
     "TrainProgress",
     "TrainingCancelled",

@@ -6,6 +6,7 @@ import datetime
 import math
 import os
 import time
+import warnings
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,8 +30,10 @@ from .losses import multi_head_loss
 from .metrics import confusion_counts
 
 __all__ = [
+    "DEFAULT_LR",
     "DEFAULT_MODEL",
     "DEFAULT_STEPS",
+    "DEFAULT_WEIGHT_DECAY",
     "TrainProgress",
     "TrainingCancelled",
     "default_model",
@@ -41,6 +44,12 @@ __all__ = [
 
 #: Steps when neither ``steps`` nor ``epochs`` is given.
 DEFAULT_STEPS = 1000
+#: AdamW learning rate and weight decay when ``lr`` / ``weight_decay`` are not given (and
+#: not resumed from the model's training state).
+DEFAULT_LR = 2e-3
+DEFAULT_WEIGHT_DECAY = 1e-4
+#: Version of the ``model.training_state`` dict written by `train` (read by ``resume=True``).
+TRAINING_STATE_VERSION = 1
 #: The model ``train(model=None)`` builds (plus in_channels and n_classes from the data).
 DEFAULT_MODEL: dict[str, Any] = {"architecture": "UNet", "base_channels": 16, "depth": 4}
 
@@ -52,11 +61,14 @@ class TrainingCancelled(RuntimeError):
     ----------
     model : SegmentationNetwork or None
         The best model so far (by validation Dice, else the latest weights), finished like
-        a normal result: eval mode, on the CPU, metadata set. None if no step was done.
+        a normal result: eval mode, on the CPU, metadata and ``training_state`` set, so
+        ``train(..., model=err.model, resume=True)`` continues to the planned total. None
+        if no step was done.
     history : dict
         The history up to the cancelled step.
     step : int
-        Steps completed.
+        The last step completed: steps done by this call, plus the step it resumed from
+        with ``resume=True`` (the history's numbering).
     """
 
     def __init__(self, message: str, *, model=None, history=None, step: int = 0) -> None:
@@ -299,6 +311,77 @@ def select_fast_head(
     return int(head), scores
 
 
+def _cpu_copy(value: Any) -> Any:
+    """A deep copy of nested dicts / lists / tuples with every tensor cloned to the CPU."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().to("cpu", copy=True)
+    if isinstance(value, dict):
+        return {key: _cpu_copy(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_cpu_copy(item) for item in value)
+    return value
+
+
+def _check_training_state(state: Any) -> dict[str, Any]:
+    """The model's ``training_state`` for ``resume=True``, or ValueError saying what is wrong."""
+    if state is None:
+        raise ValueError(
+            "`resume=True` needs a model that carries its training state (model.training_state): "
+            "one returned by `train` (or TrainingCancelled.model), or a checkpoint saved from it "
+            "with save_model (not with include_training_state=False). This model has none (bundled "
+            "and imported models never do); pass resume=False to fine-tune it with a fresh "
+            "optimizer and schedule"
+        )
+    if not isinstance(state, dict):
+        raise ValueError(f"`model.training_state` must be a dict, got {type(state).__name__}")
+    version = state.get("version")
+    if not isinstance(version, int) or version > TRAINING_STATE_VERSION:
+        raise ValueError(
+            f"`model.training_state` has version {version!r}; this version reads up to "
+            f"{TRAINING_STATE_VERSION}: upgrade napari-unet-stack"
+        )
+    for key in ("step", "total", "warmup"):
+        value = state.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"`model.training_state[{key!r}]` must be an int >= 0, got {value!r}")
+    if state["step"] > state["total"]:
+        raise ValueError(
+            f"`model.training_state` is past its end (step {state['step']} of {state['total']})"
+        )
+    opt = state.get("optimizer")
+    if not (
+        isinstance(opt, dict)
+        and isinstance(opt.get("state"), dict)
+        and isinstance(opt.get("param_groups"), list)
+    ):
+        raise ValueError("`model.training_state['optimizer']` is not an optimizer state_dict")
+    return state
+
+
+def _load_optimizer(optimizer: torch.optim.Optimizer, saved: dict, params: list) -> None:
+    """Load a saved AdamW state, checking first that it was made for these parameters."""
+    groups = saved["param_groups"]
+    counts = [len(g.get("params", [])) for g in groups]
+    if len(groups) != 1 or counts[0] != len(params):
+        raise ValueError(
+            f"`resume=True`: the model's training state holds optimizer state for {sum(counts)} "
+            f"trainable tensors in {len(groups)} group(s), but the model has {len(params)} "
+            f"trainable tensors; pass resume=False to fine-tune instead"
+        )
+    for index, entry in saved["state"].items():
+        moment = entry.get("exp_avg") if isinstance(entry, dict) else None
+        if not (isinstance(index, int) and 0 <= index < len(params)) or (
+            isinstance(moment, torch.Tensor) and moment.shape != params[index].shape
+        ):
+            shape = tuple(moment.shape) if isinstance(moment, torch.Tensor) else None
+            raise ValueError(
+                f"`resume=True`: the optimizer state of parameter {index!r} (shape {shape}) does not "
+                f"fit the model; pass resume=False to fine-tune instead"
+            )
+    # a copy: the optimizer updates its moments in place, the saved state stays as it was
+    optimizer.load_state_dict(_cpu_copy(saved))
+
+
 def _lr_lambda(total: int, warmup: int) -> Callable[[int], float]:
     def f(step: int) -> float:
         if step < warmup:
@@ -315,6 +398,7 @@ def iter_train(
     labels: Any,
     model: Any = None,
     *,
+    resume: bool = False,
     steps: int | None = None,
     epochs: float | None = None,
     patch_size: int | tuple[int, int] = 128,
@@ -322,8 +406,8 @@ def iter_train(
     val_fraction: float = 0.15,
     val_every: int | None = None,
     augment: Any = True,
-    lr: float = 2e-3,
-    weight_decay: float = 1e-4,
+    lr: float | None = None,
+    weight_decay: float | None = None,
     dice_weight: float = 1.0,
     device: str = "auto",
     precision: str = "auto",
@@ -347,8 +431,14 @@ def iter_train(
         raise ValueError(f"give `steps` ({steps}) or `epochs` ({epochs}), not both")
     if epochs is not None and not (isinstance(epochs, (int, float)) and epochs > 0):
         raise ValueError(f"`epochs` must be a positive number, got {epochs!r}")
-    if not (isinstance(lr, (int, float)) and lr > 0):
+    if not isinstance(resume, bool):
+        raise TypeError(f"`resume` must be True or False, got {resume!r}")
+    if lr is not None and not (isinstance(lr, (int, float)) and lr > 0):
         raise ValueError(f"`lr` must be a positive number, got {lr!r}")
+    if weight_decay is not None and not (
+        isinstance(weight_decay, (int, float)) and weight_decay >= 0
+    ):
+        raise ValueError(f"`weight_decay` must be a number >= 0, got {weight_decay!r}")
     if not isinstance(val_fraction, (int, float)) or not 0 <= val_fraction < 1:
         raise ValueError(f"`val_fraction` must be a number in [0, 1), got {val_fraction!r}")
     if cancel is not None and not callable(getattr(cancel, "is_set", None)):
@@ -365,6 +455,26 @@ def iter_train(
 
     net = _resolve_model(model)
     previous_provenance = dict(net.meta.get("provenance") or {}) if net is not None else {}
+    resumed: dict[str, Any] | None = None
+    if resume:
+        if net is None:
+            raise ValueError(
+                "`resume=True` needs `model`: a model returned by train (or TrainingCancelled.model), "
+                "or a checkpoint saved from one"
+            )
+        resumed = _check_training_state(getattr(net, "training_state", None))
+        if steps is None and epochs is None and resumed.get("finished", False):
+            raise ValueError(
+                f"`resume=True`: the training that made this model already ran its planned "
+                f"{resumed['total']} steps; pass `steps` (or `epochs`) to train that many more"
+            )
+    start = int(resumed["step"]) if resumed is not None else 0
+    if lr is None:
+        lr = float(resumed.get("lr", DEFAULT_LR)) if resumed is not None else DEFAULT_LR
+    if weight_decay is None:
+        weight_decay = DEFAULT_WEIGHT_DECAY
+        if resumed is not None:
+            weight_decay = float(resumed.get("weight_decay", DEFAULT_WEIGHT_DECAY))
     if normalization is not None:
         norm = validate_normalization(normalization)
     elif net is not None and net.meta.get("normalization"):
@@ -408,16 +518,25 @@ def iter_train(
         data.slices, float(val_fraction), rng, min_size=max(label_shape[0] // 2, net.size_multiple)
     )
     index_centres(train_slices, sparse, rng)
-    if steps is None:
-        if epochs is None:
-            steps = DEFAULT_STEPS
-        else:
-            area = sum(s.shape[0] * s.shape[1] for s in train_slices)
-            per_epoch = math.ceil(area / (batch_size * label_shape[0] * label_shape[1]))
-            steps = max(1, round(epochs * per_epoch))
-    total = steps
+    if steps is None and epochs is not None:
+        area = sum(s.shape[0] * s.shape[1] for s in train_slices)
+        per_epoch = math.ceil(area / (batch_size * label_shape[0] * label_shape[1]))
+        steps = max(1, round(epochs * per_epoch))
+    if steps is None:  # resume: on to the planned total; else the default
+        steps = int(resumed["total"]) - start if resumed is not None else DEFAULT_STEPS
+    total = start + steps  # the schedule's last step (steps are numbered start + 1 .. total)
+    if resumed is not None and resumed.get("seed") == seed and resumed.get("rng") is not None:
+        # same seed, so the same split: the patch sampling goes on where it stopped
+        try:
+            rng.bit_generator.state = resumed["rng"]
+        except (TypeError, ValueError, KeyError) as err:
+            warnings.warn(
+                f"resume: the saved sampling RNG state does not apply ({err}); patches are drawn "
+                f"afresh from seed={seed}",
+                stacklevel=2,
+            )
     if val_every is None:
-        val_every = max(1, total // 10)
+        val_every = max(1, steps // 10)
     sampler = PatchSampler(
         train_slices,
         patch_shape=image_shape,
@@ -431,10 +550,36 @@ def iter_train(
     net.train()
     params = [p for p in net.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-    warmup = min(100, max(1, total // 20))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(total, warmup))
     scaler = torch.amp.GradScaler("cuda", enabled=autocast_dtype == torch.float16)
+    if resumed is not None:
+        _load_optimizer(optimizer, resumed["optimizer"], params)
+        for group in optimizer.param_groups:  # the schedule's base rate: `lr`
+            group["lr"] = group["initial_lr"] = lr
+            group["weight_decay"] = weight_decay
+        warmup = max(1, int(resumed["warmup"]))
+        if scaler.is_enabled() and isinstance(resumed.get("grad_scaler"), dict):
+            scaler.load_state_dict(resumed["grad_scaler"])
+    else:
+        warmup = min(100, max(1, total // 20))
+    schedule = _lr_lambda(total, warmup)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda k: schedule(start + k))
     prec_name = precision_name(autocast_dtype)
+
+    def training_state(step: int) -> dict[str, Any]:
+        """What ``resume=True`` needs to continue after ``step`` (copied to the CPU)."""
+        return {
+            "version": TRAINING_STATE_VERSION,
+            "step": int(step),
+            "total": int(total),
+            "warmup": int(warmup),
+            "schedule": "linear warmup, cosine to 1 %",
+            "lr": float(lr),
+            "weight_decay": float(weight_decay),
+            "seed": int(seed),
+            "rng": _cpu_copy(rng.bit_generator.state),
+            "optimizer": _cpu_copy(optimizer.state_dict()),
+            "grad_scaler": dict(scaler.state_dict()) if scaler.is_enabled() else None,
+        }
 
     history: dict[str, list] = {
         key: []
@@ -443,13 +588,19 @@ def iter_train(
             "val_step", "val_loss", "val_dice", "val_iou", "val_dice_per_class", "val_iou_per_class",
         )
     }  # fmt: skip
-    best = {"dice": -math.inf, "step": 0, "state": None, "metrics": None}
+    best = {"dice": -math.inf, "step": 0, "state": None, "metrics": None, "training": None}
     activation = net.activation
     bad_steps = 0
 
     def finish(done: int) -> SegmentationNetwork:
+        """The result after ``done`` steps of this call (best weights, metadata, training state)."""
         if best["state"] is not None:
             net.load_state_dict(best["state"])
+            state = best["training"]
+        else:
+            state = training_state(start + done)
+        state["finished"] = start + done >= total
+        net.training_state = state
         net.eval()
         head_scores = None
         if isinstance(net, NestedUNet) and net.deep_supervision and val_slices:
@@ -464,7 +615,7 @@ def iter_train(
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "steps": int(done),
             "total_steps": int(prev.get("total_steps", 0)) + int(done),
-            "best_step": int(best["step"]) if best["state"] is not None else int(done),
+            "best_step": int(best["step"]) if best["state"] is not None else start + int(done),
             "seed": int(seed),
             "batch_size": int(batch_size),
             "patch_size": [int(v) for v in label_shape],
@@ -487,20 +638,23 @@ def iter_train(
             else None,
             "previous": prev or None,
         }
+        if resumed is not None:
+            net.meta["provenance"]["resumed_from_step"] = start
         return net
 
     yield TrainProgress(
-        0, total, {"train_slices": len(train_slices), "val_slices": len(val_slices)}
+        start, total, {"train_slices": len(train_slices), "val_slices": len(val_slices)}
     )
-    for step in range(1, total + 1):
+    for step in range(start + 1, total + 1):
         if cancel is not None and cancel.is_set():
-            done = step - 1
+            done = step - 1 - start
             result = finish(done) if done else None
             raise TrainingCancelled(
-                f"training cancelled after {done} of {total} steps",
+                f"training cancelled after {done} of {steps} steps"
+                + (f" (at step {step - 1} of {total})" if start else ""),
                 model=result,
                 history=history,
-                step=done,
+                step=step - 1,
             )
         x_np, y_np = sampler.batch(batch_size)
         x = torch.from_numpy(x_np).to(dev, non_blocking=True)
@@ -544,13 +698,14 @@ def iter_train(
                     step=step,
                     metrics=metrics,
                     state={k: v.detach().clone() for k, v in net.state_dict().items()},
+                    training=training_state(step),
                 )
             info.update(
                 val_loss=metrics["loss"], val_dice=metrics["dice"], val_iou=metrics["iou"],
                 best_val_dice=best["dice"],
             )  # fmt: skip
         yield TrainProgress(step, total, info)
-    return finish(total), history
+    return finish(steps), history
 
 
 def _trainer_id() -> str:
@@ -564,6 +719,7 @@ def train(
     labels: Any,
     model: Any = None,
     *,
+    resume: bool = False,
     steps: int | None = None,
     epochs: float | None = None,
     patch_size: int | tuple[int, int] = 128,
@@ -571,8 +727,8 @@ def train(
     val_fraction: float = 0.15,
     val_every: int | None = None,
     augment: Any = True,
-    lr: float = 2e-3,
-    weight_decay: float = 1e-4,
+    lr: float | None = None,
+    weight_decay: float | None = None,
     dice_weight: float = 1.0,
     device: str = "auto",
     precision: str = "auto",
@@ -599,12 +755,30 @@ def train(
     model : None, UNet, NestedUNet, SegmentationNetwork, path or bundled model name
         None builds `default_model` (a small UNet, ``DEFAULT_MODEL``) for the data's
         channels and classes (softmax with at least 2 classes). A model instance is trained
-        **in place**. A checkpoint path or bundled name is loaded with `load_model` and
-        fine-tuned: our own checkpoints resume from their stored weights, normalization and
-        class names (the optimizer starts afresh; ``meta["provenance"]["total_steps"]``
-        adds up over runs); imported checkpoints keep the normalization they came with.
+        **in place**. A checkpoint path or bundled name is loaded with `load_model`. Without
+        ``resume`` the model is fine-tuned: it starts from its weights, normalization and
+        class names, with a fresh optimizer and schedule (``meta["provenance"]
+        ["total_steps"]`` adds up over runs); imported checkpoints keep the normalization
+        they came with.
+    resume : bool
+        Continue the training that produced ``model`` instead of fine-tuning it: the AdamW
+        moments, the learning-rate schedule, the step count and (with the same ``seed``)
+        the patch sampling go on from ``model.training_state``, which `train` sets on its
+        result (also on ``TrainingCancelled.model``) and `save_model` stores. The state is
+        taken at the step whose weights the model holds: the best validated step, else the
+        last one. With neither ``steps`` nor ``epochs``, the run goes on to the total the
+        earlier run planned (a cancelled run finishes as if never stopped; a run that had
+        finished is an error). ``steps=N`` (or ``epochs``) means N *more* steps, on the
+        schedule stretched to end at the resumed step + N: it is the planned schedule
+        when that is the planned total, and for a run that had finished the learning rate
+        rises again from its 1 % floor. ``lr`` and ``weight_decay`` default to the earlier
+        run's. History and progress steps continue the earlier numbering (the history holds
+        this call's steps only); the best weights are chosen among this call's validations.
+        A model without training state (bundled, imported, saved with
+        ``include_training_state=False``) raises ValueError: use ``resume=False``.
     steps : int, optional
-        Optimizer steps (one batch each). Default ``DEFAULT_STEPS`` (1000).
+        Optimizer steps (one batch each). Default ``DEFAULT_STEPS`` (1000); with
+        ``resume``, the steps left to the planned total.
     epochs : float, optional
         Instead of ``steps``: passes over the training pixels (``area / (batch_size x
         patch area)`` steps per epoch).
@@ -618,16 +792,17 @@ def train(
         or more slices). A single image loses its last rows (or columns) instead. 0
         disables validation: the final weights are returned.
     val_every : int, optional
-        Steps between validations (default: a tenth of the steps); the last step is
-        always validated. The weights with the best mean foreground validation Dice are
+        Steps between validations: steps whose number is a multiple of it are validated
+        (default: a tenth of the steps run); the last step is always validated. The weights with the best mean foreground validation Dice are
         returned.
     augment : bool, dict or AugmentConfig
         True: random crops, flips, 90-degree rotations, elastic deformation, intensity
         gain/offset and noise (`AugmentConfig` defaults); a dict overrides some of them;
         False: random crops only.
-    lr, weight_decay : float
-        AdamW settings; the learning rate warms up linearly, then follows a cosine decay to
-        1 % of ``lr``.
+    lr, weight_decay : float, optional
+        AdamW settings (default ``DEFAULT_LR`` = 2e-3 and ``DEFAULT_WEIGHT_DECAY`` = 1e-4,
+        or with ``resume`` the earlier run's); the learning rate warms up linearly, then
+        follows a cosine decay to 1 % of ``lr``.
     dice_weight : float
         Weight of the soft Dice term added to the cross-entropy (BCE for sigmoid models).
     device : 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'
@@ -636,7 +811,8 @@ def train(
         Mixed precision is used on CUDA only: 'auto' is bf16 autocast where supported,
         else fp16 with a GradScaler; float32 elsewhere.
     progress : callable(step, total, info), optional
-        Called once with step 0, then after every step. ``info`` holds ``loss``, ``lr``,
+        Called once with step 0 (with ``resume``: the step resumed from), then after every
+        step; ``total`` is the schedule's last step. ``info`` holds ``loss``, ``lr``,
         ``seconds``, and after a validation ``val_loss``, ``val_dice``, ``val_iou``,
         ``best_val_dice``.
     cancel : object with ``is_set()``, optional
@@ -644,7 +820,9 @@ def train(
         best model so far (``err.model``, finished and ready to save) and the history.
     seed : int
         Seeds the model's initialisation, the validation split, patch sampling and
-        augmentation: the same seed and data give the same run (on the CPU).
+        augmentation: the same seed and data give the same run (on the CPU), and a
+        cancelled run resumed with the same seed and data ends where the uninterrupted run
+        would.
     channel_axis : int or None
         Axis of ``images`` holding channels (as for `predict`).
     sparse : bool
@@ -670,9 +848,12 @@ def train(
         The trained network in eval mode, on the CPU, with ``meta["normalization"]``,
         ``meta["class_names"]`` and ``meta["provenance"]`` (steps, data shapes, best
         validation metrics, timing; plus ``meta["fast_head"]`` for UNet++), ready for
-        `save_model` and `segment`.
+        `save_model` and `segment`. ``model.training_state`` (not part of ``meta``) holds
+        what ``resume=True`` needs: a dict of tensors and plain values (``step``,
+        ``total``, ``warmup``, ``finished``, ``lr``, ``weight_decay``, ``seed``, ``rng``,
+        ``optimizer``, ``grad_scaler``), at the step of the returned weights.
     history : dict of lists
-        One entry per step under ``step``, ``loss``, ``lr``, ``seconds``; one entry per
+        One entry per step of this call under ``step``, ``loss``, ``lr``, ``seconds``; one entry per
         validation under ``val_step``, ``val_loss``, ``val_dice``, ``val_iou`` (mean over
         foreground classes), ``val_dice_per_class`` and ``val_iou_per_class`` (dicts
         class name -> score).
@@ -691,11 +872,14 @@ def train(
     >>> s = load_sample("nuclei_train")
     >>> model, history = train(s.image[:2], s.labels[:2], steps=2, patch_size=64,
     ...                        batch_size=2)  # doctest: +SKIP
+    >>> more, _ = train(s.image[:2], s.labels[:2], model, resume=True, steps=2,
+    ...                 patch_size=64, batch_size=2)  # doctest: +SKIP
     """
     gen = iter_train(
         images,
         labels,
         model,
+        resume=resume,
         steps=steps,
         epochs=epochs,
         patch_size=patch_size,
