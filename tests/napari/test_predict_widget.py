@@ -321,14 +321,30 @@ def test_bad_checkpoint_shows_a_notification(make_napari_viewer, qtbot, tmp_path
     assert [layer.name for layer in viewer.layers] == ["img"]
 
 
+class _OutOfMemory(Threshold):
+    def forward(self, x):
+        raise RuntimeError("CUDA out of memory (simulated)")
+
+
 def test_error_in_the_worker_is_a_notification_and_restores(make_napari_viewer, qtbot, user_model, errors):
+    viewer = make_napari_viewer()
+    viewer.add_image(np.random.default_rng(0).random((2, 64, 64)), name="img")
+    widget = PredictWidget(viewer)
+    widget.model.value = user_model(_OutOfMemory())
+    _run(qtbot, widget)
+    assert errors and "out of memory" in errors[-1]
+    assert widget.status.value.startswith("failed")
+    assert [layer.name for layer in viewer.layers] == ["img"]
+
+
+def test_channels_that_do_not_fit_the_model_are_refused_before_a_run(make_napari_viewer, user_model, errors):
     viewer = make_napari_viewer()
     viewer.add_image(np.random.default_rng(0).random((2, 64, 64)), name="img")
     widget = PredictWidget(viewer)
     widget.model.value = user_model(Threshold(in_channels=3))  # 3 channels expected, 1 given
     widget.channel_axis.value = None
-    _run(qtbot, widget)
-    assert errors and "3 input channel" in errors[-1]
+    assert widget.run() is None
+    assert errors and "3 input channel" in errors[-1] and "'img'" in errors[-1]
     assert [layer.name for layer in viewer.layers] == ["img"]
 
 
@@ -401,3 +417,126 @@ def test_scripted_predict_example(make_napari_viewer, monkeypatch, tmp_path):
 
     with read_image(tmp_path / "nuclei_labels.tif") as back:
         np.testing.assert_array_equal(np.asarray(back.data[...]), labels.data)
+
+
+# -- robustness: odd layers, and layers / widget / viewer going away mid-run ---------------
+def test_labels_keep_the_images_rotate_shear_and_affine(make_napari_viewer, qtbot, user_model):
+    viewer = make_napari_viewer()
+    data = np.random.default_rng(0).random((2, 2, 32, 32)).astype(np.float32)  # Z, C, Y, X
+    affine = np.eye(5)
+    affine[2:4, 2:4] = [[0.8, -0.6], [0.6, 0.8]]
+    affine[2:4, 4] = [5.0, 2.0]
+    image = viewer.add_image(data, name="img", scale=(3.0, 1.0, 0.5, 0.25), rotate=30,
+                             shear=[0.0, 0.1, 0.2, 0.0, 0.0, 0.3], affine=affine)
+    widget = PredictWidget(viewer)
+    widget.model.value = user_model(Threshold(in_channels=2))
+    widget.image.value = image
+    assert widget.channel_axis.value == 1
+    _run(qtbot, widget)
+    labels = viewer.layers["img labels"]
+    assert labels.data.shape == (2, 32, 32)
+    for point in ([0, 0, 0], [1, 10, 20], [1, 31, 5]):
+        z, y, x = point
+        world = np.asarray(image.data_to_world([z, 0, y, x]))
+        np.testing.assert_allclose(labels.data_to_world(point), world[[0, 2, 3]], atol=1e-9)
+    assert not np.allclose(labels.rotate, np.eye(3))  # the rotation itself, not just where it lands
+
+
+def test_multiscale_image_is_segmented_at_full_resolution(make_napari_viewer, qtbot, user_model, errors):
+    viewer = make_napari_viewer()
+    base = np.zeros((2, 128, 128), np.float32)
+    base[:, 40:80, 40:80] = 1.0
+    image = viewer.add_image([base, base[:, ::2, ::2], base[:, ::4, ::4]], multiscale=True, name="pyr",
+                             scale=(3.0, 0.5, 0.5), translate=(1.0, 2.0, 3.0))
+    widget = PredictWidget(viewer)
+    widget.model.value = user_model(Threshold())
+    widget.image.value = image
+    _run(qtbot, widget)
+    assert not errors
+    labels = viewer.layers["pyr labels"]
+    assert labels.data.shape == (2, 128, 128)
+    np.testing.assert_allclose(labels.scale, image.scale)
+    np.testing.assert_allclose(labels.translate, image.translate)
+    np.testing.assert_array_equal(labels.data > 0, base > 0)
+
+
+def test_rgba_image_with_an_rgb_model_is_refused_before_anything_starts(make_napari_viewer, user_model, errors):
+    viewer = make_napari_viewer()
+    image = viewer.add_image(np.zeros((64, 64, 4), np.uint8), name="shot")
+    assert image.rgb
+    widget = PredictWidget(viewer)
+    widget.model.value = user_model(Threshold(in_channels=3))
+    widget.image.value = image
+    assert widget.run() is None
+    assert errors and "RGBA" in errors[-1] and "alpha" in errors[-1]
+    assert widget.status.value.startswith("not started")
+    assert [layer.name for layer in viewer.layers] == ["shot"]
+
+
+@pytest.mark.parametrize("what", ["image", "labels", "labels of an earlier run", "dock", "viewer"])
+def test_a_run_stops_when_its_layers_the_widget_or_the_viewer_go(make_napari_viewer, qtbot, user_model, errors,
+                                                                 what):
+    import sys
+
+    viewer = make_napari_viewer()
+    image = viewer.add_image(np.random.default_rng(0).random((8, 64, 64)).astype(np.float32), name="img")
+    widget = PredictWidget(viewer)
+    dock = viewer.window.add_dock_widget(widget)
+    widget.image.value = image
+    widget.batch_size.value = 1
+    if what == "labels of an earlier run":
+        widget.model.value = user_model(Threshold(), "fast")
+        _run(qtbot, widget)
+    model = Threshold(delay=0.05)
+    widget.model.value = user_model(model, "slow")
+    uncaught: list = []
+    hook, sys.excepthook = sys.excepthook, lambda *exc: uncaught.append(exc)
+    try:
+        worker = widget.run()
+        finished: list = []
+        worker.finished.connect(lambda: finished.append(True))
+        qtbot.waitUntil(lambda: model.calls >= 2, timeout=10_000)
+        if what == "image":
+            viewer.layers.remove(image)
+        elif what.startswith("labels"):
+            viewer.layers.remove("img labels")
+        elif what == "dock":
+            viewer.window.remove_dock_widget(dock)
+        else:
+            viewer.close()
+        qtbot.waitUntil(lambda: bool(finished), timeout=10_000)
+        qtbot.wait(50)  # let the last queued signals through
+    finally:
+        sys.excepthook = hook
+    assert not uncaught and not errors
+    assert model.calls < 8  # stopped early
+    assert widget.worker is None and widget._job is None
+    if what == "viewer":
+        return  # its controls are gone with it
+    assert widget.run_button.enabled and not widget.cancel_button.enabled
+    assert widget.status.value.startswith("cancelled")
+    assert [layer.name for layer in viewer.layers] == ([] if what == "image" else ["img"])
+    if what != "dock":
+        assert "was removed" in widget.status.value
+
+
+def test_cancel_at_once_and_a_second_run_while_one_runs(make_napari_viewer, qtbot, user_model):
+    viewer = make_napari_viewer()
+    viewer.add_image(np.random.default_rng(0).random((6, 64, 64)).astype(np.float32), name="img")
+    widget = PredictWidget(viewer)
+    model = Threshold(delay=0.02)
+    widget.model.value = user_model(model)
+    widget.batch_size.value = 1
+    worker = widget.run()
+    assert widget.run() is None  # refused, the first run goes on
+    widget.cancel()
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=10_000)
+    assert worker is not None and model.calls < 6
+    assert widget.status.value == "cancelled: the viewer is as it was"
+    assert [layer.name for layer in viewer.layers] == ["img"]
+    widget.threshold.value = 0.3  # moved while running: the result uses the new threshold
+    worker = widget.run()
+    widget.threshold.value = 0.9
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=10_000)
+    result = widget._results["img labels"]
+    np.testing.assert_array_equal(viewer.layers["img labels"].data, result.store.foreground > 0.9 * 255)

@@ -172,3 +172,83 @@ def test_bad_settings_are_a_notification(make_napari_viewer, qtbot, clean_regist
     train = TrainWidget(viewer)
     assert train.train() is None
     assert "shape" in train.status.value
+
+
+def _small(make_napari_viewer, steps):
+    from napari_unet_stack.napari._train_widget import TrainWidget
+
+    viewer = make_napari_viewer()
+    labels = np.zeros((2, 64, 64), np.uint8)
+    labels[:, 10:30, 10:30] = 1
+    image = viewer.add_image(labels * 0.8 + np.random.default_rng(0).random(labels.shape) * 0.2, name="img")
+    painted = viewer.add_labels(labels, name="painted")
+    train = TrainWidget(viewer)
+    dock = viewer.window.add_dock_widget(train)
+    train.image.value, train.annotations.value = image, painted
+    train.base_channels.value, train.depth.value = 4, 2
+    train.patch_size.value, train.batch_size.value = 32, 2
+    train.steps.value = steps
+    train.device.value = "cpu"
+    return viewer, train, dock
+
+
+@pytest.mark.parametrize("what", ["dock", "viewer"])
+def test_closing_the_widget_or_the_viewer_stops_training(make_napari_viewer, qtbot, clean_registry, what):
+    import sys
+
+    viewer, train, dock = _small(make_napari_viewer, 100_000)
+    uncaught: list = []
+    hook, sys.excepthook = sys.excepthook, lambda *exc: uncaught.append(exc)
+    try:
+        worker = train.train()
+        finished: list = []
+        worker.finished.connect(lambda: finished.append(True))
+        qtbot.waitUntil(lambda: train.status.value.startswith("step"), timeout=30_000)
+        if what == "dock":
+            viewer.window.remove_dock_widget(dock)
+        else:
+            viewer.close()
+        qtbot.waitUntil(lambda: bool(finished), timeout=30_000)
+        qtbot.wait(50)
+    finally:
+        sys.excepthook = hook
+    assert not uncaught
+    assert train.worker is None and train.model is None
+    assert not [name for name in USER_MODELS.names() if name.startswith("img ")]  # nothing kept
+    if what == "dock":
+        assert train.train_button.enabled and not train.cancel_button.enabled
+
+
+@pytest.mark.parametrize("where", ["folder", "missing folder", "write fails"])
+def test_saving_where_it_cannot_is_a_notification_and_leaves_no_file(make_napari_viewer, qtbot, clean_registry,
+                                                                    tmp_path, monkeypatch, where):
+    import torch
+    from napari.utils.notifications import NotificationSeverity, notification_manager
+
+    _viewer, train, _dock = _small(make_napari_viewer, 1)
+    train.train(wait=True)
+    assert train.model is not None, train.status.value
+    shown: list[str] = []
+
+    def record(notification):
+        if notification.severity == NotificationSeverity.ERROR:
+            shown.append(str(notification.message))
+
+    target = {"folder": tmp_path, "missing folder": tmp_path / "nope" / "m.pt", "write fails": tmp_path / "m.pt"}
+    if where == "write fails":  # e.g. a read-only folder, or the disk filling up half way
+        def half_then_fail(obj, f, *args, **kwargs):
+            with open(f, "wb") as handle:
+                handle.write(b"half a checkpoint")
+            raise PermissionError(13, "Permission denied", str(f))
+
+        monkeypatch.setattr(torch, "save", half_then_fail)
+    train.save_path.value = target[where]
+    before = sorted(tmp_path.parent.iterdir())
+    notification_manager.notification_ready.connect(record)
+    try:
+        assert train.save() is None
+    finally:
+        notification_manager.notification_ready.disconnect(record)
+    assert shown, "no error notification"
+    assert sorted(tmp_path.parent.iterdir()) == before  # not "<folder>.pt" beside the folder
+    assert list(tmp_path.rglob("*")) == []  # and nothing (half) written

@@ -53,6 +53,8 @@ class PredictJob:
     instance_data: np.ndarray | None = None
     head: Any = None
     engine: Any = None  # the running iter_predict generator
+    image_layer: Any = None  # the Image layer segmented (a run stops when it is removed)
+    stopped: str | None = None  # why the widget cancelled the run, if it did
 
     def close(self) -> None:
         """Close the engine's generator; call it from the worker thread (see `run_prediction`)."""

@@ -19,6 +19,7 @@ from ..postprocess import label_values, smallest_uint
 __all__ = [
     "METADATA_KEY",
     "ProbabilityStore",
+    "check_channels",
     "foreground",
     "image_input",
     "output_geometry",
@@ -47,6 +48,25 @@ def image_input(layer: Any, channel_axis: int | None) -> tuple[Any, int | None]:
     return data, channel_axis
 
 
+def check_channels(layer: Any, data: Any, channel_axis: int | None, model: Any) -> None:
+    """Raise ValueError, naming the layer, when its channels do not fit ``model``'s input."""
+    wanted = getattr(model, "in_channels", None)
+    given = 1 if channel_axis is None else int(data.shape[channel_axis])
+    if wanted is None or given == wanted:
+        return
+    name = getattr(layer, "name", "image")
+    if getattr(layer, "rgb", False):
+        kind = "RGBA" if given == 4 else "RGB"
+        hint = ("; add it without its alpha channel (viewer.add_image(layer.data[..., :3]))"
+                if given == 4 and wanted == 3 else "")
+        raise ValueError(f"image {name!r} is {kind} ({given} channels) but the model expects {wanted}{hint}")
+    where = "no channel axis chosen" if channel_axis is None else f"channel axis {channel_axis}"
+    fits = [ax for ax, n in enumerate(data.shape) if n == wanted and ax < len(data.shape) - 2]
+    hint = f"; choose channel axis {fits[-1]}" if fits else ""
+    raise ValueError(f"the model expects {wanted} input channel(s) but image {name!r} (shape {tuple(data.shape)}, "
+                     f"{where}) has {given}{hint}")
+
+
 def spatial_shape(shape: tuple[int, ...], channel_axis: int | None) -> tuple[int, ...]:
     """``shape`` without the channel axis."""
     if channel_axis is None:
@@ -56,19 +76,35 @@ def spatial_shape(shape: tuple[int, ...], channel_axis: int | None) -> tuple[int
 
 
 def output_geometry(layer: Any, channel_axis: int | None) -> dict[str, Any]:
-    """scale, translate, axis_labels and units of ``layer`` for a result without channels.
+    """scale, translate, axis_labels, units, rotate, shear and affine of ``layer`` for a
+    result without channels (so that the result lies on the image in the viewer).
 
     For RGB layers napari already leaves the colour axis out; for a channel axis of a
-    plain layer that axis is dropped.
+    plain layer that axis is dropped (its row and column of the matrices too).
     """
     keys = ("scale", "translate", "axis_labels", "units")
-    values = {key: list(getattr(layer, key)) for key in keys if hasattr(layer, key)}
+    values: dict[str, Any] = {key: list(getattr(layer, key)) for key in keys if hasattr(layer, key)}
+    matrices = {key: m for key in ("rotate", "shear", "affine") if (m := _matrix(layer, key)) is not None}
     if channel_axis is not None and not getattr(layer, "rgb", False):
         axis = channel_axis % layer.ndim
         values = {key: [v for ax, v in enumerate(seq) if ax != axis] for key, seq in values.items()}
+        matrices = {key: np.delete(np.delete(m, axis, axis=0), axis, axis=1) for key, m in matrices.items()}
     if "units" in values:
         values["units"] = [str(u) for u in values["units"]]
-    return values
+    return {**values, **matrices}
+
+
+def _matrix(layer: Any, key: str) -> np.ndarray | None:
+    """``layer``'s rotate / shear / affine as a matrix (shear as given napari takes a vector)."""
+    value = getattr(layer, key, None)
+    if value is None:
+        return None
+    value = np.asarray(getattr(value, "affine_matrix", value), dtype=np.float64)  # affine: a transform
+    if key == "shear" and value.ndim == 1:
+        from napari.utils.transforms.transform_utils import shear_to_matrix
+
+        value = shear_to_matrix(value, ndim=layer.ndim)
+    return value
 
 
 def _values(n_classes: int, activation: str, class_values: Any) -> np.ndarray:

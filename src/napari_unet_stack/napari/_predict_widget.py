@@ -41,8 +41,16 @@ from ._jobs import (
     device_choices,
     run_prediction,
 )
-from ._layers import METADATA_KEY, ProbabilityStore, image_input, output_geometry, spatial_shape
+from ._layers import (
+    METADATA_KEY,
+    ProbabilityStore,
+    check_channels,
+    image_input,
+    output_geometry,
+    spatial_shape,
+)
 from ._lazy import LazyLabels, is_stack, lazy_labels
+from ._lifetime import watch_closing
 from ._registry import USER_MODELS
 
 if TYPE_CHECKING:
@@ -75,6 +83,7 @@ class PredictWidget(Container):
         self._pbar = None
         self._on_done: list = []
         self.worker = None
+        self._gone = False  # the Qt widget was destroyed (with the viewer, most likely)
         self._known = USER_MODELS.names()  # user models listed so far
 
         self.image = ComboBox(label="image", choices=self._image_choices)
@@ -128,6 +137,8 @@ class PredictWidget(Container):
         self.run_button.changed.connect(lambda: self.run())
         self.cancel_button.changed.connect(self.cancel)
         USER_MODELS.changed.connect(self._on_registry_changed)  # weakly: no leak
+        viewer.layers.events.removed.connect(self._on_layer_removed)  # weakly too (napari's events)
+        self._watcher = watch_closing(self.native, self._on_closed)
         self.min_size.visible = False
         self.reset_choices()
         self._on_model_changed()
@@ -294,11 +305,29 @@ class PredictWidget(Container):
         self._on_done.append(loop.quit)
         loop.exec()
 
-    def cancel(self) -> None:
-        if self._job is not None:
-            self._job.cancel.set()
+    def cancel(self, reason: str | None = None) -> None:
+        """Stop the current run; the viewer is put back as it was. ``reason`` is shown
+        instead of a plain "cancelled"."""
+        job = self._job
+        if job is None or job.cancel.is_set():
+            return
+        job.stopped = reason
+        job.cancel.set()
+        if not self._gone:
             self.cancel_button.enabled = False
             self.status.value = "cancelling..."
+
+    def _on_layer_removed(self, event) -> None:
+        """A run stops when the layer it reads or the layer it fills leaves the viewer."""
+        job = self._job
+        layer = event.value
+        if job is not None and layer is not None and (layer is job.image_layer or layer is job.labels_layer):
+            self.cancel(f"layer {layer.name!r} was removed")
+
+    def _on_closed(self, destroyed: bool) -> None:
+        """The widget left its dock or was destroyed: stop the run (see `_lifetime`)."""
+        self._gone = self._gone or destroyed
+        self.cancel("the widget was closed")
 
     def _prepare(self) -> PredictJob:
         layer = self.image.value
@@ -308,6 +337,7 @@ class PredictWidget(Container):
         if model is None:
             raise ValueError("choose a model")
         data, channel_axis = image_input(layer, self.channel_axis.value)
+        check_channels(layer, data, channel_axis, model)
         spatial = spatial_shape(data.shape, channel_axis)
         if len(spatial) < 2:
             raise ValueError(f"image {layer.name!r} (shape {data.shape}) has fewer than 2 spatial axes")
@@ -324,7 +354,8 @@ class PredictWidget(Container):
             head, model.head = model.head, self.head.value
         options = self._options()
         return PredictJob(layer.name, data, channel_axis, model, options, store, labels, labels_layer, restore,
-                          self.instances.value, self.probability.value, self.min_size.value, geometry, head=head)
+                          self.instances.value, self.probability.value, self.min_size.value, geometry, head=head,
+                          image_layer=layer)
 
     def _options(self) -> dict:
         return dict(tile_size=self.tile_size.value, halo=self.halo.value, blend=self.blend.value,
@@ -372,6 +403,7 @@ class PredictWidget(Container):
         if model is None:
             raise ValueError("choose a model")
         data, channel_axis = image_input(layer, self.channel_axis.value)
+        check_channels(layer, data, channel_axis, model)
         lazy = lazy_labels(layer.name, data, channel_axis, model, self._options(), self.threshold.value,
                            head=self._head(model))
         name = f"{layer.name} labels"
@@ -424,9 +456,16 @@ class PredictWidget(Container):
     def _on_returned(self, outcome) -> None:
         status, err = outcome
         job = self._job
+        if job is None:  # already handled (the activity dock's abort, then `returned`)
+            return
+        if self._gone:  # destroyed, with the viewer most likely: leave both alone
+            return
+        job.cancel.set()  # over: layers removed from here on (restoring) are no reason to cancel
+        if job.stopped is not None and status == "done":
+            status = "cancelled"  # finished before it saw the cancel: undo all the same
         if status == "cancelled":
             self._restore(job)
-            self.status.value = "cancelled: the viewer is as it was"
+            self.status.value = f"cancelled: {job.stopped or 'the viewer is as it was'}"
         elif status == "error":
             self._restore(job)
             self.status.value = f"failed: {err}"
@@ -468,7 +507,7 @@ class PredictWidget(Container):
                                **geometry)
 
     def _restore(self, job: PredictJob) -> None:
-        if job.restore is None:
+        if job.restore is None or self._gone:
             return
         if job.restore[0] == "remove":
             if job.restore[1] in self._viewer.layers:
@@ -489,8 +528,9 @@ class PredictWidget(Container):
             self._pbar = None
         self.worker = None
         self._job = None
-        self.run_button.enabled = True
-        self.cancel_button.enabled = False
+        if not self._gone:
+            self.run_button.enabled = True
+            self.cancel_button.enabled = False
         callbacks, self._on_done = self._on_done, []
         for callback in callbacks:
             callback()

@@ -29,6 +29,7 @@ from qtpy.QtCore import QEventLoop, Qt
 
 from ._jobs import EXPECTED_ERRORS, TrainJob, device_choices, run_training
 from ._layers import image_input, spatial_shape
+from ._lifetime import watch_closing
 from ._plot import CurvePlot
 from ._registry import USER_MODELS
 
@@ -54,6 +55,8 @@ class TrainWidget(Container):
         self._pbar = None
         self._on_done: list = []
         self.worker = None
+        self._gone = False  # the Qt widget was destroyed (with the viewer, most likely)
+        self._closed = False  # taken out of its dock or destroyed
         self.model: Any = None  # the last trained model
         self.model_name: str | None = None  # its name in USER_MODELS
 
@@ -88,6 +91,7 @@ class TrainWidget(Container):
         self.train_button.changed.connect(lambda: self.train())
         self.cancel_button.changed.connect(self.cancel)
         self.save_button.changed.connect(lambda: self.save())
+        self._watcher = watch_closing(self.native, self._on_closed)
         self.reset_choices()
 
     def _layers(self, kind):
@@ -106,12 +110,13 @@ class TrainWidget(Container):
             self.status.value = f"not started: {err}"
             return None
         self._job = job
+        self._closed = False  # docked again, or used from a script
         self.plot.clear(job.options["steps"])
         self.worker = worker = create_worker(run_training, job, _start_thread=False)
         worker.yielded.connect(self._on_progress)
         worker.returned.connect(self._on_returned)
         worker.aborted.connect(job.close, Qt.ConnectionType.DirectConnection)  # in the worker thread
-        worker.aborted.connect(lambda: setattr(self.status, "value", "cancelled (from the activity dock)"))
+        worker.aborted.connect(self._on_aborted)
         worker.finished.connect(self._on_finished)
         self.train_button.enabled = False
         self.cancel_button.enabled = True
@@ -129,8 +134,19 @@ class TrainWidget(Container):
     def cancel(self) -> None:
         if self._job is not None:
             self._job.cancel.set()
-            self.cancel_button.enabled = False
-            self.status.value = "cancelling..."
+            if not self._gone:
+                self.cancel_button.enabled = False
+                self.status.value = "cancelling..."
+
+    def _on_aborted(self) -> None:
+        if not self._gone:
+            self.status.value = "cancelled (from the activity dock)"
+
+    def _on_closed(self, destroyed: bool) -> None:
+        """The widget left its dock or was destroyed: stop training, keep no model (see `_lifetime`)."""
+        self._gone = self._gone or destroyed
+        self._closed = True
+        self.cancel()
 
     def _prepare(self) -> TrainJob:
         from ..training import default_model
@@ -167,7 +183,7 @@ class TrainWidget(Container):
         return TrainJob(name, np.asarray(data), target, model, options)
 
     def _on_progress(self, event) -> None:
-        if self._job is None:  # a late event of a finished run
+        if self._job is None or self._gone:  # a late event of a finished run, or no widget left
             return
         info = event.info
         if "loss" in info:
@@ -189,6 +205,8 @@ class TrainWidget(Container):
 
     def _on_returned(self, outcome) -> None:
         status, model, _history, err = outcome
+        if self._closed:  # the user closed the widget while it trained: nothing to show or keep
+            return
         if status == "error":
             self.status.value = f"failed: {err}"
             show_error(f"napari-unet-stack: training failed: {err}")
@@ -211,8 +229,9 @@ class TrainWidget(Container):
             self._pbar = None
         self.worker = None
         self._job = None
-        self.train_button.enabled = True
-        self.cancel_button.enabled = False
+        if not self._gone:
+            self.train_button.enabled = True
+            self.cancel_button.enabled = False
         callbacks, self._on_done = self._on_done, []
         for callback in callbacks:
             callback()
@@ -226,10 +245,13 @@ class TrainWidget(Container):
             show_error("napari-unet-stack: train a model first")
             return None
         path = Path(self.save_path.value)
+        if path.is_dir() or str(path) in ("", "."):  # before adding a suffix: not "<folder>.pt" beside it
+            show_error("napari-unet-stack: choose a file name to save the model to")
+            return None
         if path.suffix == "":
             path = path.with_suffix(".pt")
-        if path.is_dir() or str(path) in ("", "."):
-            show_error("napari-unet-stack: choose a file name to save the model to")
+        if path.is_dir():
+            show_error(f"napari-unet-stack: {str(path)!r} is a folder; choose a file name to save the model to")
             return None
         try:
             saved = Path(save_model(self.model, path))
