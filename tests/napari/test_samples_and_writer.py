@@ -8,6 +8,14 @@ import pytest
 from napari_unet_stack.io import read_image
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _plugins():
+    """napari finds writers among discovered plugins (a viewer discovers them; tests here make none)."""
+    from npe2 import PluginManager
+
+    PluginManager.instance().discover()
+
+
 @pytest.mark.gui
 def test_open_nuclei_stack_sample(make_napari_viewer):
     from napari_unet_stack.samples import load_sample
@@ -82,3 +90,34 @@ def test_a_failed_write_leaves_the_old_file(tmp_path, monkeypatch, name):
     assert sorted(p.name for p in tmp_path.rglob("*")) == before
     with read_image(tmp_path / name) as back:
         assert back.dtype == np.uint8
+
+
+@pytest.mark.parametrize("name", ["seg.tif", "seg.zarr"])
+def test_writer_odd_layers(tmp_path, name):
+    from napari.layers import Labels
+
+    five = Labels(np.arange(2 * 2 * 3 * 4 * 5, dtype=np.uint16).reshape(2, 2, 3, 4, 5), name="5d")
+    assert five.save(str(tmp_path / f"5d_{name}"), plugin="napari-unet-stack") == [str(tmp_path / f"5d_{name}")]
+    with read_image(tmp_path / f"5d_{name}") as back:
+        assert back.axes == "CTZYX"
+        np.testing.assert_array_equal(np.asarray(back.data[...]), five.data)
+
+    flipped = Labels(np.ones((3, 8, 8), np.int32) * -2, scale=(2.0, -0.5, 0.5), name="flipped")  # a napari flip
+    assert flipped.save(str(tmp_path / name), plugin="napari-unet-stack") == [str(tmp_path / name)]
+    with read_image(tmp_path / name) as back:
+        assert back.scale == pytest.approx({"Z": 2.0, "Y": 0.5, "X": 0.5})
+        assert back.dtype == np.int32 and (np.asarray(back.data[...]) == -2).all()  # negative labels kept
+
+
+@pytest.mark.parametrize("name", ["seg.tif", "seg.zarr"])
+def test_writer_failures_say_what_went_wrong(tmp_path, name):
+    """napari takes a writer's ValueError for "no writer" (nothing saved, no reason given)."""
+    from napari.layers import Labels
+
+    with pytest.raises(FileNotFoundError, match=f"cannot write '.*nope/{name}': folder"):
+        _labels(np.uint8).save(str(tmp_path / "nope" / name), plugin="napari-unet-stack")
+    if name.endswith(".tif"):  # six axes: more than a TIFF holds
+        six = Labels(np.ones((2,) * 4 + (4, 4), np.uint8), name="6d")
+        with pytest.raises(OSError, match=f"cannot write '.*{name}'"):
+            six.save(str(tmp_path / name), plugin="napari-unet-stack")
+    assert list(tmp_path.iterdir()) == []

@@ -4,10 +4,14 @@ Both go through `napari_unet_stack.io.write_image`, which writes under a tempora
 beside the target and renames it into place (a failed write never leaves half a file
 under the chosen name). The layer's axis labels, scale and units become the file's axes
 and pixel sizes.
+
+A writer never lets a ValueError out: napari takes one for "this writer does not apply"
+and tells the user only that; a failure is an OSError that says what went wrong.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import uuid
 from pathlib import Path
@@ -20,17 +24,35 @@ __all__ = ["write_labels_tiff", "write_labels_zarr"]
 _ZARR_HINT = "writing OME-Zarr needs the zarr package: pip install zarr"
 
 
+def _reported(writer):
+    """Turn ``writer``'s ValueErrors into OSErrors naming the path (see the module docstring),
+    and refuse a missing folder up front (not in the name of a temporary file)."""
+
+    @functools.wraps(writer)
+    def write(path: str, data: Any, meta: dict) -> list[str]:
+        folder = Path(path).parent
+        if not folder.is_dir():
+            raise FileNotFoundError(f"cannot write {str(path)!r}: folder {str(folder)!r} does not exist")
+        try:
+            return writer(path, data, meta)
+        except ValueError as err:
+            raise OSError(f"cannot write {str(path)!r}: {err}") from err
+
+    return write
+
+
 def _metadata(meta: dict, ndim: int) -> dict[str, Any]:
     """axes, scale and units for `write_image` from a layer's metadata."""
-    from ..io import default_axes
+    from ..io import _normalize_axes, default_axes
 
     labels = [str(a).strip().upper() for a in (meta.get("axis_labels") or [])][-ndim:]
     if len(labels) == ndim and len(set(labels)) == ndim and all(len(a) == 1 and a in "TZYX" for a in labels):
         axes = "".join(labels)
     else:
-        axes = default_axes(ndim)
+        axes = _normalize_axes(default_axes(ndim))  # as files name them: 5D is CTZYX
     scale = meta.get("scale")
-    scale = {a: float(s) for a, s in zip(axes, scale[-ndim:], strict=True)} if scale is not None else {}
+    # a pixel size is positive: a negative scale is napari's flip of the display
+    scale = {a: abs(float(s)) for a, s in zip(axes, scale[-ndim:], strict=True)} if scale is not None else {}
     units = meta.get("units")
     units = {a: str(u) for a, u in zip(axes, units[-ndim:], strict=True)
              if str(u) not in ("pixel", "dimensionless", "")} if units is not None else {}
@@ -41,6 +63,7 @@ def _data(data: Any, meta: dict) -> Any:
     return data[0] if meta.get("multiscale") else data
 
 
+@_reported
 def write_labels_tiff(path: str, data: Any, meta: dict) -> list[str]:
     """Write one Labels layer to ``path`` (.tif/.tiff), zlib-compressed, dtype kept.
 
@@ -73,6 +96,7 @@ def _write_plain_tiff(path: Path, data: Any, options: dict) -> Path:
     return path
 
 
+@_reported
 def write_labels_zarr(path: str, data: Any, meta: dict) -> list[str]:
     """Write one Labels layer to an OME-Zarr folder (NGFF 0.4, one full-resolution level).
 
