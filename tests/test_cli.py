@@ -231,6 +231,61 @@ def test_interrupted_run_leaves_no_partial_output(capsys, monkeypatch, tmp_path,
             assert (np.asarray(old.data[...]) == 7).all()
 
 
+def test_ctrl_c_in_a_real_process_leaves_no_partial_output(tmp_path, stack, checkpoint):
+    """SIGINT to a running `unet-stack predict`: exit code 130, no output, no temporary file."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    src = tmp_path / "big.npy"
+    np.save(src, np.concatenate([stack] * 80))  # 320 slices: seconds of work (it stops long before)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    code = "import sys; from napari_unet_stack.cli import main; sys.exit(main())"
+    proc = subprocess.Popen([sys.executable, "-c", code, "predict", str(src), "-o", str(out_dir / "labels.tif"),
+                             "--model", checkpoint, "--device", "cpu", "-q"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while not os.listdir(out_dir) and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)  # until its temporary output exists: it is writing
+        assert os.listdir(out_dir) and proc.poll() is None, "the run did not start writing"
+        proc.send_signal(signal.SIGINT)
+        _out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130 and "interrupted" in err, err
+    assert os.listdir(out_dir) == []
+
+
+def test_truncated_and_damaged_tiffs_are_one_line_errors(capsys, tmp_path, stack, checkpoint):
+    whole = tmp_path / "whole.tif"
+    tifffile.imwrite(whole, np.concatenate([stack] * 2), imagej=True, metadata={"axes": "ZYX"},
+                     compression="zlib")
+    cut = tmp_path / "cut.tif"
+    cut.write_bytes(whole.read_bytes()[: int(whole.stat().st_size * 0.6)])
+    damaged = bytearray(whole.read_bytes())
+    with tifffile.TiffFile(whole) as tif:  # the compressed bytes of one slice, not its tags
+        start, count = tif.pages[3].dataoffsets[0], tif.pages[3].databytecounts[0]
+    damaged[start + 8:start + count - 8] = b"\x55" * (count - 16)
+    (tmp_path / "damaged.tif").write_bytes(bytes(damaged))
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    for name, match in (("cut.tif", "truncated or corrupt"), ("damaged.tif", "damaged compressed data")):
+        code, _, err = _run(capsys, "predict", tmp_path / name, "-o", out_dir / "labels.tif", "--model", checkpoint)
+        _assert_one_line_error(code, err, match)
+        assert os.listdir(out_dir) == []
+
+
+def test_empty_output_is_refused(capsys, inputs, checkpoint, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)  # an empty -o (an unset shell variable) used to mean "here"
+    code, _, err = _run(capsys, "predict", inputs / "a.tif", "-o", "", "--model", checkpoint)
+    _assert_one_line_error(code, err, "-o/--output is empty")
+    assert sorted(os.listdir(tmp_path)) == ["in"]
+
+
 def test_models_lists_bundled_models(capsys, monkeypatch, checkpoint):
     from napari_unet_stack import checkpoints
 

@@ -2,6 +2,7 @@
 
 import os
 import pickle
+import time
 
 import numpy as np
 import pytest
@@ -182,6 +183,29 @@ def test_read_errors_are_one_line(tmp_path):
         io.read_image(tmp_path / "missing.tif")
 
 
+@pytest.mark.parametrize("kind", ["imagej", "imagej zlib", "ome", "plain", "tiled zlib", "imagej rgb"])
+def test_truncated_tiff_is_an_error_not_fewer_slices(tmp_path, kind):
+    """tifffile reads what it can of a truncated file (often the first slice) and only logs it."""
+    data = _stack(np.uint16, (6, 64, 64))
+    kwargs = {"imagej": dict(imagej=True, metadata={"axes": "ZYX"}),
+              "imagej zlib": dict(imagej=True, metadata={"axes": "ZYX"}, compression="zlib"),
+              "ome": dict(ome=True, metadata={"axes": "ZYX"}),
+              "plain": dict(),
+              "tiled zlib": dict(tile=(32, 32), compression="zlib"),
+              "imagej rgb": dict(imagej=True, metadata={"axes": "ZYXS"})}[kind]
+    if kind == "imagej rgb":
+        data = np.repeat((data // 256).astype(np.uint8)[..., None], 3, axis=-1)
+    whole = tmp_path / "whole.tif"
+    tifffile.imwrite(whole, data, **kwargs)
+    with io.read_image(whole) as image:
+        np.testing.assert_array_equal(np.asarray(image.data[...]).reshape(data.shape), data)
+    cut = tmp_path / "cut.tif"
+    cut.write_bytes(whole.read_bytes()[: int(whole.stat().st_size * 0.6)])
+    with pytest.raises(ValueError, match=r"cannot read .*cut\.tif.* truncated or corrupt") as err:
+        io.read_image(cut)
+    assert "\n" not in str(err.value)
+
+
 def test_output_format_by_extension():
     assert io.output_format("x.OME.TIFF") == "ome-tiff"
     assert io.output_format("x.ome.zarr") == "ome-zarr"
@@ -197,6 +221,26 @@ def test_failed_write_leaves_nothing(tmp_path, name, error):
     with pytest.raises(error), io.create_image(tmp_path / name, (4, 8, 8), np.uint8) as out:
         out[0] = 1
         raise error("stop")
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.skipif(int(zarr.__version__.split(".")[0]) < 3, reason="zarr 2 writes in the caller's thread")
+@pytest.mark.parametrize("name", ["a.tif", "a.ome.zarr"])
+def test_ctrl_c_during_a_zarr_write_leaves_nothing(tmp_path, name):
+    """zarr 3 writes in its I/O thread; Ctrl-C ends the caller's wait, not the write, which
+    went on writing chunks into the temporary output after it was removed."""
+    import asyncio
+
+    from zarr.core.sync import _get_loop
+
+    with pytest.raises(KeyboardInterrupt), io.create_image(tmp_path / name, (4, 8, 8), np.uint8) as out:
+        async def late_write():  # a write the interrupted caller no longer waits for
+            await asyncio.sleep(0.2)
+            await out._async_array.setitem((slice(1, 2),), np.ones((1, 8, 8), np.uint8))
+
+        asyncio.run_coroutine_threadsafe(late_write(), _get_loop())
+        raise KeyboardInterrupt
+    time.sleep(0.4)  # past the late write
     assert os.listdir(tmp_path) == []
 
 

@@ -172,6 +172,9 @@ def _plan_outputs(inputs, args) -> list:
         return text.endswith(("/", os.sep)) or (
             path.is_dir() and not io._is_zarr_dir(path) and io._kind_of(path) is None)
 
+    for flag, text in (("-o/--output", args.output), ("--probabilities", args.probabilities)):
+        if text is not None and not text.strip():
+            raise ValueError(f"{flag} is empty")  # an unset shell variable: not "here"
     out = Path(args.output)
     to_folder = len(inputs) > 1 or is_folder(args.output)
     probs_to_folder = bool(args.probabilities) and (len(inputs) > 1 or is_folder(args.probabilities))
@@ -271,6 +274,15 @@ def _labels_from_probabilities(probs, out, activation: str, threshold: float, va
 
 
 def _predict_one(src, dst, probs_dst, model, model_ref, args, options, client) -> None:
+    import zlib
+
+    try:
+        _predict_file(src, dst, probs_dst, model, model_ref, args, options, client)
+    except zlib.error as err:  # a damaged compressed TIFF page, found when it is read
+        raise OSError(f"cannot read {str(src)!r}: damaged compressed data ({err})") from err
+
+
+def _predict_file(src, dst, probs_dst, model, model_ref, args, options, client) -> None:
     import time
 
     import numpy as np

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import logging
 import math
 import os
 import shutil
@@ -364,13 +365,18 @@ def _read_tiff(path: Path, series: int) -> ImageData:
 
     if path.is_dir():
         raise ValueError("it is a folder")
-    tif = tifffile.TiffFile(path)
+    with _TiffDamage() as damage:
+        tif = tifffile.TiffFile(path)
     try:
-        if not tif.series:
-            raise ValueError("the file holds no image")
-        if not 0 <= series < len(tif.series):
-            raise ValueError(f"series {series} does not exist (the file has {len(tif.series)})")
-        s = tif.series[series]
+        with damage:
+            if not tif.series:
+                raise ValueError("the file holds no image")
+            if not 0 <= series < len(tif.series):
+                raise ValueError(f"series {series} does not exist (the file has {len(tif.series)})")
+            s = tif.series[series]
+            if s.dataoffset is None:  # (contiguous data: a truncation shows in its end, below)
+                len(tif.pages)  # index them all: a broken chain of pages shows here
+        damage.check(tif, s)
         axes = _normalize_axes(s.axes)
         if s.dataoffset is not None and not s.is_multifile:
             data: Any = tifffile.memmap(path, series=series, mode="r")
@@ -396,6 +402,55 @@ def _read_tiff(path: Path, series: int) -> ImageData:
     except BaseException:
         tif.close()
         raise
+
+
+class _TiffDamage(logging.Handler):
+    """What tifffile reports (and works around) in a truncated or corrupt file.
+
+    tifffile logs a page beyond the end of the file, or ImageJ / OME metadata that do not
+    fit the pages, and then shows what it could read: fewer slices than the file holds,
+    without an error. Used as a context manager around tifffile's reading (it records
+    this thread's messages); `check` raises ValueError for what was recorded, and for
+    pixel data that would lie past the end of the file.
+    """
+
+    SIGNS = ("invalid page offset", "invalid offset to page", "invalid next page", "corrupted file")
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.thread = threading.get_ident()
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if record.thread == self.thread and any(sign in message for sign in self.SIGNS):
+            self.messages.append(message.rsplit("> ", 1)[-1])
+
+    def __enter__(self) -> _TiffDamage:
+        logging.getLogger("tifffile").addHandler(self)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        logging.getLogger("tifffile").removeHandler(self)
+
+    def check(self, tif, s) -> None:
+        size = tif.filehandle.size
+        if s.dataoffset is not None:
+            end = s.dataoffset + s.nbytes
+        else:
+            pages: list = []
+            try:
+                pages.extend(s.pages)
+            except IndexError:  # the series' metadata count more pages than the file holds
+                pages.append(None)
+            if any(page is None for page in pages):
+                self.messages.append("pages of the image are missing")
+            end = max((int(o) + int(n) for page in pages if page is not None
+                       for o, n in zip(page.dataoffsets, page.databytecounts, strict=False)), default=0)
+        if end > size:
+            self.messages.append(f"its pixel data end at byte {end} but the file has {size}")
+        if self.messages:
+            raise ValueError(f"the file is truncated or corrupt ({self.messages[0]})")
 
 
 def _ome_tiff_sizes(xml: str | None, series: int) -> tuple[dict, dict]:
@@ -612,6 +667,33 @@ def _split(n: int, step: int) -> tuple[int, ...]:
 # ----------------------------------------------------------------------------- writing
 def _temp_name(path: Path, tag: str = "tmp") -> Path:
     return path.parent / f".{path.name}.{tag}-{uuid.uuid4().hex[:12]}"
+
+
+def _settle_zarr_io(timeout: float = 10.0) -> None:
+    """Wait for the zarr writes still in flight.
+
+    zarr 3 writes in its own I/O thread while the caller waits; a KeyboardInterrupt (Ctrl-C)
+    ends the wait, not the writes, which would put chunks back into a temporary output
+    after it was removed. zarr 2 writes in the caller's thread: nothing to wait for.
+    """
+    import asyncio
+
+    try:
+        from zarr.core import sync
+    except ImportError:
+        return
+    loop = (getattr(sync, "loop", None) or [None])[0]
+    if loop is None or loop.is_closed() or not loop.is_running():
+        return
+
+    async def drain() -> None:
+        me = asyncio.current_task()
+        pending = [task for task in asyncio.all_tasks() if task is not me and not task.done()]
+        if pending:
+            await asyncio.wait(pending, timeout=timeout)
+
+    with contextlib.suppress(Exception):
+        asyncio.run_coroutine_threadsafe(drain(), loop).result(timeout + 1.0)
 
 
 def _remove(path: Path) -> None:
@@ -867,6 +949,9 @@ def create_image(
         elif kind == "npy":
             _write_npy(tmp, arr)
         _replace(tmp, path)
+    except BaseException:
+        _settle_zarr_io()  # before removing what those writes go to
+        raise
     finally:
         if scratch is not None:
             _remove(scratch)
