@@ -252,3 +252,107 @@ def test_saving_where_it_cannot_is_a_notification_and_leaves_no_file(make_napari
     assert shown, "no error notification"
     assert sorted(tmp_path.parent.iterdir()) == before  # not "<folder>.pt" beside the folder
     assert list(tmp_path.rglob("*")) == []  # and nothing (half) written
+
+
+def _two_channels(make_napari_viewer):
+    """A (Z, C, Y, X) image whose object shows in channel 1 only, its labels, and both widgets."""
+    from napari_unet_stack.napari._predict_widget import PredictWidget
+    from napari_unet_stack.napari._train_widget import TrainWidget
+
+    viewer = make_napari_viewer()
+    rng = np.random.default_rng(0)
+    labels = np.zeros((3, 32, 32), np.uint8)
+    labels[:, 8:20, 10:24] = 1
+    image = rng.random((3, 2, 32, 32)).astype(np.float32) * 0.2
+    image[:, 1] += labels * 0.8  # channel 0 is noise only
+    layers = viewer.add_image(image, name="two"), viewer.add_labels(labels, name="painted")
+    train, predict = TrainWidget(viewer), PredictWidget(viewer)
+    train.image.value, train.annotations.value = layers
+    train.base_channels.value, train.depth.value = 2, 1
+    train.patch_size.value, train.batch_size.value = 16, 2
+    train.val_fraction.value = 0.0
+    train.steps.value = 3
+    train.device.value = "cpu"
+    return viewer, train, predict
+
+
+def test_train_on_a_channel_axis_then_predict_with_it(make_napari_viewer, qtbot, clean_registry):
+    viewer, train, predict = _two_channels(make_napari_viewer)
+    assert train.channel_axis.value is None and train.channel_axis.enabled  # default: none
+    assert (None in train.channel_axis.choices) and (1 in train.channel_axis.choices)
+    train.channel_axis.value = 1
+    assert train.train(wait=True) is not None
+    assert train.model is not None, train.status.value
+    assert train.model.in_channels == 2
+    choice = ("user", train.model_name)
+    assert predict.model.value == choice  # in Predict right away
+
+    predict.image.value = viewer.layers["two"]
+    assert predict.channel_axis.value == 1  # the axis with the model's 2 channels
+    predict.tile_size.value = None
+    predict.run(wait=True)
+    assert predict.status.value.startswith("two: "), predict.status.value
+    assert viewer.layers["two labels"].data.shape == (3, 32, 32)
+
+
+def test_labels_that_do_not_match_the_channel_axis_are_a_notification(make_napari_viewer, clean_registry):
+    from napari.utils.notifications import NotificationSeverity, notification_manager
+
+    _viewer, train, _predict = _two_channels(make_napari_viewer)
+    shown: list[str] = []
+
+    def record(notification):
+        if notification.severity == NotificationSeverity.ERROR:
+            shown.append(str(notification.message))
+
+    notification_manager.notification_ready.connect(record)
+    try:
+        for axis in (None, 0):  # none: (3, 2, 32, 32); axis 0: (2, 32, 32); the labels are (3, 32, 32)
+            train.channel_axis.value = axis
+            assert train.train() is None
+            assert train.worker is None and train.model is None
+    finally:
+        notification_manager.notification_ready.disconnect(record)
+    assert len(shown) == 2
+    assert "no channel axis chosen" in shown[0] and "choose channel axis 1" in shown[0]
+    assert "channel axis 0: (2, 32, 32)" in shown[1] and "choose channel axis 1" in shown[1]
+    assert "choose channel axis 1" in train.status.value
+
+
+def test_rgb_images_train_on_their_three_colours(make_napari_viewer, clean_registry):
+    from napari_unet_stack.napari._train_widget import TrainWidget
+
+    viewer = make_napari_viewer()
+    rgb = np.zeros((32, 32, 3), np.uint8)
+    rgb[8:20, 8:20, 0] = 200
+    layers = viewer.add_image(rgb, name="rgb", rgb=True), viewer.add_labels((rgb[..., 0] > 0).astype(np.uint8))
+    train = TrainWidget(viewer)
+    train.image.value, train.annotations.value = layers
+    assert not train.channel_axis.enabled and train.channel_axis.value == -1
+    train.base_channels.value, train.depth.value = 2, 1
+    train.patch_size.value, train.batch_size.value = 16, 1
+    train.val_fraction.value, train.steps.value, train.device.value = 0.0, 2, "cpu"
+    assert train.train(wait=True) is not None
+    assert train.model is not None and train.model.in_channels == 3, train.status.value
+
+
+@pytest.mark.parametrize("state", [True, False])
+def test_save_with_or_without_the_optimizer_state(make_napari_viewer, clean_registry, tmp_path, state):
+    from napari_unet_stack import load_model
+
+    _viewer, train, _dock = _small(make_napari_viewer, 2)
+    assert train.save_state.value  # on by default, as save_model
+    train.train(wait=True)
+    assert train.model is not None, train.status.value
+    assert train.model.training_state is not None
+    train.save_state.value = state
+    train.save_path.value = tmp_path / "m.pt"
+    saved = train.save()
+    assert saved is not None and saved.is_file()
+    loaded = load_model(saved)
+    assert (loaded.training_state is not None) is state
+    if not state:  # smaller than with the state
+        train.save_state.value = True
+        train.save_path.value = tmp_path / "full.pt"
+        full = train.save()
+        assert saved.stat().st_size < full.stat().st_size

@@ -19,6 +19,7 @@ from ..postprocess import label_values, smallest_uint
 __all__ = [
     "METADATA_KEY",
     "ProbabilityStore",
+    "channel_choices",
     "check_channels",
     "foreground",
     "image_input",
@@ -46,6 +47,21 @@ def image_input(layer: Any, channel_axis: int | None) -> tuple[Any, int | None]:
         if ndim - 1 < 2:
             raise ValueError(f"an image of shape {data.shape} has no Y, X axes besides channel axis {channel_axis}")
     return data, channel_axis
+
+
+def channel_choices(layer: Any) -> list[tuple[str, int | None]]:
+    """(text, axis) choices of a widget's "channel axis" for an Image layer (or None).
+
+    RGB(A) layers offer only their last axis; other layers "none" and each axis of at most
+    64 entries (an image of 2 dimensions has no room for one).
+    """
+    if layer is None:
+        return [("none", None)]
+    if getattr(layer, "rgb", False):
+        return [(f"RGB{'A' if layer.data.shape[-1] == 4 else ''} (last axis)", -1)]
+    shape = image_input(layer, None)[0].shape
+    axes = [(f"axis {ax} ({n})", ax) for ax, n in enumerate(shape) if len(shape) > 2 and n <= 64]
+    return [("none", None), *axes]
 
 
 def check_channels(layer: Any, data: Any, channel_axis: int | None, model: Any) -> None:

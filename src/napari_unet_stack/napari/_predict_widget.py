@@ -44,6 +44,7 @@ from ._jobs import (
 from ._layers import (
     METADATA_KEY,
     ProbabilityStore,
+    channel_choices,
     check_channels,
     image_input,
     output_geometry,
@@ -149,14 +150,7 @@ class PredictWidget(Container):
         return [(layer.name, layer) for layer in self._viewer.layers if isinstance(layer, Image)]
 
     def _channel_choices(self, _widget=None) -> list:
-        layer = self.image.value
-        if layer is None:
-            return [("none", None)]
-        if layer.rgb:
-            return [(f"RGB{'A' if layer.data.shape[-1] == 4 else ''} (last axis)", -1)]
-        shape = image_input(layer, None)[0].shape
-        axes = [(f"axis {ax} ({n})", ax) for ax, n in enumerate(shape) if len(shape) > 2 and n <= 64]
-        return [("none", None), *axes]
+        return channel_choices(self.image.value)
 
     def _model_choices(self, _widget=None) -> list:
         from ..checkpoints import list_models

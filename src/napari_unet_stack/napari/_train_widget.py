@@ -28,7 +28,7 @@ from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import QEventLoop, Qt
 
 from ._jobs import EXPECTED_ERRORS, TrainJob, device_choices, run_training
-from ._layers import image_input, spatial_shape
+from ._layers import channel_choices, image_input, spatial_shape
 from ._lifetime import watch_closing
 from ._plot import CurvePlot
 from ._registry import USER_MODELS
@@ -44,8 +44,10 @@ ARCHITECTURES = {"UNet": "UNet", "UNet++": "NestedUNet"}
 class TrainWidget(Container):
     """Train on the chosen layers; see the module docstring.
 
-    Scripts set the fields and call ``widget.train(wait=True)``, then
-    ``widget.save_path.value = "model.pt"; widget.save()``.
+    Scripts set the fields (``widget.channel_axis.value = 1`` for a multichannel image)
+    and call ``widget.train(wait=True)``, then ``widget.save_path.value = "model.pt";
+    widget.save()`` (``widget.save_state.value = False`` for a smaller file that cannot
+    resume training).
     """
 
     def __init__(self, viewer: napari.viewer.Viewer):
@@ -61,6 +63,8 @@ class TrainWidget(Container):
         self.model_name: str | None = None  # its name in USER_MODELS
 
         self.image = ComboBox(label="image", choices=self._layers(Image))
+        self.channel_axis = ComboBox(label="channel axis", choices=lambda _w=None: channel_choices(self.image.value),
+                                     tooltip="the image's axis that holds channels (RGB: the colours)")
         self.annotations = ComboBox(label="labels", choices=self._layers(Labels))
         self.sparse = CheckBox(text="sparse: 0 = unlabelled, paint 1 = background, 2 = object",
                                value=False)
@@ -77,25 +81,36 @@ class TrainWidget(Container):
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.save_path = FileEdit(label="save as", mode="w", filter="*.pt")
         self.save_button = PushButton(text="Save model", enabled=False)
+        self.save_state = CheckBox(text="include optimizer state (to resume)", value=True,
+                                   tooltip="keep the optimizer and schedule state, for train(resume=True); "
+                                           "off: a smaller file for inference only")
         self.status = Label(label="")
         self.extend([
-            self.image, self.annotations, self.sparse, self.binarize, self.architecture, self.base_channels, self.depth,
+            self.image, self.channel_axis, self.annotations, self.sparse, self.binarize, self.architecture, self.base_channels, self.depth,
             self.steps, self.patch_size, self.batch_size, self.val_fraction, self.device,
             Container(widgets=[self.train_button, self.cancel_button], layout="horizontal", labels=False),
-            self.status, self.save_path, self.save_button,
+            self.status, self.save_path,
+            Container(widgets=[self.save_button, self.save_state], layout="horizontal", labels=False),
         ])
         self.status.native.setWordWrap(True)
         self.plot = CurvePlot({"loss": ("#f0a030", None), "validation Dice": ("#30c0f0", (0.0, 1.0))})
         self.native.layout().insertWidget(self.index(self.status), self.plot)
 
+        self.image.changed.connect(self._on_image_changed)
         self.train_button.changed.connect(lambda: self.train())
         self.cancel_button.changed.connect(self.cancel)
         self.save_button.changed.connect(lambda: self.save())
         self._watcher = watch_closing(self.native, self._on_closed)
         self.reset_choices()
+        self._on_image_changed()
 
     def _layers(self, kind):
         return lambda _widget=None: [(layer.name, layer) for layer in self._viewer.layers if isinstance(layer, kind)]
+
+    def _on_image_changed(self, _value=None) -> None:
+        self.channel_axis.reset_choices()
+        layer = self.image.value
+        self.channel_axis.enabled = layer is not None and not layer.rgb  # RGB: always the last axis
 
     # -- training ----------------------------------------------------------------------
     def train(self, *, wait: bool = False):
@@ -154,13 +169,17 @@ class TrainWidget(Container):
         image, labels = self.image.value, self.annotations.value
         if image is None or labels is None:
             raise ValueError("choose an Image layer and a Labels layer (paint one with the labels tools)")
-        data, channel_axis = image_input(image, None)
+        data, channel_axis = image_input(image, self.channel_axis.value)
         spatial = spatial_shape(data.shape, channel_axis)
         target = np.array(labels.data[0] if labels.multiscale else labels.data)  # a snapshot: painting goes on
         if target.shape != spatial:
+            where = ("RGB" if image.rgb else "no channel axis chosen" if channel_axis is None
+                     else f"channel axis {channel_axis}")
+            fits = [ax for ax in range(len(data.shape) - 2) if spatial_shape(data.shape, ax) == target.shape]
+            hint = f"; choose channel axis {fits[-1]}" if fits and not image.rgb else ""
             raise ValueError(
                 f"labels {labels.name!r} (shape {target.shape}) must have the shape of image "
-                f"{image.name!r} without channels ({spatial})"
+                f"{image.name!r} {tuple(data.shape)} without its channel axis ({where}: {spatial}){hint}"
             )
         sparse = self.sparse.value
         if self.binarize.value:
@@ -254,7 +273,7 @@ class TrainWidget(Container):
             show_error(f"napari-unet-stack: {str(path)!r} is a folder; choose a file name to save the model to")
             return None
         try:
-            saved = Path(save_model(self.model, path))
+            saved = Path(save_model(self.model, path, include_training_state=self.save_state.value))
         except EXPECTED_ERRORS as err:
             show_error(f"napari-unet-stack: cannot save the model: {err}")
             return None
