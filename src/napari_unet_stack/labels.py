@@ -1,0 +1,218 @@
+"""Probabilities -> labels: the one rule every caller uses.
+
+`segment`, the engine's on-device labels, the dask tasks, the CLI, the Predict widget, its
+re-threshold store and its lazy layer all decide labels here, so they cannot disagree.
+
+The rule, for probabilities ``(K, ...)`` of a model with activation ``softmax`` or
+``sigmoid`` (the default activation, when a model names none, is softmax for K > 1 and
+sigmoid for K == 1):
+
+- **P(foreground)** is ``1 - P(background)`` (channel 0) for softmax, the probability of
+  the single channel for a one-channel sigmoid model, and the largest channel probability
+  for a multilabel sigmoid model.
+- A pixel is foreground where P(foreground) > ``threshold`` (default 0.5), for every
+  activation. Its class is then the most probable foreground class (softmax: channels
+  1..K-1; multilabel sigmoid: every channel, numbered from 1); elsewhere it is class 0.
+  For a two-class softmax model at 0.5 this is the argmax.
+- Class index ``i`` is written as ``values[i]``: the model's ``class_values`` (all of them,
+  or for a multilabel sigmoid model one per channel, background then being 0), else ``i``.
+- Pixels whose probabilities are NaN (non-finite input) are background.
+
+The comparison is done in float32 on the device (`LabelRule.classes_torch`) and on the
+host (`LabelRule.classes`) alike, so both give the same labels bit for bit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "ACTIVATIONS",
+    "LabelRule",
+    "check_activation",
+    "default_activation",
+    "label_values",
+    "smallest_uint",
+]
+
+ACTIVATIONS = ("softmax", "sigmoid")
+
+
+def check_activation(activation: Any) -> str:
+    """``activation`` if it is one of `ACTIVATIONS`, else a ValueError naming the choices."""
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"`activation` must be 'softmax' or 'sigmoid', got {activation!r}")
+    return activation
+
+
+def default_activation(n_channels: int, activation: str | None = None) -> str:
+    """The activation of a model with ``n_channels`` outputs: ``activation`` when given,
+    else softmax for several channels and sigmoid for one.
+
+    >>> default_activation(2), default_activation(1), default_activation(3, "sigmoid")
+    ('softmax', 'sigmoid', 'sigmoid')
+    """
+    if activation is not None:
+        return check_activation(activation)
+    return "softmax" if int(n_channels) > 1 else "sigmoid"
+
+
+def smallest_uint(max_value: int) -> np.dtype:
+    """The smallest unsigned dtype holding ``max_value``.
+
+    >>> smallest_uint(255), smallest_uint(256)
+    (dtype('uint8'), dtype('uint16'))
+    """
+    for dtype in (np.uint8, np.uint16, np.uint32, np.uint64):
+        if max_value <= np.iinfo(dtype).max:
+            return np.dtype(dtype)
+    raise ValueError(f"label value {max_value} does not fit in 64 bits")
+
+
+def label_values(n_channels: int, activation: str, class_values: Sequence[int] | None) -> np.ndarray:
+    """The value written for each class index.
+
+    softmax: one value per channel. sigmoid: background plus one value per channel (a
+    single-channel model gives 0/1; a multilabel model numbers its channels from 1).
+    ``class_values`` may list every value, or, for a multilabel sigmoid model, one per
+    channel (background is then 0).
+
+    >>> label_values(3, "sigmoid", None)
+    array([0, 1, 2, 3])
+    >>> label_values(2, "sigmoid", [5, 9])
+    array([0, 5, 9])
+    """
+    n = n_channels + 1 if activation == "sigmoid" else n_channels
+    if class_values is None:
+        return np.arange(n, dtype=np.int64)
+    values = np.asarray(class_values, dtype=np.int64)
+    if activation == "sigmoid" and n_channels > 1 and values.shape == (n_channels,):
+        values = np.concatenate([[0], values])
+    if values.shape != (n,) or values.min() < 0:
+        raise ValueError(f"`class_values` must be {n} non-negative ints, got {list(class_values)}")
+    return values
+
+
+def _check_threshold(threshold: Any) -> np.float32:
+    try:
+        value = float(threshold)
+    except (TypeError, ValueError):
+        raise TypeError(f"`threshold` must be a number in [0, 1], got {threshold!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"`threshold` must be in [0, 1], got {threshold}")
+    return np.float32(value)
+
+
+@dataclass(frozen=True)
+class LabelRule:
+    """How one model's probabilities become labels (see the module docstring).
+
+    Build it with `LabelRule.of`; ``values[i]`` is the label of class index ``i``.
+    """
+
+    activation: str
+    n_channels: int
+    values: np.ndarray
+    threshold: np.float32
+
+    @classmethod
+    def of(cls, n_channels: int, activation: str | None = None, class_values: Sequence[int] | None = None,
+           threshold: float = 0.5) -> LabelRule:
+        """The rule for a model with ``n_channels`` outputs (``activation`` None: the default).
+
+        >>> rule = LabelRule.of(2, "sigmoid", [5, 9])
+        >>> rule.values.tolist(), rule.dtype
+        ([0, 5, 9], dtype('uint8'))
+        """
+        n = int(n_channels)
+        if n < 1:
+            raise ValueError(f"a model needs at least one output channel, got {n_channels}")
+        act = default_activation(n, activation)
+        return cls(act, n, label_values(n, act, class_values), _check_threshold(threshold))
+
+    @classmethod
+    def for_model(cls, model: Any, threshold: float = 0.5, n_channels: int | None = None) -> LabelRule:
+        """The rule of a `SegmentationNetwork` (its activation and ``meta['class_values']``)."""
+        meta = getattr(model, "meta", None) or {}
+        n = model.out_channels if n_channels is None else n_channels
+        return cls.of(n, getattr(model, "activation", None), meta.get("class_values"), threshold)
+
+    def with_threshold(self, threshold: float) -> LabelRule:
+        return LabelRule(self.activation, self.n_channels, self.values, _check_threshold(threshold))
+
+    @property
+    def dtype(self) -> np.dtype:
+        """The smallest unsigned dtype holding every label value."""
+        return smallest_uint(int(self.values.max()))
+
+    @property
+    def several(self) -> bool:
+        """Whether there is more than one foreground class."""
+        return len(self.values) > 2
+
+    # -- host (numpy) ------------------------------------------------------------------
+    def foreground(self, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """P(foreground) (float32, NaN as 0) and the foreground class index of each pixel
+        (from 1; None when there is one foreground class), from ``probs`` ``(K, ...)``."""
+        probs = np.asarray(probs, dtype=np.float32)
+        if probs.shape[0] != self.n_channels:
+            raise ValueError(f"expected probabilities with {self.n_channels} channel(s) first, "
+                             f"got shape {probs.shape}")
+        cls = None
+        if self.activation == "softmax":
+            fg = np.float32(1) - probs[0]
+            if self.several:
+                cls = np.argmax(probs[1:], axis=0) + 1
+        elif self.several:
+            best = np.argmax(probs, axis=0)
+            fg = np.take_along_axis(probs, best[None], axis=0)[0]
+            cls = best + 1
+        else:
+            fg = probs[0]
+        return np.nan_to_num(fg, nan=0.0), cls
+
+    def decide(self, fg: np.ndarray, cls: np.ndarray | None, threshold: float | None = None) -> np.ndarray:
+        """Labels from `foreground`'s output (at ``threshold``, default the rule's own)."""
+        t = self.threshold if threshold is None else _check_threshold(threshold)
+        chosen = self.values[1] if cls is None else self.values[cls]
+        return np.where(fg > t, chosen, self.values[0]).astype(self.dtype, copy=False)
+
+    def classes(self, probs: np.ndarray) -> np.ndarray:
+        """Class indices (0 = background) from probabilities ``(K, ...)``."""
+        fg, cls = self.foreground(probs)
+        return np.where(fg > self.threshold, 1 if cls is None else cls, 0)
+
+    def labels(self, probs: np.ndarray) -> np.ndarray:
+        """Label values (`dtype`) from probabilities ``(K, ...)``."""
+        return self.decide(*self.foreground(probs))
+
+    # -- device (torch) ----------------------------------------------------------------
+    def classes_torch(self, probs):
+        """Class indices (B, H, W) from probabilities (B, K, H, W), on their device, as
+        uint8 (int32 beyond 254 classes): the same decision as `classes`."""
+        import torch
+
+        small = torch.uint8 if len(self.values) <= 255 else torch.int32
+        probs = probs.float()
+        if self.activation == "softmax":
+            fg = 1 - probs[:, 0]
+            cls = probs[:, 1:].argmax(dim=1) + 1 if self.several else None
+        elif self.several:
+            cls = probs.argmax(dim=1, keepdim=True)
+            fg = probs.gather(1, cls)[:, 0]
+            cls = cls[:, 0] + 1
+        else:
+            fg, cls = probs[:, 0], None
+        t = torch.tensor(float(self.threshold), dtype=torch.float32, device=probs.device)
+        passed = torch.nan_to_num(fg, nan=0.0) > t
+        if cls is None:
+            return passed.to(small)
+        return torch.where(passed, cls, torch.zeros_like(cls)).to(small)
+
+    def map_values(self, classes: np.ndarray) -> np.ndarray:
+        """Label values of class indices."""
+        return self.values[classes].astype(self.dtype, copy=False)
