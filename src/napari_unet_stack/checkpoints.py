@@ -56,7 +56,7 @@ import torch
 from torch import nn
 
 from ._version import __version__
-from .models import ARCHITECTURES, SegmentationNetwork, WrappedNetwork, unwrap_logits
+from .models import ARCHITECTURE_CLASSES, SegmentationNetwork, WrappedNetwork, unwrap_logits
 from .models.reference import (
     REFERENCE_ARCHITECTURES,
     MilesialUNet,
@@ -131,7 +131,7 @@ class UnsafeCheckpointError(CheckpointError):
 
 
 def _architectures() -> dict[str, type[SegmentationNetwork]]:
-    return {**ARCHITECTURES, **REFERENCE_ARCHITECTURES}
+    return {**ARCHITECTURE_CLASSES, **REFERENCE_ARCHITECTURES}
 
 
 def _fail(path: Path | str, what: str) -> CheckpointError:
