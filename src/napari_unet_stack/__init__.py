@@ -13,7 +13,15 @@ from .checkpoints import (
     load_model,
     save_model,
 )
-from .inference import InferenceCancelled, Progress, iter_predict, iter_segment, predict, segment
+from .inference import (
+    InferenceCancelled,
+    ModelSource,
+    Progress,
+    iter_predict,
+    iter_segment,
+    predict,
+    segment,
+)
 from .models import NestedUNet, UNet
 
 # name -> module, imported on first attribute access (PEP 562)
@@ -32,6 +40,7 @@ _LAZY = {
 __all__ = [
     "CheckpointError",
     "InferenceCancelled",
+    "ModelSource",
     "NestedUNet",
     "Progress",
     "TrainProgress",

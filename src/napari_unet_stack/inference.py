@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from . import tiling
+from ._dask import ModelSource
 from .devices import (
     device_name,
     empty_cache,
@@ -48,7 +49,7 @@ from .postprocess import instance_labels, label_values, probabilities_to_classes
 
 log = logging.getLogger("napari_unet_stack")
 
-__all__ = ["InferenceCancelled", "Progress", "iter_predict", "iter_segment", "predict", "segment"]
+__all__ = ["InferenceCancelled", "ModelSource", "Progress", "iter_predict", "iter_segment", "predict", "segment"]
 
 
 class InferenceCancelled(RuntimeError):
