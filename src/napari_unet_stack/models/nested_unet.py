@@ -8,7 +8,7 @@ from torch.nn import functional as F
 
 from .base import SegmentationNetwork
 from .blocks import DoubleConv, conv_back, hull, pool_back, reach_of, up_back
-from .unet import _check_int
+from .validation import check_int
 
 
 class NestedUNet(SegmentationNetwork):
@@ -41,10 +41,10 @@ class NestedUNet(SegmentationNetwork):
         head: str | int = "accurate",
     ) -> None:
         super().__init__()
-        self.in_channels = _check_int("in_channels", in_channels, 1)
-        self.out_channels = _check_int("n_classes", n_classes, 1)
-        self.base_channels = _check_int("base_channels", base_channels, 1)
-        self._full_depth = _check_int("depth", depth, 1)
+        self.in_channels = check_int("in_channels", in_channels, 1)
+        self.out_channels = check_int("n_classes", n_classes, 1)
+        self.base_channels = check_int("base_channels", base_channels, 1)
+        self._full_depth = check_int("depth", depth, 1)
         self.deep_supervision = bool(deep_supervision)
         widths = [base_channels * 2**i for i in range(depth + 1)]
         self.nodes = nn.ModuleDict()

@@ -16,14 +16,7 @@ from .blocks import (
     reach_of,
     up_back,
 )
-
-
-def _check_int(name: str, value, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"`{name}` must be an int, got {type(value).__name__} ({value!r})")
-    if value < minimum:
-        raise ValueError(f"`{name}` must be >= {minimum}, got {value}")
-    return value
+from .validation import check_int
 
 
 class UNet(SegmentationNetwork):
@@ -72,10 +65,10 @@ class UNet(SegmentationNetwork):
         padding: str = "same",
     ) -> None:
         super().__init__()
-        self.in_channels = _check_int("in_channels", in_channels, 1)
-        self.out_channels = _check_int("n_classes", n_classes, 1)
-        self.base_channels = _check_int("base_channels", base_channels, 1)
-        self.depth = _check_int("depth", depth, 1)
+        self.in_channels = check_int("in_channels", in_channels, 1)
+        self.out_channels = check_int("n_classes", n_classes, 1)
+        self.base_channels = check_int("base_channels", base_channels, 1)
+        self.depth = check_int("depth", depth, 1)
         if upsampling not in ("transposed", "bilinear"):
             raise ValueError(f"`upsampling` must be 'transposed' or 'bilinear', got {upsampling!r}")
         if padding not in ("same", "valid"):
