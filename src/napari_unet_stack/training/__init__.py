@@ -1,24 +1,23 @@
 """Training UNet / UNet++ models on image stacks and (dense or painted) label masks.
 
-`train` is the entry point (`iter_train` is its generator form for worker threads);
-`dice` / `iou` score label arrays per class.
+`train` is the entry point (`iter_train` is its generator form for worker threads); both
+take the same arguments, their settings being the fields of `TrainSettings`. `ModelSettings`
+holds the defaults of a new network. `dice` / `iou` score label arrays per class.
 """
 
 from .augment import AugmentConfig, augment_pair
-from .loop import (
+from .loop import TrainingCancelled, TrainProgress, iter_train, select_fast_head, train
+from .losses import segmentation_loss
+from .metrics import confusion_counts, dice, foreground_dice, iou, mean_score
+from .settings import (
     DEFAULT_LR,
     DEFAULT_MODEL,
     DEFAULT_STEPS,
     DEFAULT_WEIGHT_DECAY,
-    TrainingCancelled,
-    TrainProgress,
+    ModelSettings,
+    TrainSettings,
     default_model,
-    iter_train,
-    select_fast_head,
-    train,
 )
-from .losses import segmentation_loss
-from .metrics import confusion_counts, dice, foreground_dice, iou, mean_score
 
 __all__ = [
     "DEFAULT_LR",
@@ -26,7 +25,9 @@ __all__ = [
     "DEFAULT_STEPS",
     "DEFAULT_WEIGHT_DECAY",
     "AugmentConfig",
+    "ModelSettings",
     "TrainProgress",
+    "TrainSettings",
     "TrainingCancelled",
     "augment_pair",
     "confusion_counts",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import math
 import os
@@ -15,9 +16,9 @@ import numpy as np
 import torch
 
 from ..devices import precision_name, resolve_device, resolve_precision
-from ..models import NestedUNet, SegmentationNetwork, UNet, unwrap_logits
+from ..models import NestedUNet, SegmentationNetwork, unwrap_logits
 from ..normalization import DEFAULT_NORMALIZATION, validate_normalization
-from .augment import AugmentConfig, PatchSampler
+from .augment import PatchSampler
 from .data import (
     Slice,
     check_capacity,
@@ -28,30 +29,18 @@ from .data import (
 )
 from .losses import multi_head_loss
 from .metrics import confusion_counts
+from .settings import DEFAULT_LR, DEFAULT_STEPS, DEFAULT_WEIGHT_DECAY, TrainSettings, default_model
 
 __all__ = [
-    "DEFAULT_LR",
-    "DEFAULT_MODEL",
-    "DEFAULT_STEPS",
-    "DEFAULT_WEIGHT_DECAY",
     "TrainProgress",
     "TrainingCancelled",
-    "default_model",
     "iter_train",
     "select_fast_head",
     "train",
 ]
 
-#: Steps when neither ``steps`` nor ``epochs`` is given.
-DEFAULT_STEPS = 1000
-#: AdamW learning rate and weight decay when ``lr`` / ``weight_decay`` are not given (and
-#: not resumed from the model's training state).
-DEFAULT_LR = 2e-3
-DEFAULT_WEIGHT_DECAY = 1e-4
 #: Version of the ``model.training_state`` dict written by `train` (read by ``resume=True``).
 TRAINING_STATE_VERSION = 1
-#: The model ``train(model=None)`` builds (plus in_channels and n_classes from the data).
-DEFAULT_MODEL: dict[str, Any] = {"architecture": "UNet", "base_channels": 16, "depth": 4}
 
 
 class TrainingCancelled(RuntimeError):
@@ -87,34 +76,7 @@ class TrainProgress:
     info: dict = field(default_factory=dict)
 
 
-def default_model(
-    in_channels: int, n_classes: int, *, architecture: str = "UNet", **kwargs
-) -> SegmentationNetwork:
-    """The small network ``train(model=None)`` builds: ``DEFAULT_MODEL`` updated by ``kwargs``.
-
-    ``architecture="NestedUNet"`` builds a UNet++ with deep supervision.
-    """
-    options = {k: v for k, v in DEFAULT_MODEL.items() if k != "architecture"}
-    options.update(kwargs)
-    if architecture == "UNet":
-        return UNet(in_channels, n_classes, **options)
-    if architecture == "NestedUNet":
-        options.setdefault("deep_supervision", True)
-        return NestedUNet(in_channels, n_classes, **options)
-    raise ValueError(f"`architecture` must be 'UNet' or 'NestedUNet', got {architecture!r}")
-
-
 # ----------------------------------------------------------------------------- helpers
-def _check_positive_int(name: str, value: Any, allow_none: bool = False) -> int | None:
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(
-            f"`{name}` must be a positive int{' or None' if allow_none else ''}, got {value!r}"
-        )
-    return int(value)
-
-
 def _resolve_model(model: Any) -> SegmentationNetwork | None:
     if model is None:
         return None
@@ -398,54 +360,23 @@ def iter_train(
     labels: Any,
     model: Any = None,
     *,
-    resume: bool = False,
-    steps: int | None = None,
-    epochs: float | None = None,
-    patch_size: int | tuple[int, int] = 128,
-    batch_size: int = 8,
-    val_fraction: float = 0.15,
-    val_every: int | None = None,
-    augment: Any = True,
-    lr: float | None = None,
-    weight_decay: float | None = None,
-    dice_weight: float = 1.0,
-    device: str = "auto",
-    precision: str = "auto",
+    settings: TrainSettings | None = None,
     cancel: Any = None,
-    seed: int = 0,
-    channel_axis: int | None = None,
-    sparse: bool = False,
-    class_names: list[str] | None = None,
-    normalization: dict | str | None = None,
-    fast_head_tolerance: float = 0.02,
+    **options: Any,
 ) -> Generator[TrainProgress, None, tuple[SegmentationNetwork, dict[str, list]]]:
     """`train` as a generator: yields a `TrainProgress` per step, returns ``(model, history)``.
 
     Use it from a worker thread (the napari widget does); `train` drains it.
     """
     t0 = time.perf_counter()
-    steps = _check_positive_int("steps", steps, allow_none=True)
-    batch_size = _check_positive_int("batch_size", batch_size)
-    val_every = _check_positive_int("val_every", val_every, allow_none=True)
-    if steps is not None and epochs is not None:
-        raise ValueError(f"give `steps` ({steps}) or `epochs` ({epochs}), not both")
-    if epochs is not None and not (isinstance(epochs, (int, float)) and epochs > 0):
-        raise ValueError(f"`epochs` must be a positive number, got {epochs!r}")
-    if not isinstance(resume, bool):
-        raise TypeError(f"`resume` must be True or False, got {resume!r}")
-    if lr is not None and not (isinstance(lr, (int, float)) and lr > 0):
-        raise ValueError(f"`lr` must be a positive number, got {lr!r}")
-    if weight_decay is not None and not (
-        isinstance(weight_decay, (int, float)) and weight_decay >= 0
-    ):
-        raise ValueError(f"`weight_decay` must be a number >= 0, got {weight_decay!r}")
-    if not isinstance(val_fraction, (int, float)) or not 0 <= val_fraction < 1:
-        raise ValueError(f"`val_fraction` must be a number in [0, 1), got {val_fraction!r}")
+    s = TrainSettings.from_options(settings, **options)
+    (resume, steps, epochs, patch_size, batch_size, val_fraction, val_every, aug, lr,
+     weight_decay, dice_weight, device, precision, seed, channel_axis, sparse, class_names,
+     normalization, fast_head_tolerance) = (getattr(s, f.name) for f in dataclasses.fields(s))
     if cancel is not None and not callable(getattr(cancel, "is_set", None)):
         raise TypeError(
             f"`cancel` must have an is_set() method (threading.Event), got {type(cancel).__name__}"
         )
-    aug = AugmentConfig.from_argument(augment)
     dev = resolve_device(device)
     autocast_dtype = resolve_precision(precision, dev)
     if autocast_dtype is not None and dev.type != "cuda":
@@ -719,27 +650,10 @@ def train(
     labels: Any,
     model: Any = None,
     *,
-    resume: bool = False,
-    steps: int | None = None,
-    epochs: float | None = None,
-    patch_size: int | tuple[int, int] = 128,
-    batch_size: int = 8,
-    val_fraction: float = 0.15,
-    val_every: int | None = None,
-    augment: Any = True,
-    lr: float | None = None,
-    weight_decay: float | None = None,
-    dice_weight: float = 1.0,
-    device: str = "auto",
-    precision: str = "auto",
+    settings: TrainSettings | None = None,
     progress: Callable[[int, int, dict], Any] | None = None,
     cancel: Any = None,
-    seed: int = 0,
-    channel_axis: int | None = None,
-    sparse: bool = False,
-    class_names: list[str] | None = None,
-    normalization: dict | str | None = None,
-    fast_head_tolerance: float = 0.02,
+    **options: Any,
 ) -> tuple[SegmentationNetwork, dict[str, list]]:
     """Train (or fine-tune) a segmentation network on images and label masks.
 
@@ -760,56 +674,8 @@ def train(
         class names, with a fresh optimizer and schedule (``meta["provenance"]
         ["total_steps"]`` adds up over runs); imported checkpoints keep the normalization
         they came with.
-    resume : bool
-        Continue the training that produced ``model`` instead of fine-tuning it: the AdamW
-        moments, the learning-rate schedule, the step count and (with the same ``seed``)
-        the patch sampling go on from ``model.training_state``, which `train` sets on its
-        result (also on ``TrainingCancelled.model``) and `save_model` stores. The state is
-        taken at the step whose weights the model holds: the best validated step, else the
-        last one. With neither ``steps`` nor ``epochs``, the run goes on to the total the
-        earlier run planned (a cancelled run finishes as if never stopped; a run that had
-        finished is an error). ``steps=N`` (or ``epochs``) means N *more* steps, on the
-        schedule stretched to end at the resumed step + N: it is the planned schedule
-        when that is the planned total, and for a run that had finished the learning rate
-        rises again from its 1 % floor. ``lr`` and ``weight_decay`` default to the earlier
-        run's. History and progress steps continue the earlier numbering (the history holds
-        this call's steps only); the best weights are chosen among this call's validations.
-        A model without training state (bundled, imported, saved with
-        ``include_training_state=False``) raises ValueError: use ``resume=False``.
-    steps : int, optional
-        Optimizer steps (one batch each). Default ``DEFAULT_STEPS`` (1000); with
-        ``resume``, the steps left to the planned total.
-    epochs : float, optional
-        Instead of ``steps``: passes over the training pixels (``area / (batch_size x
-        patch area)`` steps per epoch).
-    patch_size : int or (int, int)
-        Output patch size, rounded up to the model's size grid (and capped at the slices'
-        size). For valid-convolution UNets the input patch is larger.
-    batch_size : int
-        Patches per step.
-    val_fraction : float in [0, 1)
-        Share of slices held out for validation (seeded; at least one when there are two
-        or more slices). A single image loses its last rows (or columns) instead. 0
-        disables validation: the final weights are returned.
-    val_every : int, optional
-        Steps between validations: steps whose number is a multiple of it are validated
-        (default: a tenth of the steps run); the last step is always validated. The weights with the best mean foreground validation Dice are
-        returned.
-    augment : bool, dict or AugmentConfig
-        True: random crops, flips, 90-degree rotations, elastic deformation, intensity
-        gain/offset and noise (`AugmentConfig` defaults); a dict overrides some of them;
-        False: random crops only.
-    lr, weight_decay : float, optional
-        AdamW settings (default ``DEFAULT_LR`` = 2e-3 and ``DEFAULT_WEIGHT_DECAY`` = 1e-4,
-        or with ``resume`` the earlier run's); the learning rate warms up linearly, then
-        follows a cosine decay to 1 % of ``lr``.
-    dice_weight : float
-        Weight of the soft Dice term added to the cross-entropy (BCE for sigmoid models).
-    device : 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'
-        'auto': CUDA, then MPS, then CPU.
-    precision : {'auto', 'float32', 'bfloat16', 'float16'}
-        Mixed precision is used on CUDA only: 'auto' is bf16 autocast where supported,
-        else fp16 with a GradScaler; float32 elsewhere.
+    settings : TrainSettings, optional
+        The training settings (default: ``TrainSettings()``); ``options`` replace some.
     progress : callable(step, total, info), optional
         Called once with step 0 (with ``resume``: the step resumed from), then after every
         step; ``total`` is the schedule's last step. ``info`` holds ``loss``, ``lr``,
@@ -818,29 +684,13 @@ def train(
     cancel : object with ``is_set()``, optional
         Checked before every step; when set, `TrainingCancelled` is raised, carrying the
         best model so far (``err.model``, finished and ready to save) and the history.
-    seed : int
-        Seeds the model's initialisation, the validation split, patch sampling and
-        augmentation: the same seed and data give the same run (on the CPU), and a
-        cancelled run resumed with the same seed and data ends where the uninterrupted run
-        would.
-    channel_axis : int or None
-        Axis of ``images`` holding channels (as for `predict`).
-    sparse : bool
-        False (dense masks): 0 is background, 1..K-1 are classes, every pixel counts.
-        True (painted annotations): **0 means unlabelled**, a painted value v means class
-        v - 1 (paint background with 1, the first object class with 2, ...); only
-        painted pixels count in the loss and metrics, slices with nothing painted are
-        skipped.
-    class_names : list of str, optional
-        One name per output channel (default: kept from the model, else "background",
-        "foreground" / "class k").
-    normalization : dict or str, optional
-        Intensity normalization (see `napari_unet_stack.normalization`); default: the
-        model's, else ``DEFAULT_NORMALIZATION`` (percentiles 1-99.8 per slice). It is fitted
-        on whole slices, exactly as inference does, and stored in the model.
-    fast_head_tolerance : float
-        UNet++ with deep supervision: ``meta["fast_head"]`` becomes the smallest head whose
-        validation Dice is within this of the accurate (all-heads) mode.
+    **options
+        Any `TrainSettings` field by name (``steps``, ``epochs``, ``patch_size``,
+        ``batch_size``, ``val_fraction``, ``val_every``, ``augment``, ``lr``,
+        ``weight_decay``, ``dice_weight``, ``device``, ``precision``, ``seed``,
+        ``channel_axis``, ``sparse``, ``class_names``, ``normalization``,
+        ``fast_head_tolerance``, ``resume``), documented there. Another name is a
+        TypeError.
 
     Returns
     -------
@@ -875,31 +725,7 @@ def train(
     >>> more, _ = train(s.image[:2], s.labels[:2], model, resume=True, steps=2,
     ...                 patch_size=64, batch_size=2)  # doctest: +SKIP
     """
-    gen = iter_train(
-        images,
-        labels,
-        model,
-        resume=resume,
-        steps=steps,
-        epochs=epochs,
-        patch_size=patch_size,
-        batch_size=batch_size,
-        val_fraction=val_fraction,
-        val_every=val_every,
-        augment=augment,
-        lr=lr,
-        weight_decay=weight_decay,
-        dice_weight=dice_weight,
-        device=device,
-        precision=precision,
-        cancel=cancel,
-        seed=seed,
-        channel_axis=channel_axis,
-        sparse=sparse,
-        class_names=class_names,
-        normalization=normalization,
-        fast_head_tolerance=fast_head_tolerance,
-    )
+    gen = iter_train(images, labels, model, settings=settings, cancel=cancel, **options)
     while True:
         try:
             event = next(gen)

@@ -1,0 +1,300 @@
+"""Training settings: every keyword of `train` / `iter_train` in one frozen dataclass, and the
+one set of defaults (steps, network) that the library, the CLI and the Train widget read.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..models import NestedUNet, SegmentationNetwork, architecture_class, architecture_name
+from ..normalization import validate_normalization
+from .augment import AugmentConfig
+
+__all__ = [
+    "DEFAULT_LR",
+    "DEFAULT_MODEL",
+    "DEFAULT_STEPS",
+    "DEFAULT_WEIGHT_DECAY",
+    "ModelSettings",
+    "TrainSettings",
+    "default_model",
+    "positive_int",
+]
+
+#: Steps when neither ``steps`` nor ``epochs`` is given.
+DEFAULT_STEPS = 1000
+#: AdamW learning rate and weight decay when ``lr`` / ``weight_decay`` are not given (and
+#: not resumed from the model's training state).
+DEFAULT_LR = 2e-3
+DEFAULT_WEIGHT_DECAY = 1e-4
+
+
+def positive_int(name: str, value: Any, allow_none: bool = False) -> int | None:
+    """``value`` as an int >= 1 (None passes with ``allow_none``), else ValueError naming ``name``."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(
+            f"`{name}` must be a positive int{' or None' if allow_none else ''}, got {value!r}"
+        )
+    return int(value)
+
+
+def _number(name: str, value: Any, *, minimum: float, strict: bool, allow_none: bool = False):
+    """``value`` as a float > (or >=) ``minimum``, else ValueError naming ``name``."""
+    if value is None and allow_none:
+        return None
+    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+    if not ok or not (value > minimum if strict else value >= minimum):
+        what = "a positive number" if strict and minimum == 0 else f"a number >= {minimum}"
+        raise ValueError(f"`{name}` must be {what}, got {value!r}")
+    return value
+
+
+def _patch_size(value: Any) -> int | tuple[int, int]:
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        wanted: Any = int(value)
+        smallest = wanted
+    elif isinstance(value, (tuple, list)) and len(value) == 2:
+        wanted = tuple(int(p) for p in value)
+        smallest = min(wanted)
+    else:
+        raise ValueError(f"`patch_size` must be an int or (height, width), got {value!r}")
+    if smallest < 1:
+        raise ValueError(f"`patch_size` must be positive, got {value!r}")
+    return wanted
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """The network ``train(model=None)`` builds (plus in_channels and n_classes from the data).
+
+    The one set of defaults for new networks: `default_model`, ``unet-stack train`` and the
+    Train widget all start from ``ModelSettings()``.
+
+    Parameters
+    ----------
+    architecture : str
+        One of `napari_unet_stack.models.ARCHITECTURES` (``"UNet"`` or ``"NestedUNet"``,
+        any case, or ``"unetpp"``); a UNet++ is built with deep supervision.
+    base_channels : int
+        Channels of the first level (doubling at every level down).
+    depth : int
+        Number of down-sampling levels.
+    """
+
+    architecture: str = "UNet"
+    base_channels: int = 16
+    depth: int = 4
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "architecture", architecture_name(self.architecture))
+        object.__setattr__(self, "base_channels", positive_int("base_channels", self.base_channels))
+        object.__setattr__(self, "depth", positive_int("depth", self.depth))
+
+    def build(self, in_channels: int, n_classes: int, **kwargs) -> SegmentationNetwork:
+        """A fresh network of these settings; ``kwargs`` go to the class (e.g. ``padding``)."""
+        cls = architecture_class(self.architecture)
+        options = {"base_channels": self.base_channels, "depth": self.depth, **kwargs}
+        if cls is NestedUNet:
+            options.setdefault("deep_supervision", True)
+        return cls(in_channels, n_classes, **options)
+
+
+#: `ModelSettings` defaults as a dict (``architecture``, ``base_channels``, ``depth``).
+DEFAULT_MODEL: dict[str, Any] = dataclasses.asdict(ModelSettings())
+
+
+def default_model(
+    in_channels: int, n_classes: int, *, architecture: str = "UNet", **kwargs
+) -> SegmentationNetwork:
+    """The small network ``train(model=None)`` builds: ``DEFAULT_MODEL`` updated by ``kwargs``.
+
+    ``architecture="NestedUNet"`` (or ``"unetpp"``, any case) builds a UNet++ with deep
+    supervision; other names raise ValueError listing the choices.
+    """
+    known = {f.name for f in dataclasses.fields(ModelSettings)} - {"architecture"}
+    chosen = {k: kwargs.pop(k) for k in list(kwargs) if k in known}
+    return ModelSettings(architecture, **chosen).build(in_channels, n_classes, **kwargs)
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Every setting of `train` / `iter_train` (everything but the data, model, progress and
+    cancel). Building one checks it: a bad value raises ValueError (or TypeError) naming it.
+
+    Parameters
+    ----------
+    resume : bool
+        Continue the training that produced ``model`` instead of fine-tuning it: the AdamW
+        moments, the learning-rate schedule, the step count and (with the same ``seed``)
+        the patch sampling go on from ``model.training_state``, which `train` sets on its
+        result (also on ``TrainingCancelled.model``) and `save_model` stores. The state is
+        taken at the step whose weights the model holds: the best validated step, else the
+        last one. With neither ``steps`` nor ``epochs``, the run goes on to the total the
+        earlier run planned (a cancelled run finishes as if never stopped; a run that had
+        finished is an error). ``steps=N`` (or ``epochs``) means N *more* steps, on the
+        schedule stretched to end at the resumed step + N: it is the planned schedule
+        when that is the planned total, and for a run that had finished the learning rate
+        rises again from its 1 % floor. ``lr`` and ``weight_decay`` default to the earlier
+        run's. History and progress steps continue the earlier numbering (the history holds
+        this call's steps only); the best weights are chosen among this call's validations.
+        A model without training state (bundled, imported, saved with
+        ``include_training_state=False``) raises ValueError: use ``resume=False``.
+    steps : int, optional
+        Optimizer steps (one batch each). Default ``DEFAULT_STEPS`` (1000); with
+        ``resume``, the steps left to the planned total.
+    epochs : float, optional
+        Instead of ``steps``: passes over the training pixels (``area / (batch_size x
+        patch area)`` steps per epoch).
+    patch_size : int or (int, int)
+        Output patch size, rounded up to the model's size grid (and capped at the slices'
+        size). For valid-convolution UNets the input patch is larger.
+    batch_size : int
+        Patches per step.
+    val_fraction : float in [0, 1)
+        Share of slices held out for validation (seeded; at least one when there are two
+        or more slices). A single image loses its last rows (or columns) instead. 0
+        disables validation: the final weights are returned.
+    val_every : int, optional
+        Steps between validations: steps whose number is a multiple of it are validated
+        (default: a tenth of the steps run); the last step is always validated. The
+        weights with the best mean foreground validation Dice are returned.
+    augment : bool, dict or AugmentConfig
+        True: random crops, flips, 90-degree rotations, elastic deformation, intensity
+        gain/offset and noise (`AugmentConfig` defaults); a dict overrides some of them;
+        False: random crops only. Stored as the `AugmentConfig` it means.
+    lr, weight_decay : float, optional
+        AdamW settings (default ``DEFAULT_LR`` = 2e-3 and ``DEFAULT_WEIGHT_DECAY`` = 1e-4,
+        or with ``resume`` the earlier run's); the learning rate warms up linearly, then
+        follows a cosine decay to 1 % of ``lr``.
+    dice_weight : float
+        Weight (>= 0) of the soft Dice term added to the cross-entropy (BCE for sigmoid
+        models).
+    device : 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'
+        'auto': CUDA, then MPS, then CPU.
+    precision : {'auto', 'float32', 'bfloat16', 'float16'}
+        Mixed precision is used on CUDA only: 'auto' is bf16 autocast where supported,
+        else fp16 with a GradScaler; float32 elsewhere.
+    seed : int
+        Seeds the model's initialisation, the validation split, patch sampling and
+        augmentation: the same seed and data give the same run (on the CPU), and a
+        cancelled run resumed with the same seed and data ends where the uninterrupted run
+        would.
+    channel_axis : int or None
+        Axis of ``images`` holding channels (as for `predict`).
+    sparse : bool
+        False (dense masks): 0 is background, 1..K-1 are classes, every pixel counts.
+        True (painted annotations): **0 means unlabelled**, a painted value v means class
+        v - 1 (paint background with 1, the first object class with 2, ...); only
+        painted pixels count in the loss and metrics, slices with nothing painted are
+        skipped.
+    class_names : list of str, optional
+        One name per output channel (default: kept from the model, else "background",
+        "foreground" / "class k"). Stored as a tuple of str.
+    normalization : dict or str, optional
+        Intensity normalization (see `napari_unet_stack.normalization`); default: the
+        model's, else ``DEFAULT_NORMALIZATION`` (percentiles 1-99.8 per slice). It is fitted
+        on whole slices, exactly as inference does, and stored in the model. Stored
+        validated (canonical dict).
+    fast_head_tolerance : float
+        UNet++ with deep supervision: ``meta["fast_head"]`` becomes the smallest head whose
+        validation Dice is within this (>= 0) of the accurate (all-heads) mode.
+    """
+
+    resume: bool = False
+    steps: int | None = None
+    epochs: float | None = None
+    patch_size: int | tuple[int, int] = 128
+    batch_size: int = 8
+    val_fraction: float = 0.15
+    val_every: int | None = None
+    augment: Any = True
+    lr: float | None = None
+    weight_decay: float | None = None
+    dice_weight: float = 1.0
+    device: str = "auto"
+    precision: str = "auto"
+    seed: int = 0
+    channel_axis: int | None = None
+    sparse: bool = False
+    class_names: tuple[str, ...] | None = None
+    normalization: dict | str | None = None
+    fast_head_tolerance: float = 0.02
+
+    def __post_init__(self) -> None:
+        for name, value in self.validate().items():
+            object.__setattr__(self, name, value)
+
+    def validate(self) -> dict[str, Any]:
+        """Check every setting; return the canonical values (ints, AugmentConfig, ...).
+
+        Raises ValueError (TypeError for a value of the wrong kind) naming the setting.
+        """
+        steps = positive_int("steps", self.steps, allow_none=True)
+        if steps is not None and self.epochs is not None:
+            raise ValueError(f"give `steps` ({steps}) or `epochs` ({self.epochs}), not both")
+        if not isinstance(self.resume, bool):
+            raise TypeError(f"`resume` must be True or False, got {self.resume!r}")
+        if not isinstance(self.sparse, (bool, np.bool_)):
+            raise TypeError(f"`sparse` must be True or False, got {self.sparse!r}")
+        fraction = self.val_fraction
+        if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 <= fraction < 1:
+            raise ValueError(f"`val_fraction` must be a number in [0, 1), got {fraction!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
+            raise ValueError(f"`seed` must be an int >= 0, got {self.seed!r}")
+        return {
+            "steps": steps,
+            "epochs": _number("epochs", self.epochs, minimum=0, strict=True, allow_none=True),
+            "patch_size": _patch_size(self.patch_size),
+            "batch_size": positive_int("batch_size", self.batch_size),
+            "val_every": positive_int("val_every", self.val_every, allow_none=True),
+            "augment": AugmentConfig.from_argument(self.augment),
+            "lr": _number("lr", self.lr, minimum=0, strict=True, allow_none=True),
+            "weight_decay": _number(
+                "weight_decay", self.weight_decay, minimum=0, strict=False, allow_none=True
+            ),
+            "dice_weight": _number("dice_weight", self.dice_weight, minimum=0, strict=False),
+            "fast_head_tolerance": _number(
+                "fast_head_tolerance", self.fast_head_tolerance, minimum=0, strict=False
+            ),
+            "seed": int(self.seed),
+            "sparse": bool(self.sparse),
+            "class_names": _class_names(self.class_names),
+            "normalization": None
+            if self.normalization is None
+            else validate_normalization(self.normalization),
+        }
+
+    @classmethod
+    def from_options(cls, settings: TrainSettings | None = None, **options) -> TrainSettings:
+        """``settings`` (default: the defaults) with ``options`` replaced; an option that is
+        not a setting is a TypeError naming it and the settings there are.
+        """
+        if settings is not None and not isinstance(settings, TrainSettings):
+            raise TypeError(f"`settings` must be a TrainSettings, got {type(settings).__name__}")
+        names = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(options) - set(names))
+        if unknown:
+            raise TypeError(
+                f"unexpected training option(s) {unknown}; the options are {names}"
+            )
+        if settings is None:
+            return cls(**options)
+        return dataclasses.replace(settings, **options) if options else settings
+
+    def replace(self, **changes) -> TrainSettings:
+        """A copy with ``changes`` (checked like a new one)."""
+        return TrainSettings.from_options(self, **changes)
+
+
+def _class_names(value: Any) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    if isinstance(value, str) or not isinstance(value, (list, tuple)):
+        raise TypeError(f"`class_names` must be a list of str, got {value!r}")
+    return tuple(str(c) for c in value)
