@@ -37,7 +37,8 @@ MODULES = _modules()
 
 
 def _is_package(name: str) -> bool:
-    return MODULES[name].name == "__init__.py"
+    path = MODULES.get(name)
+    return path is not None and path.name == "__init__.py"
 
 
 def _resolve(module: str, node: ast.ImportFrom) -> str | None:
@@ -90,7 +91,7 @@ def _body_lines(func: ast.FunctionDef | ast.AsyncFunctionDef) -> int:
 
 def test_no_source_file_over_400_lines():
     long = {str(p.relative_to(SRC)): n for p in MODULES.values()
-            if (n := len(p.read_text().splitlines())) > MAX_FILE_LINES}
+            if p.exists() and (n := len(p.read_text().splitlines())) > MAX_FILE_LINES}
     assert not long, f"files over {MAX_FILE_LINES} lines: {long}"
 
 
