@@ -1,0 +1,76 @@
+"""`read_image`: any supported file or zarr store, opened lazily, as an `ImageData`."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .formats import FORMAT_NAMES, IMAGE_EXTENSIONS, is_zarr_dir, kind_of
+from .image import ImageData
+from .messages import first_line
+from .npy import read_npy
+from .tiff_read import read_tiff
+from .zarr_read import read_zarr
+
+__all__ = ["read_image"]
+
+#: what a reader raises for a file it cannot read (turned into one ValueError naming the file)
+_READ_ERRORS = (ValueError, OSError, KeyError, IndexError, TypeError, EOFError, RuntimeError)
+
+
+def read_image(path: str | os.PathLike, *, series: int = 0, level: int = 0) -> ImageData:
+    """Open an image file or zarr store lazily.
+
+    Parameters
+    ----------
+    path : str or Path
+        TIFF (plain, ImageJ, OME, BigTIFF), zarr array or group, OME-Zarr, or ``.npy``.
+    series : int
+        TIFF series (OME-TIFF files may hold several images).
+    level : int
+        OME-Zarr resolution level (0 is full resolution).
+
+    Returns
+    -------
+    ImageData
+        Close it (or use it as a context manager) to release TIFF file handles.
+
+    Raises
+    ------
+    FileNotFoundError
+        ``path`` does not exist.
+    ValueError
+        The file is not a readable image of a supported format (the message names it).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no such file or folder: {str(path)!r}")
+    kind = kind_of(path)
+    if kind is None and is_zarr_dir(path):
+        kind = "zarr"
+    if kind is None:
+        raise ValueError(
+            f"cannot read {str(path)!r}: unsupported extension (supported: {', '.join(IMAGE_EXTENSIONS)})"
+        )
+    try:
+        image = _open(kind, path, series, level)
+    except FileNotFoundError:
+        raise
+    except _READ_ERRORS as err:
+        raise ValueError(f"cannot read {str(path)!r} as {FORMAT_NAMES[kind]}: {first_line(err)}") from err
+    image.path = path
+    if image.axes is not None and len(image.axes) != image.ndim:
+        image.axes = None
+    dtype = image.dtype
+    if dtype.kind not in "uifb":
+        image.close()
+        raise ValueError(f"cannot read {str(path)!r}: unsupported data type {dtype}")
+    return image
+
+
+def _open(kind: str, path: Path, series: int, level: int) -> ImageData:
+    if kind in ("tiff", "ome-tiff"):
+        return read_tiff(path, series)
+    if kind in ("zarr", "ome-zarr"):
+        return read_zarr(path, level)
+    return read_npy(path)
