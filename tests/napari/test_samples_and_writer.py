@@ -83,8 +83,8 @@ def test_a_failed_write_leaves_the_old_file(tmp_path, monkeypatch, name):
     def boom(*_args, **_kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(io, "_write_tiff", boom)
-    monkeypatch.setattr(io, "_ngff_multiscales", boom)
+    monkeypatch.setattr(io.tiff_write, "write_tiff", boom)
+    monkeypatch.setattr(io.zarr_write, "ngff_multiscales", boom)
     with pytest.raises(OSError, match="disk full"):
         _labels(np.uint16).save(str(tmp_path / name), plugin="napari-unet-stack")
     assert sorted(p.name for p in tmp_path.rglob("*")) == before
