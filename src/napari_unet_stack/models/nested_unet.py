@@ -6,9 +6,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..validation import check_int
 from .base import SegmentationNetwork
 from .blocks import DoubleConv, conv_back, hull, pool_back, reach_of, up_back
-from .validation import check_int
 
 
 class NestedUNet(SegmentationNetwork):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..validation import check_int
 from .base import SegmentationNetwork
 from .blocks import (
     DoubleConv,
@@ -16,7 +17,6 @@ from .blocks import (
     reach_of,
     up_back,
 )
-from .validation import check_int
 
 
 class UNet(SegmentationNetwork):

@@ -13,8 +13,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ...validation import check_int
 from ..base import SegmentationNetwork
-from ..validation import check_int
 from .common import count_indices, unet_reach, weight_shape
 
 __all__ = ["PadUp", "PaddedUNet", "conv_bn_relu_x2", "up_sampler"]

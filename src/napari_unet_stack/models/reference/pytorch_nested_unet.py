@@ -12,8 +12,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from ...validation import check_int
 from ..base import SegmentationNetwork
-from ..validation import check_int
 from .common import check_multiple, count_indices, nested_reach, unet_reach, weight_shape
 
 __all__ = ["VGGNestedUNet", "VGGUNet"]
