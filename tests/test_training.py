@@ -514,7 +514,7 @@ def test_cancelled_run_with_validation_resumes_from_its_best_step(data):
 
 
 def test_resume_with_steps_runs_that_many_more(trained, data, tmp_path):
-    from napari_unet_stack.training.loop import _lr_lambda
+    from napari_unet_stack.training.state import lr_lambda
 
     model, _, _ = trained
     reached = model.training_state["step"]
@@ -525,7 +525,7 @@ def test_resume_with_steps_runs_that_many_more(trained, data, tmp_path):
     )
     assert history["step"] == [reached + k for k in range(1, 5)]
     # the schedule is stretched to end after the 4 new steps (same warmup)
-    schedule = _lr_lambda(reached + 4, model.training_state["warmup"])
+    schedule = lr_lambda(reached + 4, model.training_state["warmup"])
     assert history["lr"] == pytest.approx([FAST["lr"] * schedule(s - 1) for s in history["step"]])
     state = more.training_state
     assert (state["step"], state["total"]) == (reached + 4, reached + 4)

@@ -243,9 +243,17 @@ class TrainSettings:
         if not isinstance(self.sparse, (bool, np.bool_)):
             raise TypeError(f"`sparse` must be True or False, got {self.sparse!r}")
         fraction = self.val_fraction
-        if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 <= fraction < 1:
+        if (
+            isinstance(fraction, bool)
+            or not isinstance(fraction, (int, float))
+            or not 0 <= fraction < 1
+        ):
             raise ValueError(f"`val_fraction` must be a number in [0, 1), got {fraction!r}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
+        if (
+            isinstance(self.seed, bool)
+            or not isinstance(self.seed, (int, np.integer))
+            or self.seed < 0
+        ):
             raise ValueError(f"`seed` must be an int >= 0, got {self.seed!r}")
         return {
             "steps": steps,
@@ -280,9 +288,7 @@ class TrainSettings:
         names = [f.name for f in dataclasses.fields(cls)]
         unknown = sorted(set(options) - set(names))
         if unknown:
-            raise TypeError(
-                f"unexpected training option(s) {unknown}; the options are {names}"
-            )
+            raise TypeError(f"unexpected training option(s) {unknown}; the options are {names}")
         if settings is None:
             return cls(**options)
         return dataclasses.replace(settings, **options) if options else settings

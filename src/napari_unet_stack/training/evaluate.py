@@ -1,0 +1,161 @@
+"""Validation during training, and the choice of a UNet++'s fast head.
+
+Validation runs the model through `predict` exactly as inference will (padding, tiling) on
+slices already normalized as inference normalizes them, and scores per-class Dice / IoU
+and the cross-entropy over the labelled pixels.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..devices import precision_name, resolve_device, resolve_precision
+from ..inference import predict
+from ..models import NestedUNet, SegmentationNetwork
+from ..normalization import DEFAULT_NORMALIZATION, validate_normalization
+from ..postprocess import probabilities_to_classes
+from .data import Slice, check_capacity, label_capacity, prepare_data
+from .metrics import confusion_counts
+
+__all__ = ["choose_fast_head", "select_fast_head", "target_names", "validation_metrics"]
+
+_EPS = 1e-7
+
+
+def target_names(model: SegmentationNetwork) -> list[str]:
+    """Names of the target indices 1..n-1 (the scored classes)."""
+    names = model.class_names
+    if model.activation == "softmax":
+        return names[1:]
+    return names
+
+
+def _nll_sum(probs: np.ndarray, target: np.ndarray, valid: np.ndarray, activation: str) -> float:
+    """Summed cross-entropy (BCE averaged over channels for sigmoid) of the valid pixels."""
+    if activation == "softmax":
+        p = np.take_along_axis(probs, np.clip(target, 0, None)[None], axis=0)[0]
+        return float(-np.log(np.clip(p[valid], _EPS, 1.0)).sum())
+    on = target[None] == np.arange(1, probs.shape[0] + 1).reshape(-1, 1, 1)
+    p = np.where(on, probs, 1.0 - probs)
+    return float(-np.log(np.clip(p[:, valid], _EPS, 1.0)).mean(axis=0).sum())
+
+
+def _nan_mean(a: np.ndarray) -> float:
+    a = a[~np.isnan(a)]
+    return float(a.mean()) if a.size else float("nan")
+
+
+def validation_metrics(
+    model: SegmentationNetwork, slices: list[Slice], device, precision: str
+) -> dict[str, Any]:
+    """Per-class Dice / IoU and cross-entropy on the validation slices, through `predict`.
+
+    The slices are already normalized as inference would (fitted on the whole slice), so
+    `predict` runs without normalization and with its usual padding and tiling.
+    """
+    classes = list(range(1, label_capacity(model)))
+    tp = np.zeros(len(classes), np.int64)
+    fp = np.zeros_like(tp)
+    fn = np.zeros_like(tp)
+    nll, n_pix = 0.0, 0
+    was_training = model.training
+    model.eval()
+    try:
+        for s in slices:
+            probs = predict(
+                s.image, model, channel_axis=0, normalize=None, device=device, precision=precision
+            )
+            valid = s.target >= 0
+            target = s.target.astype(np.int64)
+            pred = probabilities_to_classes(probs, model.activation)
+            counts = confusion_counts(pred, target, classes, mask=valid)
+            tp += counts[0]
+            fp += counts[1]
+            fn += counts[2]
+            nll += _nll_sum(probs, target, valid, model.activation)
+            n_pix += int(valid.sum())
+    finally:
+        model.train(was_training)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        d = np.where(2 * tp + fp + fn > 0, 2 * tp / np.maximum(2 * tp + fp + fn, 1), np.nan)
+        j = np.where(tp + fp + fn > 0, tp / np.maximum(tp + fp + fn, 1), np.nan)
+    names = target_names(model)
+    names = [names[c - 1] if c - 1 < len(names) else f"class {c}" for c in classes]
+    return {
+        "loss": nll / max(n_pix, 1),
+        "dice": _nan_mean(d),
+        "iou": _nan_mean(j),
+        "dice_per_class": {n: float(v) for n, v in zip(names, d, strict=True)},
+        "iou_per_class": {n: float(v) for n, v in zip(names, j, strict=True)},
+    }
+
+
+def choose_fast_head(
+    model: NestedUNet, val: list[Slice], device, precision: str, tolerance: float
+) -> tuple[int, dict[str, float]]:
+    """Smallest head whose val Dice is within ``tolerance`` of the accurate mode."""
+    previous = model.head
+    scores: dict[str, float] = {}
+    try:
+        model.head = "accurate"
+        accurate = validation_metrics(model, val, device, precision)["dice"]
+        scores["accurate"] = accurate
+        chosen = None
+        for k in range(1, model.full_depth + 1):
+            model.head = k
+            scores[str(k)] = validation_metrics(model, val, device, precision)["dice"]
+            if chosen is None and scores[str(k)] >= accurate - tolerance:
+                chosen = k
+                break
+    finally:
+        model.head = previous
+    return (chosen or model.full_depth), scores
+
+
+def select_fast_head(
+    model: NestedUNet,
+    images: Any,
+    labels: Any,
+    *,
+    tolerance: float = 0.02,
+    channel_axis: int | None = None,
+    sparse: bool = False,
+    device: str = "auto",
+    precision: str = "auto",
+) -> tuple[int, dict[str, float]]:
+    """Choose a UNet++'s ``meta["fast_head"]`` on validation images (what `train` does at the end).
+
+    The fast head becomes the smallest head ``k`` whose mean foreground Dice on
+    ``images`` / ``labels`` is within ``tolerance`` of the accurate mode (the mean of all
+    heads). Images are normalized as inference does, with the model's normalization.
+
+    Returns
+    -------
+    head : int
+        The chosen head (also stored in ``model.meta["fast_head"]``).
+    scores : dict
+        Dice per mode: ``"accurate"`` and ``"1"``, ``"2"``, ... up to the chosen head.
+    """
+    if not (isinstance(model, NestedUNet) and model.deep_supervision):
+        raise ValueError(
+            f"`model` must be a NestedUNet built with deep_supervision=True, got {type(model).__name__}"
+            + (" without deep supervision" if isinstance(model, NestedUNet) else "")
+        )
+    norm = validate_normalization(model.meta.get("normalization") or DEFAULT_NORMALIZATION)
+    class_values = None if sparse else model.meta.get("class_values")
+    data = prepare_data(
+        images,
+        labels,
+        channel_axis=channel_axis,
+        sparse=sparse,
+        normalization=norm,
+        class_values=class_values,
+    )
+    check_capacity(data, model, sparse)
+    dev = resolve_device(device)
+    prec = precision_name(resolve_precision(precision, dev))
+    head, scores = choose_fast_head(model, data.slices, dev, prec, float(tolerance))
+    model.meta["fast_head"] = int(head)
+    return int(head), scores

@@ -1,0 +1,198 @@
+"""One run of the training loop, set up by `plan_run`: its steps, validations and result.
+
+`TrainRun` owns the optimizer, schedule, GradScaler, patch sampler, history and the best
+weights so far; `iter_train` calls `TrainRun.step` per step and `TrainRun.finish` at the end
+(or on cancel).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import torch
+
+from ..devices import precision_name
+from ..models import NestedUNet, SegmentationNetwork, unwrap_logits
+from .augment import PatchSampler
+from .evaluate import choose_fast_head, validation_metrics
+from .losses import multi_head_loss
+from .provenance import RunRecord, provenance
+from .setup import Plan
+from .state import load_optimizer, lr_lambda, snapshot
+
+__all__ = ["HISTORY_KEYS", "TrainRun", "head_outputs"]
+
+#: The history's lists: one entry per step, then one per validation.
+HISTORY_KEYS = (
+    "step", "loss", "lr", "seconds",
+    "val_step", "val_loss", "val_dice", "val_iou", "val_dice_per_class", "val_iou_per_class",
+)  # fmt: skip
+#: Gradients are clipped to this norm.
+CLIP_NORM = 5.0
+#: So many non-finite losses in a row stop the run.
+MAX_BAD_STEPS = 5
+
+
+def head_outputs(model: SegmentationNetwork, x: torch.Tensor) -> list[torch.Tensor]:
+    """Every head's logits for deep supervision, else the single output."""
+    if getattr(model, "deep_supervision", False) and hasattr(model, "forward_heads"):
+        return list(model.forward_heads(x))
+    return [unwrap_logits(model(x))]
+
+
+class TrainRun:
+    """The optimizer side of a planned run, and its progress (history, best weights)."""
+
+    def __init__(self, plan: Plan, t0: float) -> None:
+        self.plan = plan
+        self.t0 = t0
+        s = plan.settings
+        net = plan.net
+        self.sampler = PatchSampler(
+            plan.train_slices, patch_shape=plan.image_shape, label_shape=plan.label_shape,
+            cfg=s.augment, rng=plan.rng, sparse=s.sparse,
+        )  # fmt: skip
+        net.to(plan.device)
+        net.train()
+        self.params = [p for p in net.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(self.params, lr=plan.lr, weight_decay=plan.weight_decay)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=plan.autocast_dtype == torch.float16)
+        self.warmup = (
+            self._resume_optimizer()
+            if plan.resumed is not None
+            else min(100, max(1, plan.total // 20))
+        )
+        schedule = lr_lambda(plan.total, self.warmup)
+        start = plan.start
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda k: schedule(start + k)
+        )
+        self.precision = precision_name(plan.autocast_dtype)
+        self.history: dict[str, list] = {key: [] for key in HISTORY_KEYS}
+        self.best: dict[str, Any] = {
+            "dice": -math.inf, "step": 0, "state": None, "metrics": None, "training": None,
+        }  # fmt: skip
+        self.bad_steps = 0
+
+    def _resume_optimizer(self) -> int:
+        """Load the resumed AdamW moments and GradScaler; the warm-up length goes on."""
+        plan, resumed = self.plan, self.plan.resumed
+        load_optimizer(self.optimizer, resumed["optimizer"], self.params)
+        for group in self.optimizer.param_groups:  # the schedule's base rate: `lr`
+            group["lr"] = group["initial_lr"] = plan.lr
+            group["weight_decay"] = plan.weight_decay
+        if self.scaler.is_enabled() and isinstance(resumed.get("grad_scaler"), dict):
+            self.scaler.load_state_dict(resumed["grad_scaler"])
+        return max(1, int(resumed["warmup"]))
+
+    def training_state(self, step: int) -> dict[str, Any]:
+        """What ``resume=True`` needs to continue after ``step`` (copied to the CPU)."""
+        plan = self.plan
+        return snapshot(
+            step, total=plan.total, warmup=self.warmup, lr=plan.lr,
+            weight_decay=plan.weight_decay, seed=plan.settings.seed, rng=plan.rng,
+            optimizer=self.optimizer, scaler=self.scaler,
+        )  # fmt: skip
+
+    def step(self, step: int) -> dict[str, Any]:
+        """One optimizer step (and a validation when due); returns the progress info."""
+        plan, dev = self.plan, self.plan.device
+        x_np, y_np = self.sampler.batch(plan.settings.batch_size)
+        x = torch.from_numpy(x_np).to(dev, non_blocking=True)
+        y = torch.from_numpy(y_np).to(dev, non_blocking=True)
+        dtype = plan.autocast_dtype
+        with torch.autocast(dev.type, dtype=dtype, enabled=dtype is not None):
+            outs = head_outputs(plan.net, x)
+        loss = multi_head_loss(outs, y, plan.net.activation, dice_weight=plan.settings.dice_weight)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss_value = float(loss.detach())
+        if math.isfinite(loss_value):
+            self.bad_steps = 0
+            self.scaler.scale(loss).backward()
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.params, CLIP_NORM)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.bad_steps += 1
+            if self.bad_steps >= MAX_BAD_STEPS:
+                raise FloatingPointError(
+                    f"the loss is {loss_value} at step {step} ({MAX_BAD_STEPS} steps in a row); "
+                    f"lower `lr` (now {plan.lr}) or use precision='float32'"
+                )
+        lr_now = self.optimizer.param_groups[0]["lr"]
+        self.scheduler.step()
+        elapsed = time.perf_counter() - self.t0
+        for key, value in (
+            ("step", step),
+            ("loss", loss_value),
+            ("lr", lr_now),
+            ("seconds", elapsed),
+        ):
+            self.history[key].append(value)
+        info: dict[str, Any] = {"loss": loss_value, "lr": lr_now, "seconds": elapsed}
+        if plan.val_slices and (step % plan.val_every == 0 or step == plan.total):
+            info.update(self.validate(step))
+        return info
+
+    def validate(self, step: int) -> dict[str, float]:
+        """Validate after ``step``, keep the weights if they are the best; the progress info."""
+        plan = self.plan
+        metrics = validation_metrics(plan.net, plan.val_slices, plan.device, self.precision)
+        self.history["val_step"].append(step)
+        for key in ("loss", "dice", "iou", "dice_per_class", "iou_per_class"):
+            self.history[f"val_{key}"].append(metrics[key])
+        score = metrics["dice"] if math.isfinite(metrics["dice"]) else -math.inf
+        best = self.best
+        if score > best["dice"] or best["state"] is None:
+            best.update(
+                dice=score,
+                step=step,
+                metrics=metrics,
+                state={k: v.detach().clone() for k, v in plan.net.state_dict().items()},
+                training=self.training_state(step),
+            )
+        return {
+            "val_loss": metrics["loss"], "val_dice": metrics["dice"], "val_iou": metrics["iou"],
+            "best_val_dice": best["dice"],
+        }  # fmt: skip
+
+    def finish(self, done: int) -> SegmentationNetwork:
+        """The result after ``done`` steps of this call (best weights, metadata, training state)."""
+        plan, best, net = self.plan, self.best, self.plan.net
+        if best["state"] is not None:
+            net.load_state_dict(best["state"])
+            state = best["training"]
+        else:
+            state = self.training_state(plan.start + done)
+        state["finished"] = plan.start + done >= plan.total
+        net.training_state = state
+        net.eval()
+        head_scores = None
+        if isinstance(net, NestedUNet) and net.deep_supervision and plan.val_slices:
+            fast, head_scores = choose_fast_head(
+                net, plan.val_slices, plan.device, self.precision, plan.settings.fast_head_tolerance
+            )
+            net.meta["fast_head"] = int(fast)
+        net.to("cpu")
+        net.meta["provenance"] = provenance(
+            self.record(),
+            done=done,
+            best_step=best["step"] if best["state"] is not None else None,
+            best_metrics=best["metrics"],
+            head_scores=head_scores,
+            seconds=time.perf_counter() - self.t0,
+        )
+        return net
+
+    def record(self) -> RunRecord:
+        """What provenance needs to know about this run."""
+        plan = self.plan
+        return RunRecord(
+            settings=plan.settings, lr=plan.lr, device=str(plan.device), precision=self.precision,
+            label_shape=plan.label_shape, data=plan.data, train_slices=plan.train_slices,
+            val_slices=plan.val_slices, start=plan.start, resumed=plan.resumed is not None,
+            previous=plan.previous,
+        )  # fmt: skip

@@ -1,0 +1,194 @@
+"""Setting a run up: the model, the resumed state, the data, the split and the step count.
+
+`plan_run` does everything before the first optimizer is built, in the order that keeps a
+seeded run reproducible: the sampling RNG is seeded once and used by the validation split,
+then the crop centres, then (restored on resume) the patch sampler.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..devices import resolve_device, resolve_precision
+from ..models import SegmentationNetwork
+from ..normalization import DEFAULT_NORMALIZATION, validate_normalization
+from .data import PreparedData, Slice, check_capacity, index_centres, prepare_data, split_validation
+from .settings import DEFAULT_LR, DEFAULT_STEPS, DEFAULT_WEIGHT_DECAY, TrainSettings, default_model
+from .state import check_training_state, restore_rng
+
+__all__ = ["Plan", "patch_shapes", "plan_run", "resolve_model"]
+
+
+@dataclass
+class Plan:
+    """A run, set up: what `TrainRun` needs to build its optimizer and go."""
+
+    settings: TrainSettings
+    net: SegmentationNetwork
+    data: PreparedData
+    train_slices: list[Slice]
+    val_slices: list[Slice]
+    image_shape: tuple[int, int]
+    label_shape: tuple[int, int]
+    rng: np.random.Generator
+    device: torch.device
+    autocast_dtype: torch.dtype | None
+    resumed: dict[str, Any] | None  # the model's training state with resume=True
+    previous: dict  # the model's provenance before this call
+    start: int  # the step resumed from (0 for a fresh run)
+    steps: int  # steps of this call
+    lr: float
+    weight_decay: float
+    val_every: int
+
+    @property
+    def total(self) -> int:
+        """The schedule's last step (steps are numbered start + 1 .. total)."""
+        return self.start + self.steps
+
+
+def resolve_model(model: Any) -> SegmentationNetwork | None:
+    """None, a network, or a checkpoint path / bundled name (loaded)."""
+    if model is None:
+        return None
+    if isinstance(model, (str, os.PathLike)):
+        from ..checkpoints import load_model
+
+        return load_model(model)
+    if isinstance(model, SegmentationNetwork):
+        return model
+    raise TypeError(
+        f"`model` must be None, a UNet/NestedUNet (or any SegmentationNetwork, e.g. from load_model), "
+        f"or a checkpoint path / bundled model name, got {type(model).__name__}"
+    )
+
+
+def patch_shapes(patch_size: Any, model: SegmentationNetwork, slices: list[Slice]):
+    """(image patch, label patch) shapes on the model's size grid, no larger than needed."""
+    if isinstance(patch_size, (int, np.integer)) and not isinstance(patch_size, bool):
+        wanted = (int(patch_size), int(patch_size))
+    elif isinstance(patch_size, (tuple, list)) and len(patch_size) == 2:
+        wanted = tuple(int(p) for p in patch_size)
+    else:
+        raise ValueError(f"`patch_size` must be an int or (height, width), got {patch_size!r}")
+    if min(wanted) < 1:
+        raise ValueError(f"`patch_size` must be positive, got {patch_size!r}")
+    largest = (max(s.shape[0] for s in slices), max(s.shape[1] for s in slices))
+    image_shape, label_shape = [], []
+    for want, big in zip(wanted, largest, strict=True):
+        out = min(want, big)
+        size_in = model.input_size_for(out)
+        image_shape.append(size_in)
+        label_shape.append(model.output_size(size_in))
+    return tuple(image_shape), tuple(label_shape)
+
+
+def _resumed_state(net: SegmentationNetwork | None, s: TrainSettings) -> dict[str, Any] | None:
+    """The model's training state when ``resume=True`` (checked), else None."""
+    if not s.resume:
+        return None
+    if net is None:
+        raise ValueError(
+            "`resume=True` needs `model`: a model returned by train (or TrainingCancelled.model), "
+            "or a checkpoint saved from one"
+        )
+    resumed = check_training_state(getattr(net, "training_state", None))
+    if s.steps is None and s.epochs is None and resumed.get("finished", False):
+        raise ValueError(
+            f"`resume=True`: the training that made this model already ran its planned "
+            f"{resumed['total']} steps; pass `steps` (or `epochs`) to train that many more"
+        )
+    return resumed
+
+
+def _normalization(s: TrainSettings, net: SegmentationNetwork | None) -> dict:
+    """The setting, else the model's, else the default."""
+    if s.normalization is not None:
+        return validate_normalization(s.normalization)
+    if net is not None and net.meta.get("normalization"):
+        return validate_normalization(net.meta["normalization"])
+    return validate_normalization(DEFAULT_NORMALIZATION)
+
+
+def _name_classes(net: SegmentationNetwork, class_names: tuple[str, ...] | None) -> None:
+    """Set ``meta["class_names"]``: the setting, else the model's, else a default."""
+    if class_names is not None:
+        if len(class_names) != net.out_channels:
+            raise ValueError(
+                f"`class_names` must have one name per output channel ({net.out_channels}), "
+                f"got {len(class_names)}: {list(class_names)!r}"
+            )
+        net.meta["class_names"] = [str(c) for c in class_names]
+    elif not net.meta.get("class_names"):
+        names = net.class_names
+        if net.activation == "softmax" and net.out_channels == 2:
+            names = ["background", "foreground"]
+        elif net.activation == "sigmoid" and net.out_channels > 1:  # multilabel: no background
+            names = [f"class {k}" for k in range(1, net.out_channels + 1)]
+        net.meta["class_names"] = names
+
+
+def _count_steps(s, resumed, start: int, train_slices: list[Slice], label_shape) -> int:
+    """Steps of this call: ``steps``, from ``epochs``, on to the resumed total, or the default."""
+    if s.steps is not None:
+        return s.steps
+    if s.epochs is not None:
+        area = sum(sl.shape[0] * sl.shape[1] for sl in train_slices)
+        per_epoch = math.ceil(area / (s.batch_size * label_shape[0] * label_shape[1]))
+        return max(1, round(s.epochs * per_epoch))
+    return int(resumed["total"]) - start if resumed is not None else DEFAULT_STEPS
+
+
+def plan_run(images: Any, labels: Any, model: Any, s: TrainSettings) -> Plan:
+    """Check and prepare everything a run needs before its optimizer (see the module doc)."""
+    dev = resolve_device(s.device)
+    autocast_dtype = resolve_precision(s.precision, dev)
+    if autocast_dtype is not None and dev.type != "cuda":
+        raise ValueError(
+            f"`precision={s.precision!r}`: mixed-precision training runs on CUDA only (device {dev})"
+        )
+    net = resolve_model(model)
+    previous = dict(net.meta.get("provenance") or {}) if net is not None else {}
+    resumed = _resumed_state(net, s)
+    start = int(resumed["step"]) if resumed is not None else 0
+    earlier = resumed if resumed is not None else {}
+    lr = s.lr if s.lr is not None else float(earlier.get("lr", DEFAULT_LR))
+    weight_decay = s.weight_decay
+    if weight_decay is None:
+        weight_decay = float(earlier.get("weight_decay", DEFAULT_WEIGHT_DECAY))
+    norm = _normalization(s, net)
+    class_values = net.meta.get("class_values") if net is not None and not s.sparse else None
+    data = prepare_data(images, labels, channel_axis=s.channel_axis, sparse=s.sparse,
+                        normalization=norm, class_values=class_values)  # fmt: skip
+    rng = np.random.default_rng(s.seed)
+    if net is None:
+        with torch.random.fork_rng(devices=[]):  # seeded init, global RNG untouched
+            torch.manual_seed(s.seed)
+            net = default_model(data.in_channels, max(2, data.n_targets))
+    check_capacity(data, net, s.sparse)
+    _name_classes(net, s.class_names)
+    net.meta["normalization"] = norm
+    image_shape, label_shape = patch_shapes(s.patch_size, net, data.slices)
+    train_slices, val_slices = split_validation(
+        data.slices,
+        float(s.val_fraction),
+        rng,
+        min_size=max(label_shape[0] // 2, net.size_multiple),
+    )
+    index_centres(train_slices, s.sparse, rng)
+    steps = _count_steps(s, resumed, start, train_slices, label_shape)
+    if resumed is not None:
+        restore_rng(rng, resumed, s.seed)
+    return Plan(
+        settings=s, net=net, data=data, train_slices=train_slices, val_slices=val_slices,
+        image_shape=image_shape, label_shape=label_shape, rng=rng, device=dev,
+        autocast_dtype=autocast_dtype, resumed=resumed, previous=previous, start=start,
+        steps=steps, lr=lr, weight_decay=weight_decay,
+        val_every=s.val_every if s.val_every is not None else max(1, steps // 10),
+    )  # fmt: skip
