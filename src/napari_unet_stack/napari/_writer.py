@@ -43,13 +43,13 @@ def _reported(writer):
 
 def _metadata(meta: dict, ndim: int) -> dict[str, Any]:
     """axes, scale and units for `write_image` from a layer's metadata."""
-    from ..io import _normalize_axes, default_axes
+    from ..io import default_axes, normalize_axes
 
     labels = [str(a).strip().upper() for a in (meta.get("axis_labels") or [])][-ndim:]
     if len(labels) == ndim and len(set(labels)) == ndim and all(len(a) == 1 and a in "TZYX" for a in labels):
         axes = "".join(labels)
     else:
-        axes = _normalize_axes(default_axes(ndim))  # as files name them: 5D is CTZYX
+        axes = normalize_axes(default_axes(ndim))  # as files name them: 5D is CTZYX
     scale = meta.get("scale")
     # a pixel size is positive: a negative scale is napari's flip of the display
     scale = {a: abs(float(s)) for a, s in zip(axes, scale[-ndim:], strict=True)} if scale is not None else {}
