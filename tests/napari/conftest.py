@@ -20,8 +20,7 @@ def progress_bars(monkeypatch):
     """The napari progress bars the widgets make during a test, each with the values it showed."""
     from napari.utils import progress
 
-    import napari_unet_stack.napari._predict_widget as predict_module
-    import napari_unet_stack.napari._train_widget as train_module
+    import napari_unet_stack.napari._runner as runner_module
 
     made: list = []
 
@@ -40,8 +39,7 @@ def progress_bars(monkeypatch):
             self.closed = True
             super().close()
 
-    monkeypatch.setattr(predict_module, "progress", Recording)
-    monkeypatch.setattr(train_module, "progress", Recording)
+    monkeypatch.setattr(runner_module, "progress", Recording)  # both widgets make their bars there
     return made
 
 

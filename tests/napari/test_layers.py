@@ -1,4 +1,4 @@
-"""Layer helpers without a viewer: probability store, re-thresholding, geometry of results."""
+"""Layer helpers without a viewer: the re-threshold store (against `segment`), geometry of results."""
 
 from __future__ import annotations
 
@@ -6,79 +6,86 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import torch
 
-from napari_unet_stack.napari._layers import (
-    ProbabilityStore,
-    image_input,
-    output_geometry,
-    spatial_shape,
-)
-from napari_unet_stack.postprocess import probabilities_to_classes
+from napari_unet_stack import iter_predict, segment
+from napari_unet_stack.labels import LabelRule
+from napari_unet_stack.napari._layers import image_input, output_geometry, spatial_shape
+from napari_unet_stack.napari._store import ProbabilityStore
 
 
-def _feed(store, probs):
-    """Write (K, *lead, Y, X) probabilities slice by slice, as the engine does."""
-    lead_shape = probs.shape[1:-2]
-    for lead in np.ndindex(*lead_shape):
-        store[(slice(None), *lead)] = probs[(slice(None), *lead)]
+def _tiny(n_classes: int, activation: str | None = None, class_values=None, seed: int = 0):
+    """A small UNet with random weights (probabilities spread around the thresholds)."""
+    from napari_unet_stack import UNet
+
+    torch.manual_seed(seed)
+    model = UNet(1, n_classes, base_channels=4, depth=1)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(3.0)  # wider logits: pixels on both sides of every threshold
+    if activation is not None:
+        model.activation = activation
+    if class_values is not None:
+        model.meta["class_values"] = class_values
+    return model.eval()
 
 
-def _softmax(rng, k, shape):
-    z = rng.normal(size=(k, *shape)) * 3
-    e = np.exp(z - z.max(axis=0))
-    return (e / e.sum(axis=0)).astype(np.float32)
+MODELS = {
+    "sigmoid [5, 9]": lambda: _tiny(2, "sigmoid", [5, 9]),
+    "softmax 3": lambda: _tiny(3),
+    "sigmoid 1": lambda: _tiny(1, seed=1),
+}
 
 
-def test_sigmoid_store_matches_thresholding_and_rethresholds():
-    rng = np.random.default_rng(0)
-    probs = rng.random((1, 3, 20, 24)).astype(np.float32)
-    labels = np.zeros((3, 20, 24), np.uint8)
-    store = ProbabilityStore((3, 20, 24), 1, "sigmoid", labels=labels)
-    assert store.shape == (1, 3, 20, 24) and store.dtype == np.float32
-    _feed(store, probs)
-    q = np.rint(probs[0] * 255)
-    np.testing.assert_array_equal(labels, q > 127.5)
-    assert store.foreground.dtype == np.uint8 and store.classes is None  # one byte per pixel
-    store.relabel(0.8)
-    np.testing.assert_array_equal(labels, q > 0.8 * 255)
-
-
-def test_two_class_softmax_at_half_is_the_argmax():
-    rng = np.random.default_rng(1)
-    probs = _softmax(rng, 2, (2, 16, 16))
-    # keep away from the quantization step around 0.5
-    probs[1] = np.where(np.abs(probs[1] - 0.5) < 0.01, 0.9, probs[1])
-    probs[0] = 1 - probs[1]
-    store = ProbabilityStore((2, 16, 16), 2, "softmax", labels=np.zeros((2, 16, 16), np.uint8))
-    _feed(store, probs)
-    np.testing.assert_array_equal(store.labels, probabilities_to_classes(probs, "softmax"))
+@pytest.mark.parametrize("kind", list(MODELS))
+def test_store_labels_equal_segment_at_every_threshold(kind):
+    """The store fed by `iter_predict` (as the widget does) gives `segment`'s labels, at the
+    first threshold and after relabelling."""
+    model = MODELS[kind]()
+    image = np.random.default_rng(3).random((3, 40, 48)).astype(np.float32)
+    store = ProbabilityStore.for_model((3, 40, 48), model, threshold=0.5)
+    store.labels = store.new_labels()
+    assert store.shape == (model.out_channels, 3, 40, 48) and store.dtype == np.float32
+    for _event in iter_predict(image, model, out=store, device="cpu"):
+        pass
+    assert store.foreground.dtype == np.float32  # P(foreground) itself, not bytes
+    expected = segment(image, model, device="cpu")
+    np.testing.assert_array_equal(store.labels, expected)
+    assert store.labels.dtype == expected.dtype
+    if kind == "sigmoid [5, 9]":
+        assert set(np.unique(store.labels)) <= {0, 5, 9} and {5, 9} <= set(np.unique(store.labels))
+    for t in (0.3, 0.71, 0.5):
+        store.relabel(t)
+        np.testing.assert_array_equal(store.labels, segment(image, model, threshold=t, device="cpu"))
+    probability = store.probability()
+    assert probability.dtype == np.uint8 and probability.shape == (3, 40, 48)
 
 
 def test_multiclass_softmax_with_class_values():
-    rng = np.random.default_rng(2)
-    probs = _softmax(rng, 4, (32, 32))
-    store = ProbabilityStore((32, 32), 4, "softmax", class_values=[0, 10, 20, 300])
+    # (4, 1, 2) probabilities worked out by hand: P(fg) = 0.9 (class 3) and 0.3 (class 1)
+    probs = np.array([[[0.1, 0.7]], [[0.2, 0.2]], [[0.3, 0.05]], [[0.4, 0.05]]], np.float32)
+    store = ProbabilityStore((1, 2), LabelRule.of(4, "softmax", [0, 10, 20, 300]))
     assert store.labels_dtype == np.uint16
     labels = store.new_labels()
     store.labels = labels
     store[(slice(None),)] = probs  # a 2D image: no leading index
-    fg = np.rint((1 - probs[0]) * 255) > 127.5
-    best = np.argmax(probs[1:], axis=0) + 1
-    np.testing.assert_array_equal(labels, np.where(fg, np.array([0, 10, 20, 300])[best], 0))
+    np.testing.assert_array_equal(labels, [[300, 0]])
+    store.relabel(0.25)
+    np.testing.assert_array_equal(labels, [[300, 10]])
 
 
 def test_multilabel_sigmoid_numbers_channels_from_one():
     probs = np.zeros((2, 1, 4, 4), np.float32)
     probs[0, 0, 0, 0] = 0.9
     probs[1, 0, 1, 1] = 0.8
-    store = ProbabilityStore((1, 4, 4), 2, "sigmoid", labels=np.zeros((1, 4, 4), np.uint8))
-    _feed(store, probs)
+    store = ProbabilityStore((1, 4, 4), LabelRule.of(2, "sigmoid"), labels=np.zeros((1, 4, 4), np.uint8))
+    store[(slice(None), 0)] = probs[:, 0]
     assert store.labels[0, 0, 0] == 1 and store.labels[0, 1, 1] == 2 and store.labels.sum() == 3
 
 
 def test_nan_probabilities_are_background():
     probs = np.full((1, 4, 4), np.nan, np.float32)
-    store = ProbabilityStore((4, 4), 1, "sigmoid", labels=np.zeros((4, 4), np.uint8))
+    store = ProbabilityStore((4, 4), LabelRule.of(1), labels=np.zeros((4, 4), np.uint8))
     store[(slice(None),)] = probs
     assert not store.labels.any() and not store.foreground.any()
 

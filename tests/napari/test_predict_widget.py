@@ -12,6 +12,7 @@ import pytest
 import torch
 from torch import nn
 
+from napari_unet_stack import predict, segment
 from napari_unet_stack.models.base import SegmentationNetwork
 from napari_unet_stack.napari._predict_widget import FILE, PredictWidget
 from napari_unet_stack.napari._registry import USER_MODELS
@@ -159,8 +160,9 @@ def test_rerun_updates_the_layer_and_threshold_needs_no_rerun(make_napari_viewer
     calls = model.calls
     widget.threshold.value = 0.9
     assert model.calls == calls  # no network
-    np.testing.assert_array_equal(labels.data, (prob > 0.9 * 255).astype(np.uint8))
+    np.testing.assert_array_equal(labels.data, segment(image.data, model, threshold=0.9))
     assert labels.data.sum() < before.sum()
+    np.testing.assert_array_equal(prob, np.rint(predict(image.data, model)[0] * 255))  # 255 = 1.0
     assert viewer.layers["nuclei_stack instances"].data.max() > 0
 
     widget.threshold.value = 0.5
@@ -538,5 +540,6 @@ def test_cancel_at_once_and_a_second_run_while_one_runs(make_napari_viewer, qtbo
     worker = widget.run()
     widget.threshold.value = 0.9
     qtbot.waitUntil(lambda: widget.worker is None, timeout=10_000)
-    result = widget._results["img labels"]
-    np.testing.assert_array_equal(viewer.layers["img labels"].data, result.store.foreground > 0.9 * 255)
+    assert widget.results.eager["img labels"].labels is viewer.layers["img labels"].data
+    image = viewer.layers["img"].data
+    np.testing.assert_array_equal(viewer.layers["img labels"].data, segment(image, model, threshold=0.9))

@@ -67,7 +67,7 @@ def test_train_unetpp_then_predict_with_its_fast_head(make_napari_viewer, qtbot,
     from napari_unet_stack.models import NestedUNet
 
     viewer, train, predict = _widgets(make_napari_viewer)
-    train.architecture.value = "UNet++"
+    train.architecture.value = "NestedUNet"  # UNet++, by its name in `ARCHITECTURES`
     train.steps.value = 3
     train.val_fraction.value = 0.2
     assert train.train(wait=True) is not None
@@ -78,7 +78,7 @@ def test_train_unetpp_then_predict_with_its_fast_head(make_napari_viewer, qtbot,
     assert (model.base_channels, model.depth) == (4, 2)
     assert model.meta["provenance"]["steps"] == 3
     assert 1 <= model.meta["fast_head"] <= model.full_depth  # chosen on the validation slices
-    assert "UNet++" in train.model_name
+    assert "NestedUNet" in train.model_name
     choice = ("user", train.model_name)
     assert choice in predict.model.choices and predict.model.value == choice
     assert "NestedUNet" in predict.model_info.value

@@ -14,7 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from ._layers import ProbabilityStore
+from ._outputs import Undo
+from ._store import ProbabilityStore
 
 #: errors a run reports as a notification (anything else is a bug and keeps its traceback).
 #: RuntimeError must never escape a worker generator: superqt's GeneratorWorker takes it for
@@ -43,7 +44,7 @@ class PredictJob:
     store: ProbabilityStore
     labels: np.ndarray  # semantic labels being filled
     labels_layer: Any  # the layer showing them, or None
-    restore: Any  # ("remove", layer) or ("data", layer, old data) or None
+    restore: Undo | None  # how to put the labels layer back as it was
     instances: bool
     probability: bool
     min_size: int
@@ -60,16 +61,6 @@ class PredictJob:
         """Close the engine's generator; call it from the worker thread (see `run_prediction`)."""
         if self.engine is not None:
             self.engine.close()
-
-
-@dataclass
-class PredictResult:
-    """A finished run, kept so the threshold can be changed afterwards."""
-
-    store: ProbabilityStore
-    labels: np.ndarray
-    geometry: dict
-    min_size: int
 
 
 def run_prediction(job: PredictJob):
@@ -117,6 +108,7 @@ class TrainJob:
     options: dict
     cancel: threading.Event = field(default_factory=threading.Event)
     engine: Any = None  # the running iter_train generator
+    stopped: str | None = None  # why the widget cancelled the run, if it did
 
     def close(self) -> None:
         """Close the trainer's generator from the worker thread (see `run_prediction`)."""

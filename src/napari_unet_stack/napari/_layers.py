@@ -1,12 +1,5 @@
-"""Layer helpers without Qt: what goes into the network, how results look, layer data tuples.
-
-`ProbabilityStore` is the ``out=`` sink the Predict widget hands to `iter_predict`: each
-finished slice arrives as float probabilities ``(K, Y, X)``; the store keeps only the
-foreground probability, quantized to uint8 (one byte per pixel for the whole stack, plus
-one for the class of multi-class softmax models), and writes the labels of that slice
-into any array (the Labels layer's data). A new threshold relabels from the bytes kept,
-without running the network again.
-"""
+"""Layer helpers without Qt: what goes into the network from an Image layer, and the
+geometry a result needs to lie on its image (the re-threshold store is `_store`)."""
 
 from __future__ import annotations
 
@@ -14,16 +7,13 @@ from typing import Any
 
 import numpy as np
 
-from ..postprocess import label_values, smallest_uint
-
 __all__ = [
     "METADATA_KEY",
-    "ProbabilityStore",
     "channel_choices",
     "check_channels",
-    "foreground",
     "image_input",
     "output_geometry",
+    "spatial_shape",
 ]
 
 #: key in ``layer.metadata`` that marks layers this plugin made (and what made them)
@@ -121,114 +111,3 @@ def _matrix(layer: Any, key: str) -> np.ndarray | None:
 
         value = shear_to_matrix(value, ndim=layer.ndim)
     return value
-
-
-def _values(n_classes: int, activation: str, class_values: Any) -> np.ndarray:
-    """Label value per class index (0 is background); multi-label sigmoid models count from 1."""
-    n_labels = n_classes + 1 if activation == "sigmoid" and n_classes > 1 else None
-    if n_labels is None:
-        return label_values(n_classes, activation, class_values)
-    if class_values is not None and len(class_values) == n_labels:
-        return np.asarray(class_values, dtype=np.int64)
-    return np.arange(n_labels, dtype=np.int64)
-
-
-def foreground(probs: np.ndarray, activation: str) -> tuple[np.ndarray, np.ndarray | None]:
-    """What the widget's threshold applies to, from probabilities ``(K, ...)``.
-
-    Returns the foreground probability (NaN as 0) and the class index of each pixel
-    (from 1), or None when there is one foreground class. sigmoid: the probability of
-    the (most probable) channel; softmax: one minus the background probability, the
-    class being the most probable non-background one (for two classes at 0.5 that is the
-    argmax).
-    """
-    probs = np.asarray(probs, dtype=np.float32)
-    cls = None
-    if activation == "softmax":
-        fg = 1.0 - probs[0]
-        if probs.shape[0] > 2:
-            cls = np.argmax(probs[1:], axis=0) + 1
-    elif probs.shape[0] > 1:
-        best = np.argmax(probs, axis=0)
-        fg = np.take_along_axis(probs, best[None], axis=0)[0]
-        cls = best + 1
-    else:
-        fg = probs[0]
-    # NaN marks pixels whose input was not finite: background
-    return np.nan_to_num(fg, nan=0.0), cls
-
-
-class ProbabilityStore:
-    """An ``out=`` array for `iter_predict` that keeps uint8 foreground probabilities.
-
-    Parameters
-    ----------
-    spatial : tuple of int
-        The image's shape without its channel axis: leading axes, then Y, X.
-    n_classes : int
-        Output channels of the model.
-    activation : {'sigmoid', 'softmax'}
-    class_values : list of int, optional
-        Value written for each class (the checkpoint's ``class_values``).
-    labels : array, optional
-        Where each finished slice's labels go (the Labels layer's data); see `labels_dtype`.
-    threshold : float
-        Foreground where the foreground probability exceeds it. For sigmoid models the
-        probability of the (most probable) channel; for softmax models one minus the
-        background probability, the class being the most probable non-background one
-        (for two classes at 0.5 that is the argmax).
-    """
-
-    dtype = np.dtype(np.float32)
-
-    def __init__(self, spatial: tuple[int, ...], n_classes: int, activation: str,
-                 class_values: Any = None, labels: Any = None, threshold: float = 0.5):
-        self.spatial = tuple(int(n) for n in spatial)
-        self.n_classes = int(n_classes)
-        self.activation = activation
-        self.values = _values(self.n_classes, activation, class_values)
-        self.labels_dtype = smallest_uint(int(self.values.max()))
-        self.shape = (self.n_classes, *self.spatial)
-        self.ndim = len(self.shape)
-        self.foreground = np.zeros(self.spatial, dtype=np.uint8)
-        several = (activation == "softmax" and self.n_classes > 2) or (activation == "sigmoid" and self.n_classes > 1)
-        self.classes = np.ones(self.spatial, dtype=smallest_uint(len(self.values) - 1)) if several else None
-        self.labels = labels
-        self.threshold = float(threshold)
-        self.finished: set[tuple[int, ...]] = set()
-
-    def new_labels(self) -> np.ndarray:
-        return np.zeros(self.spatial, dtype=self.labels_dtype)
-
-    def __setitem__(self, key: tuple, probs: np.ndarray) -> None:
-        lead = tuple(int(i) for i in key[1:])
-        fg, cls = foreground(probs, self.activation)
-        if self.classes is not None:
-            self.classes[lead] = cls
-        self.foreground[lead] = np.rint(np.clip(fg, 0.0, 1.0) * 255)
-        self.finished.add(lead)
-        if self.labels is not None:
-            self.labels[lead] = self.slice_labels(lead, self.threshold)
-
-    def slice_labels(self, lead: tuple[int, ...], threshold: float) -> np.ndarray:
-        fg = self.foreground[lead] > threshold * 255
-        cls = self.classes[lead] if self.classes is not None else 1
-        return np.where(fg, self.values[cls], self.values[0]).astype(self.labels_dtype, copy=False)
-
-    def relabel(self, threshold: float, labels: Any = None) -> Any:
-        """Labels of every finished slice at ``threshold``, written into ``labels``."""
-        self.threshold = float(threshold)
-        labels = self.labels if labels is None else labels
-        for lead in sorted(self.finished):
-            labels[lead] = self.slice_labels(lead, self.threshold)
-        return labels
-
-    def probability(self) -> np.ndarray:
-        """The foreground probability as uint8 (255 = 1.0); the array itself, not a copy."""
-        return self.foreground
-
-
-def labels_tuple(data: np.ndarray, name: str, geometry: dict, source: str, **kwargs: Any) -> tuple:
-    """A Labels layer data tuple carrying the image's geometry and our metadata tag."""
-    meta = {"name": name, **geometry, "metadata": {METADATA_KEY: {"source": source}}, **kwargs}
-    return (data, meta, "labels")

@@ -3,8 +3,8 @@
 `lazy_labels` wraps an Image layer's array as a dask array with one chunk per slice of the
 leading (Z, T, ...) axes, the channel and Y, X axes whole in each chunk, and hands it to
 the engine (`predict` on a dask array: one task per slice, nothing computed); one more task
-per slice turns the probabilities into labels with the widget's threshold rule (`foreground`:
-for softmax models 1 - P(background), where `segment` takes the argmax). napari computes
+per slice turns the probabilities into labels with `napari_unet_stack.labels.LabelRule`, the
+rule `segment` uses (so each slice equals ``segment(slice, threshold=t)``). napari computes
 the slices it shows, when it shows them, with dask's default local scheduler (nothing here
 starts a dask.distributed client), and its opportunistic dask cache (see
 `napari.utils.resize_dask_cache` and the dask cache preference) keeps what was computed:
@@ -25,8 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from ..postprocess import smallest_uint
-from ._layers import _values, foreground
+from ..labels import LabelRule
 
 __all__ = ["LazyLabels", "is_stack", "lazy_input", "lazy_labels", "lazy_model"]
 
@@ -81,8 +80,7 @@ def check_options(shape: tuple[int, ...], channel_axis: int | None, model: Any, 
     """
     from ..inference import iter_predict
 
-    if not 0.0 <= float(threshold) <= 1.0:
-        raise ValueError(f"`threshold` must be in [0, 1], got {threshold}")
+    LabelRule.for_model(model, threshold)  # a bad threshold or class_values raise here
     leading = _leading_axes(len(shape), channel_axis)
     blank = np.zeros([1 if ax in leading else n for ax, n in enumerate(shape)], np.float32)
     engine = iter_predict(blank, model, **options)
@@ -90,11 +88,6 @@ def check_options(shape: tuple[int, ...], channel_axis: int | None, model: Any, 
         next(engine)
     finally:
         engine.close()
-
-
-def _labels_block(probs: np.ndarray, activation: str, values: np.ndarray, threshold: float, dtype) -> np.ndarray:
-    fg, cls = foreground(probs, activation)
-    return np.where(fg > threshold, values[1 if cls is None else cls], values[0]).astype(dtype, copy=False)
 
 
 @dataclass
@@ -115,11 +108,11 @@ class LazyLabels:
         tasks, nothing computed."""
         if threshold is not None:
             self.threshold = float(threshold)
-        values = _values(self.probabilities.shape[0], self.model.activation, self.model.meta.get("class_values"))
-        dtype = smallest_uint(int(values.max()))
+        rule = LabelRule.for_model(self.model, self.threshold, n_channels=self.probabilities.shape[0])
+        dtype = rule.dtype
         self.data = self.probabilities.map_blocks(
-            _labels_block, self.model.activation, values, self.threshold, dtype, drop_axis=0, dtype=dtype,
-            meta=np.empty((0,) * (self.probabilities.ndim - 1), dtype), name=f"lazy-labels-{uuid.uuid4().hex}",
+            rule.labels, drop_axis=0, dtype=dtype, meta=np.empty((0,) * (self.probabilities.ndim - 1), dtype),
+            name=f"lazy-labels-{uuid.uuid4().hex}",
         )
         self.key = self.data.name
         return self.data

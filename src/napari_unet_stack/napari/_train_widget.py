@@ -17,31 +17,31 @@ from magicgui.widgets import (
     Container,
     FileEdit,
     FloatSpinBox,
-    Label,
     PushButton,
     SpinBox,
 )
 from napari.layers import Image, Labels
-from napari.qt.threading import create_worker
-from napari.utils import progress
-from napari.utils.notifications import show_error, show_info
-from qtpy.QtCore import QEventLoop, Qt
+from napari.utils.notifications import show_error
 
+from ..models import ARCHITECTURES
+from ..training.settings import DEFAULT_STEPS, ModelSettings, TrainSettings
 from ._jobs import EXPECTED_ERRORS, TrainJob, device_choices, run_training
 from ._layers import channel_choices, image_input, spatial_shape
-from ._lifetime import watch_closing
 from ._plot import CurvePlot
 from ._registry import USER_MODELS
+from ._runner import WorkerDock
 
 if TYPE_CHECKING:
     import napari
 
 __all__ = ["TrainWidget"]
 
-ARCHITECTURES = {"UNet": "UNet", "UNet++": "NestedUNet"}
+#: the defaults of the form: the library's own (`train`, ``unet-stack train``)
+MODEL_DEFAULTS = ModelSettings()
+TRAIN_DEFAULTS = TrainSettings()
 
 
-class TrainWidget(Container):
+class TrainWidget(WorkerDock):
     """Train on the chosen layers; see the module docstring.
 
     Scripts set the fields (``widget.channel_axis.value = 1`` for a multichannel image)
@@ -50,18 +50,21 @@ class TrainWidget(Container):
     resume training).
     """
 
+    busy_text = "training is in progress; cancel it first"
+
     def __init__(self, viewer: napari.viewer.Viewer):
-        super().__init__(labels=True)
-        self._viewer = viewer
-        self._job: TrainJob | None = None
-        self._pbar = None
-        self._on_done: list = []
-        self.worker = None
-        self._gone = False  # the Qt widget was destroyed (with the viewer, most likely)
-        self._closed = False  # taken out of its dock or destroyed
+        super().__init__(viewer, "Train")
+        self.train_button = self.start_button
         self.model: Any = None  # the last trained model
         self.model_name: str | None = None  # its name in USER_MODELS
+        self._make_form()
+        self.image.changed.connect(self._on_image_changed)
+        self.train_button.changed.connect(lambda: self.train())
+        self.save_button.changed.connect(lambda: self.save())
+        self.reset_choices()
+        self._on_image_changed()
 
+    def _make_form(self) -> None:
         self.image = ComboBox(label="image", choices=self._layers(Image))
         self.channel_axis = ComboBox(label="channel axis", choices=lambda _w=None: channel_choices(self.image.value),
                                      tooltip="the image's axis that holds channels (RGB: the colours)")
@@ -69,25 +72,25 @@ class TrainWidget(Container):
         self.sparse = CheckBox(text="sparse: 0 = unlabelled, paint 1 = background, 2 = object",
                                value=False)
         self.binarize = CheckBox(text="any label is foreground (instances)", value=True)
-        self.architecture = ComboBox(label="architecture", choices=list(ARCHITECTURES), value="UNet")
-        self.base_channels = SpinBox(label="width", min=2, max=128, value=16, tooltip="base channels")
-        self.depth = SpinBox(label="depth", min=1, max=6, value=3)
-        self.steps = SpinBox(label="steps", min=1, max=1_000_000, value=500)
-        self.patch_size = SpinBox(label="patch size", min=16, max=2048, step=16, value=128)
-        self.batch_size = SpinBox(label="batch size", min=1, max=256, value=8)
-        self.val_fraction = FloatSpinBox(label="validation", min=0.0, max=0.9, step=0.05, value=0.15)
-        self.device = ComboBox(label="device", choices=device_choices(), value="auto")
-        self.train_button = PushButton(text="Train")
-        self.cancel_button = PushButton(text="Cancel", enabled=False)
+        self.architecture = ComboBox(label="architecture", choices=list(ARCHITECTURES),
+                                     value=MODEL_DEFAULTS.architecture, tooltip="NestedUNet: UNet++")
+        self.base_channels = SpinBox(label="width", min=2, max=128, value=MODEL_DEFAULTS.base_channels,
+                                     tooltip="base channels")
+        self.depth = SpinBox(label="depth", min=1, max=6, value=MODEL_DEFAULTS.depth)
+        self.steps = SpinBox(label="steps", min=1, max=1_000_000, value=DEFAULT_STEPS)
+        self.patch_size = SpinBox(label="patch size", min=16, max=2048, step=16, value=TRAIN_DEFAULTS.patch_size)
+        self.batch_size = SpinBox(label="batch size", min=1, max=256, value=TRAIN_DEFAULTS.batch_size)
+        self.val_fraction = FloatSpinBox(label="validation", min=0.0, max=0.9, step=0.05,
+                                         value=TRAIN_DEFAULTS.val_fraction)
+        self.device = ComboBox(label="device", choices=device_choices(), value=TRAIN_DEFAULTS.device)
         self.save_path = FileEdit(label="save as", mode="w", filter="*.pt")
         self.save_button = PushButton(text="Save model", enabled=False)
         self.save_state = CheckBox(text="include optimizer state (to resume)", value=True,
                                    tooltip="keep the optimizer and schedule state, for train(resume=True); "
                                            "off: a smaller file for inference only")
-        self.status = Label(label="")
         self.extend([
-            self.image, self.channel_axis, self.annotations, self.sparse, self.binarize, self.architecture, self.base_channels, self.depth,
-            self.steps, self.patch_size, self.batch_size, self.val_fraction, self.device,
+            self.image, self.channel_axis, self.annotations, self.sparse, self.binarize, self.architecture,
+            self.base_channels, self.depth, self.steps, self.patch_size, self.batch_size, self.val_fraction, self.device,
             Container(widgets=[self.train_button, self.cancel_button], layout="horizontal", labels=False),
             self.status, self.save_path,
             Container(widgets=[self.save_button, self.save_state], layout="horizontal", labels=False),
@@ -95,14 +98,6 @@ class TrainWidget(Container):
         self.status.native.setWordWrap(True)
         self.plot = CurvePlot({"loss": ("#f0a030", None), "validation Dice": ("#30c0f0", (0.0, 1.0))})
         self.native.layout().insertWidget(self.index(self.status), self.plot)
-
-        self.image.changed.connect(self._on_image_changed)
-        self.train_button.changed.connect(lambda: self.train())
-        self.cancel_button.changed.connect(self.cancel)
-        self.save_button.changed.connect(lambda: self.save())
-        self._watcher = watch_closing(self.native, self._on_closed)
-        self.reset_choices()
-        self._on_image_changed()
 
     def _layers(self, kind):
         return lambda _widget=None: [(layer.name, layer) for layer in self._viewer.layers if isinstance(layer, kind)]
@@ -114,9 +109,11 @@ class TrainWidget(Container):
 
     # -- training ----------------------------------------------------------------------
     def train(self, *, wait: bool = False):
-        """Start training in a worker thread; returns the worker (None if it could not start)."""
-        if self.worker is not None:
-            show_info("napari-unet-stack: training is in progress; cancel it first")
+        """Start training in a worker thread; returns the worker (None if it could not start).
+
+        With ``wait=True`` return only when it has finished (the viewer stays responsive).
+        """
+        if self.busy():
             return None
         try:
             job = self._prepare()
@@ -124,48 +121,18 @@ class TrainWidget(Container):
             show_error(f"napari-unet-stack: {err}")
             self.status.value = f"not started: {err}"
             return None
-        self._job = job
-        self._closed = False  # docked again, or used from a script
         self.plot.clear(job.options["steps"])
-        self.worker = worker = create_worker(run_training, job, _start_thread=False)
-        worker.yielded.connect(self._on_progress)
-        worker.returned.connect(self._on_returned)
-        worker.aborted.connect(job.close, Qt.ConnectionType.DirectConnection)  # in the worker thread
-        worker.aborted.connect(self._on_aborted)
-        worker.finished.connect(self._on_finished)
-        self.train_button.enabled = False
-        self.cancel_button.enabled = True
-        self.status.value = "preparing data..."
-        # made before the worker starts: napari's progress bar processes Qt events when it is
-        # made (see the Predict widget)
-        self._pbar = progress(total=job.options["steps"], desc="UNet training")
-        worker.start()
+        worker = self._start(run_training, job, desc="UNet training", total=job.options["steps"],
+                             status="preparing data...")
         if wait:
-            loop = QEventLoop()
-            self._on_done.append(loop.quit)
-            loop.exec()
+            self.wait()
         return worker
-
-    def cancel(self) -> None:
-        if self._job is not None:
-            self._job.cancel.set()
-            if not self._gone:
-                self.cancel_button.enabled = False
-                self.status.value = "cancelling..."
 
     def _on_aborted(self) -> None:
         if not self._gone:
             self.status.value = "cancelled (from the activity dock)"
 
-    def _on_closed(self, destroyed: bool) -> None:
-        """The widget left its dock or was destroyed: stop training, keep no model (see `_lifetime`)."""
-        self._gone = self._gone or destroyed
-        self._closed = True
-        self.cancel()
-
     def _prepare(self) -> TrainJob:
-        from ..training import default_model
-
         image, labels = self.image.value, self.annotations.value
         if image is None or labels is None:
             raise ValueError("choose an Image layer and a Labels layer (paint one with the labels tools)")
@@ -192,9 +159,8 @@ class TrainWidget(Container):
                 f"labels {labels.name!r} hold {top} values: tick 'any label is foreground' for instance labels"
             )
         in_channels = 1 if channel_axis is None else data.shape[channel_axis]
-        arch = ARCHITECTURES[self.architecture.value]
-        model = default_model(in_channels, n_classes, architecture=arch, base_channels=self.base_channels.value,
-                              depth=self.depth.value)
+        settings = ModelSettings(self.architecture.value, self.base_channels.value, self.depth.value)
+        model = settings.build(in_channels, n_classes)
         options = dict(steps=self.steps.value, patch_size=self.patch_size.value, batch_size=self.batch_size.value,
                        val_fraction=self.val_fraction.value, channel_axis=channel_axis, sparse=sparse,
                        device=self.device.value)
@@ -213,14 +179,7 @@ class TrainWidget(Container):
         self.status.value = (f"step {event.step}/{event.total}"
                              + (f", loss {info['loss']:.3f}" if "loss" in info else "")
                              + (f", val Dice {dice[-1][1]:.3f}" if dice else ""))
-        # last: napari's progress bar processes Qt events (this handler may be re-entered)
-        pbar = self._pbar
-        if pbar is None:
-            return
-        if pbar.total != event.total:
-            pbar.total = event.total
-        if event.step > pbar.n:  # a re-entered later event may have been shown already
-            pbar.update(event.step - pbar.n)
+        self._advance(event.step, event.total)  # last: it may re-enter this handler
 
     def _on_returned(self, outcome) -> None:
         status, model, _history, err = outcome
@@ -241,19 +200,6 @@ class TrainWidget(Container):
         what = "done" if status == "done" else f"cancelled after {err.step} steps"
         self.status.value = (f"{what}{f', val Dice {dice[-1][1]:.3f}' if dice else ''}; "
                              f"'{self.model_name}' is in Predict")
-
-    def _on_finished(self) -> None:
-        if self._pbar is not None:
-            self._pbar.close()
-            self._pbar = None
-        self.worker = None
-        self._job = None
-        if not self._gone:
-            self.train_button.enabled = True
-            self.cancel_button.enabled = False
-        callbacks, self._on_done = self._on_done, []
-        for callback in callbacks:
-            callback()
 
     # -- saving ------------------------------------------------------------------------
     def save(self) -> Path | None:
