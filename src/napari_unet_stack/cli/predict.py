@@ -1,0 +1,239 @@
+"""``unet-stack predict``: segment image files with a model, one output per input.
+
+Only wiring: reading and writing is `io`'s, the network runs in `inference` (locally, or on
+dask.distributed with ``--scheduler``), labels follow `labels.LabelRule` and the outputs are
+planned by `outputs.plan_outputs` before any work.
+"""
+
+from __future__ import annotations
+
+from .common import (
+    DEFAULT_MODEL,
+    DEVICE_HELP,
+    TileProgress,
+    add_quiet,
+    channel_layout,
+    load_cli_model,
+)
+from .outputs import plan_outputs
+
+__all__ = ["add_parser", "engine_options", "run"]
+
+THRESHOLD_HELP = (
+    "foreground where P(foreground) > T, for every activation: 1 - P(background) for softmax "
+    "models, the channel's probability for sigmoid ones (default 0.5: for two-class softmax "
+    "models the argmax)"
+)
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "predict",
+        help="segment image stacks (TIFF, OME-TIFF, zarr, OME-Zarr, .npy) with a model",
+        description=(
+            "Segment images with a bundled model or a checkpoint. With several inputs (or a "
+            "folder or glob pattern) OUTPUT is a folder and each input gets <name>_labels<ext>. "
+            "Outputs are written under a temporary name and appear only when complete."
+        ),
+    )
+    p.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="image files, zarr stores, folders of them, or glob patterns ('stacks/*.tif')")
+    p.add_argument("-o", "--output", required=True, metavar="OUTPUT",
+                   help="labels file (.tif, .ome.tif, .zarr, .ome.zarr, .npy: the extension picks the "
+                        "format), or a folder for several inputs")
+    p.add_argument("--model", default=DEFAULT_MODEL, metavar="NAME|PATH",
+                   help=f"bundled model name or checkpoint file (default: {DEFAULT_MODEL})")
+    p.add_argument("--channel-axis", default=None, metavar="AXIS",
+                   help="axis holding the channels (default: the file's C axis, if it names one)")
+    p.add_argument("--tile-size", default="auto", metavar="PX", help="tile core size, 'auto' or 'none'")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
+    p.add_argument("--batch-size", default="auto", metavar="N", help="tiles per forward pass, or 'auto'")
+    p.add_argument("--instances", action="store_true",
+                   help="instance labels (connected components; needs the stack's labels in memory)")
+    p.add_argument("--min-size", default="0", metavar="PX", help="with --instances: drop smaller objects")
+    p.add_argument("--threshold", default="0.5", metavar="T", help=THRESHOLD_HELP)
+    p.add_argument("--probabilities", metavar="PATH",
+                   help="also write the class probabilities (float32, classes first); a folder for several inputs")
+    p.add_argument("--format", choices=("tif", "ome.tif", "zarr", "ome.zarr", "npy"),
+                   help="format of outputs named from inputs (default: like the input)")
+    p.add_argument("--compression", default="zlib", choices=("zlib", "zstd", "lzw", "none"),
+                   help="TIFF compression (default zlib; zstd and lzw need imagecodecs)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs (once complete)")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="run on dask.distributed: tcp://HOST:PORT (existing scheduler; workers must see "
+                        "the files) or local:N (N local worker processes)")
+    p.add_argument("--chunk-slices", default="1", metavar="N", help="with --scheduler: slices per task")
+    p.add_argument("--trust", action="store_true",
+                   help="allow checkpoints that unpickle arbitrary Python objects (trusted files only)")
+    add_quiet(p)
+    p.set_defaults(func=run)
+
+
+def engine_options(args) -> dict:
+    """The keywords of `segment` / `predict` from the parsed options, checked (an unavailable
+    ``--device`` fails here, before any output exists)."""
+    from ..validation import parse_int
+
+    tile = parse_int("--tile-size", args.tile_size, 1, ("auto", "none"))
+    batch = parse_int("--batch-size", args.batch_size, 1, ("auto",))
+    try:
+        threshold = float(args.threshold)
+    except ValueError:
+        raise ValueError(f"--threshold must be a number in [0, 1], got {args.threshold!r}") from None
+    if not 0.0 <= threshold <= 1.0:
+        raise ValueError(f"--threshold must be in [0, 1], got {threshold}")
+    if args.scheduler is None:
+        from ..devices import resolve_device
+
+        resolve_device(args.device)
+    return {"tile_size": None if tile == "none" else tile, "batch_size": batch, "device": args.device,
+            "threshold": threshold}
+
+
+def _compute(kind: str, data, model, model_ref, out, client, progress, options) -> None:
+    """Run the engine ('labels' or 'probabilities') over ``data`` into ``out``.
+
+    Locally the engine writes each finished slice into ``out``; with a dask.distributed
+    client, tasks (one per slice chunk) write their chunks into ``out`` (a zarr array).
+    """
+    if client is None:
+        from ..inference import iter_predict, iter_segment
+
+        run_engine = iter_segment if kind == "labels" else iter_predict
+        for _event in run_engine(data, model, out=out, progress=progress, **options):
+            pass
+        return
+    from ..distributed import store
+    from ..inference import predict, segment
+
+    lazy = (segment if kind == "labels" else predict)(data, model_ref, **options)
+    store(lazy, out, client=client, progress=progress)
+
+
+def _labels_from_probabilities(probs, out, rule) -> None:
+    """Labels slice by slice from stored probabilities (the network ran once)."""
+    import numpy as np
+
+    for index in np.ndindex(*out.shape[:-2]):
+        out[index] = rule.labels(np.asarray(probs[(slice(None), *index)]))
+
+
+def _layout(image, src, model, args) -> dict:
+    """Channel axis, labels shape and axes, and the output metadata of one input."""
+    channel_axis, axes, known = channel_layout(image, args.channel_axis)
+    n_channels = 1 if channel_axis is None else image.shape[channel_axis]
+    if n_channels != model.in_channels:
+        hint = " (name the channel axis with --channel-axis)" if channel_axis is None else ""
+        raise ValueError(
+            f"{str(src)!r}: the model expects {model.in_channels} channel(s) but the image "
+            f"(shape {image.shape}, axes {axes}) has {n_channels}{hint}"
+        )
+    keep = [i for i in range(image.ndim) if i != channel_axis]
+    label_axes = "".join(axes[i] for i in keep)
+    scale = {k: v for k, v in image.scale.items() if known and k in label_axes}
+    units = {k: v for k, v in image.units.items() if k in scale}
+    meta = {"scale": scale, "units": units, "overwrite": args.overwrite,
+            "compression": None if args.compression == "none" else args.compression}
+    return {"channel_axis": channel_axis, "shape": tuple(image.shape[i] for i in keep),
+            "axes": label_axes, "meta": meta}
+
+
+def _write(data, dst, probs_dst, model, model_ref, args, options, client, bar, layout):
+    """Compute and write one input's outputs; the labels' dtype."""
+    import numpy as np
+
+    from .. import io
+    from ..labels import LabelRule
+    from ..postprocess import instance_labels
+
+    shape, axes, meta = layout["shape"], layout["axes"], layout["meta"]
+    rule = LabelRule.for_model(model, options["threshold"])
+    dtype = rule.dtype
+    semantic = np.zeros(shape, dtype) if args.instances else None
+    if probs_dst is not None:
+        prob_options = {k: v for k, v in options.items() if k != "threshold"}
+        with io.create_image(probs_dst, (model.out_channels, *shape), np.float32, axes="C" + axes,
+                             **meta) as probs:
+            _compute("probabilities", data, model, model_ref, probs, client, bar, prob_options)
+            if semantic is not None:
+                _labels_from_probabilities(probs, semantic, rule)
+            else:
+                with io.create_image(dst, shape, dtype, axes=axes, **meta) as out:
+                    _labels_from_probabilities(probs, out, rule)
+    elif semantic is not None:
+        if client is None:
+            _compute("labels", data, model, model_ref, semantic, None, bar, options)
+        else:
+            from ..inference import segment
+
+            semantic = client.compute(segment(data, model_ref, **options)).result()
+    else:
+        with io.create_image(dst, shape, dtype, axes=axes, **meta) as out:
+            _compute("labels", data, model, model_ref, out, client, bar, options)
+    if semantic is None:
+        return dtype
+    labels = instance_labels(semantic, ndim=min(3, semantic.ndim), min_size=args.min_size)
+    io.write_image(dst, labels, axes=axes, **meta)
+    return labels.dtype
+
+
+def _predict_file(src, dst, probs_dst, model, model_ref, args, options, client) -> None:
+    import time
+    import zlib
+
+    import numpy as np
+
+    from .. import io
+    from ..validation import parse_int
+
+    t0 = time.perf_counter()
+    try:
+        with io.read_image(src) as image:
+            layout = _layout(image, src, model, args)
+            options = dict(options, channel_axis=layout["channel_axis"])
+            data, unit = image.data, "tile"
+            if client is not None:
+                slices = parse_int("--chunk-slices", args.chunk_slices, 1)
+                data, unit = io.as_dask(image, slices_per_chunk=slices), "chunk"
+            bar = TileProgress(src.name, unit, args.quiet)
+            try:
+                dtype = _write(data, dst, probs_dst, model, model_ref, args, options, client, bar, layout)
+            finally:
+                bar.close()
+    except zlib.error as err:  # a damaged compressed TIFF page, found when it is read
+        raise OSError(f"cannot read {str(src)!r}: damaged compressed data ({err})") from err
+    seconds = time.perf_counter() - t0
+    print(f"{src} -> {dst} ({' x '.join(map(str, layout['shape']))} {np.dtype(dtype)}, axes {layout['axes']}) "
+          f"in {seconds:.1f} s" + (f"; probabilities -> {probs_dst}" if probs_dst is not None else ""))
+
+
+def run(args) -> int:
+    import contextlib
+    from pathlib import Path
+
+    from .. import io
+    from ..inference import ModelSource
+    from ..validation import parse_int
+
+    options = engine_options(args)
+    args.min_size = parse_int("--min-size", args.min_size, 0)
+    if args.min_size and not args.instances:
+        raise ValueError("--min-size filters instances: add --instances")
+    inputs = io.find_images(args.inputs)
+    model = load_cli_model(args.model, args.trust)
+    jobs = plan_outputs(inputs, args)
+    source = str(Path(args.model).resolve()) if Path(args.model).is_file() else args.model
+    model_ref = ModelSource(source, trust=args.trust)
+    if args.scheduler is not None:
+        from ..distributed import connect
+
+        try:
+            scheduler = connect(args.scheduler)
+        except ImportError as err:
+            raise ValueError(str(err)) from err
+    else:
+        scheduler = contextlib.nullcontext()
+    with scheduler as client:
+        for src, dst, probs in jobs:
+            _predict_file(src, dst, probs, model, model_ref, args, options, client)
+    return 0

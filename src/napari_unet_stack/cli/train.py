@@ -1,0 +1,188 @@
+"""``unet-stack train``: train (or fine-tune, or resume) a model and save it.
+
+The defaults are the library's (`training.settings.TrainSettings` and `ModelSettings`), the
+ones the Train widget shows; architecture names are `models.ARCHITECTURES`.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from ..models import ARCHITECTURES, architecture_name
+from ..training.settings import DEFAULT_LR, DEFAULT_STEPS, ModelSettings, TrainSettings
+from .common import DEVICE_HELP, add_quiet, channel_layout, load_cli_model
+
+__all__ = ["add_parser", "run"]
+
+
+def _architecture(text: str) -> str:
+    """``--arch`` value: an `ARCHITECTURES` name, any case (or the old ``unet`` / ``unetpp``)."""
+    try:
+        return architecture_name(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"invalid choice: {text!r} (choose from {', '.join(ARCHITECTURES)})"
+        ) from None
+
+
+def add_parser(sub) -> None:
+    net, fit = ModelSettings(), TrainSettings()
+    p = sub.add_parser(
+        "train",
+        help="train (or fine-tune) a model on images and label masks",
+        description=(
+            "Train a UNet / UNet++ on IMAGES and LABELS (files, folders or quoted glob patterns "
+            "of TIFF, OME-TIFF, zarr or .npy; paired in sorted order) and save it with save_model. "
+            "Dense labels: 0 = background, 1..K-1 = classes. --sparse: 0 = unlabelled, painted "
+            "value v = class v-1."
+        ),
+    )
+    p.add_argument("images", metavar="IMAGES", help="image file, folder or glob pattern")
+    p.add_argument("labels", metavar="LABELS", help="label file, folder or glob pattern (same count)")
+    p.add_argument("-o", "--output", required=True, metavar="MODEL.pt", help="checkpoint to write")
+    p.add_argument("--model", metavar="NAME|PATH",
+                   help="checkpoint or bundled model to fine-tune / resume (default: a new network)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the training that saved --model (optimizer, LR schedule, step count): "
+                        "to its planned total, or --steps N more steps")
+    p.add_argument("--arch", "--architecture", dest="architecture", type=_architecture,
+                   default=net.architecture, metavar="{" + ",".join(ARCHITECTURES) + "}",
+                   help=f"new network: UNet, or NestedUNet (UNet++ with deep supervision); any case "
+                        f"(default {net.architecture})")
+    p.add_argument("--base-channels", type=int, default=None, metavar="N",
+                   help=f"new network width (default {net.base_channels})")
+    p.add_argument("--depth", type=int, default=None, metavar="N", help=f"new network depth (default {net.depth})")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--steps", type=int, metavar="N", help=f"optimizer steps (default {DEFAULT_STEPS})")
+    group.add_argument("--epochs", type=float, metavar="E", help="passes over the training pixels instead")
+    p.add_argument("--patch-size", type=int, default=fit.patch_size, metavar="PX", help=f"default {fit.patch_size}")
+    p.add_argument("--batch-size", type=int, default=fit.batch_size, metavar="N", help=f"default {fit.batch_size}")
+    p.add_argument("--lr", type=float, default=None,
+                   help=f"AdamW learning rate (default {DEFAULT_LR:g}; with --resume, the checkpoint's)")
+    p.add_argument("--val-fraction", type=float, default=fit.val_fraction, metavar="F",
+                   help=f"share of slices held out for validation (default {fit.val_fraction:g}; 0 disables)")
+    p.add_argument("--no-augment", action="store_true", help="random crops only")
+    p.add_argument("--sparse", action="store_true", help="0 = unlabelled; painted value v = class v-1")
+    p.add_argument("--channel-axis", default=None, metavar="AXIS",
+                   help="axis of IMAGES holding channels (default: the file's C axis, else none)")
+    p.add_argument("--class-names", metavar="A,B,...", help="one name per output channel")
+    p.add_argument("--device", default=fit.device, help=DEVICE_HELP)
+    p.add_argument("--seed", type=int, default=fit.seed)
+    p.add_argument("--trust", action="store_true", help="allow --model files that need unpickling code")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing OUTPUT")
+    add_quiet(p, "--no-progress")
+    p.set_defaults(func=run)
+
+
+def _read_pairs(images_arg: str, labels_arg: str, channel_option):
+    """(images, labels, channel_axis, image paths) read into memory, paired by sorted order."""
+    import numpy as np
+
+    from .. import io
+
+    image_paths, label_paths = io.find_images(images_arg), io.find_images(labels_arg)
+    if len(image_paths) != len(label_paths):
+        raise ValueError(
+            f"IMAGES ({len(image_paths)} files) and LABELS ({len(label_paths)} files) must pair up one to one"
+        )
+    images, labels, axes = [], [], set()
+    for ipath, lpath in zip(image_paths, label_paths, strict=True):
+        with io.read_image(ipath) as img:
+            channel_axis, _axes, _ok = channel_layout(img, channel_option)
+            images.append(np.asarray(img.data))
+        with io.read_image(lpath) as lab:
+            labels.append(np.asarray(lab.data))
+        axes.add(channel_axis)
+    if len(axes) > 1:
+        raise ValueError(f"IMAGES disagree on the channel axis ({sorted(map(str, axes))}); pass --channel-axis")
+    return images, labels, axes.pop(), image_paths
+
+
+def _start_model(args, images, labels, channel_axis):
+    """The checkpoint named by ``--model``, else a new network for the data (seeded)."""
+    import numpy as np
+    import torch
+
+    from ..training import default_model
+
+    if args.model is not None:
+        if args.base_channels is not None or args.depth is not None:
+            raise ValueError("--base-channels / --depth build a new network; they do not apply with --model")
+        return load_cli_model(args.model, args.trust)
+    top = max(int(np.max(lab)) if lab.size else 0 for lab in labels)
+    n_classes = max(2, top if args.sparse else top + 1)
+    in_channels = 1 if channel_axis is None else images[0].shape[channel_axis]
+    kwargs = {k: v for k, v in (("base_channels", args.base_channels), ("depth", args.depth)) if v is not None}
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(args.seed)
+        return default_model(in_channels, n_classes, architecture=args.architecture, **kwargs)
+
+
+class _TrainProgress:
+    """``train``'s ``progress(step, total, info)`` as a tqdm bar with the loss and last val Dice."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet, self.bar, self.last_val = quiet, None, {}
+
+    def __call__(self, step, total, info) -> None:
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, desc="training", unit="step", disable=True if self.quiet else None)
+        if "val_dice" in info:
+            self.last_val.update(info)
+        postfix = {"loss": f"{info['loss']:.4f}"} if "loss" in info else {}
+        if self.last_val:
+            postfix["val Dice"] = f"{self.last_val['val_dice']:.3f}"
+        self.bar.set_postfix(postfix, refresh=False)
+        self.bar.update(step - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _summary(model, history, seconds: float) -> str:
+    prov = model.meta.get("provenance", {})
+    val = prov.get("val") or {}
+    summary = f"trained {len(history['step'])} steps in {seconds:.1f} s"
+    if val.get("dice") is None:
+        return summary + "; no validation set (val Dice not measured)"
+    per_class = ", ".join(f"{k} {v:.3f}" for k, v in (val.get("dice_per_class") or {}).items() if v is not None)
+    return summary + f"; best val Dice {val['dice']:.3f} at step {prov.get('best_step')} ({per_class})"
+
+
+def run(args) -> int:
+    import time
+    from pathlib import Path
+
+    from ..checkpoints import save_model
+    from ..training import train
+
+    out = Path(args.output)
+    if out.exists() and not args.overwrite:
+        raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
+    if args.resume and args.model is None:
+        raise ValueError("--resume needs --model: the checkpoint whose training to continue")
+    class_names = None if args.class_names is None else [c.strip() for c in args.class_names.split(",")]
+    images, labels, channel_axis, paths = _read_pairs(args.images, args.labels, args.channel_axis)
+    model = _start_model(args, images, labels, channel_axis)
+    print(f"training {model.describe()} on {len(images)} image(s): "
+          + ", ".join(f"{p.name} {' x '.join(map(str, a.shape))}" for p, a in zip(paths, images, strict=True)))
+    progress = _TrainProgress(args.quiet)
+    t0 = time.perf_counter()
+    try:
+        model, history = train(
+            images, labels, model, resume=args.resume, steps=args.steps, epochs=args.epochs,
+            patch_size=args.patch_size, batch_size=args.batch_size, lr=args.lr,
+            val_fraction=args.val_fraction, augment=not args.no_augment, sparse=args.sparse,
+            channel_axis=channel_axis, class_names=class_names, device=args.device, seed=args.seed,
+            progress=progress,
+        )
+    finally:
+        progress.close()
+    seconds = time.perf_counter() - t0
+    save_model(model, out)
+    print(_summary(model, history, seconds))
+    print(f"saved {out}")
+    return 0

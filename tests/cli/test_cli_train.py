@@ -1,0 +1,121 @@
+"""`unet-stack train`: the library's defaults and architecture names, one ``-q/--quiet``."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from napari_unet_stack import cli, io, load_model
+from napari_unet_stack.models import ARCHITECTURES, NestedUNet, UNet
+from napari_unet_stack.training.settings import ModelSettings, TrainSettings
+
+
+@pytest.fixture
+def pair(tmp_path):
+    from napari_unet_stack.synthetic import nuclei_stack
+
+    made = nuclei_stack((3, 48, 48), seed=3)
+    io.write_image(tmp_path / "img.tif", made.image, axes="ZYX")
+    np.save(tmp_path / "lab.npy", made.labels)
+    return [tmp_path / "img.tif", tmp_path / "lab.npy"]
+
+
+@pytest.fixture
+def fake_train(monkeypatch):
+    """`train` replaced by a recorder that returns the model untrained (no steps run)."""
+    from napari_unet_stack import training
+
+    calls = []
+
+    def record(images, labels, model, **kwargs):
+        calls.append({"model": model, **kwargs})
+        return model, {"step": []}
+
+    monkeypatch.setattr(training, "train", record)
+    return calls
+
+
+def _parse(*argv):
+    return cli.build_parser().parse_args(["train", "i", "l", "-o", "m.pt", *argv])
+
+
+@pytest.mark.parametrize(("given", "name"), [
+    ("UNet", "UNet"), ("unet", "UNet"), ("NestedUNet", "NestedUNet"), ("nestedunet", "NestedUNet"),
+    ("unetpp", "NestedUNet"), ("UNetPP", "NestedUNet"),
+])
+def test_architecture_names_are_the_librarys(given, name):
+    assert _parse("--arch", given).architecture == name
+    assert _parse("--architecture", given).architecture == name
+
+
+def test_unknown_architecture_lists_the_choices(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        _parse("--arch", "resnet")
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "'resnet'" in err and ", ".join(ARCHITECTURES) in err
+
+
+def test_defaults_are_the_librarys(capsys):
+    args, fit = _parse(), TrainSettings()
+    for name in ("patch_size", "batch_size", "val_fraction", "seed", "device", "lr", "steps", "epochs"):
+        assert getattr(args, name) == getattr(fit, name), name
+    assert args.architecture == ModelSettings().architecture and args.quiet is False
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    net = ModelSettings()
+    assert f"width (default {net.base_channels})" in text and f"depth (default {net.depth})" in text
+    assert "--no-progress" not in text and "-q, --quiet" in text
+
+
+def test_new_network_is_the_default_model(run, tmp_path, pair, fake_train):
+    code, out, err = run("train", *pair, "-o", tmp_path / "m.pt", "-q")
+    assert code == 0, err
+    (call,) = fake_train
+    net, fit = ModelSettings(), TrainSettings()
+    model = call["model"]
+    assert type(model) is UNet and (model.base_channels, model.depth) == (net.base_channels, net.depth)
+    assert (model.in_channels, model.out_channels) == (1, 2)
+    for name in ("patch_size", "batch_size", "val_fraction", "seed", "device", "steps", "lr", "resume", "sparse"):
+        assert call[name] == getattr(fit, name), name
+    assert call["augment"] is True and call["channel_axis"] is None and call["class_names"] is None
+    assert (tmp_path / "m.pt").is_file() and "saved" in out
+
+
+def test_arch_nestedunet_builds_a_unetpp_and_no_progress_still_works(run, tmp_path, pair, fake_train):
+    code, _, err = run("train", *pair, "-o", tmp_path / "m.pt", "--arch", "unetpp", "--depth", "2",
+                       "--base-channels", "4", "--no-progress")
+    assert code == 0, err
+    assert "--no-progress is deprecated; use -q/--quiet" in err
+    model = fake_train[0]["model"]
+    assert type(model) is NestedUNet and model.depth == 2 and model.base_channels == 4
+
+
+@pytest.mark.slow
+def test_train_runs_and_saves(run, tmp_path, pair):
+    out = tmp_path / "m.pt"
+    code, stdout, err = run("train", *pair, "-o", out, "--steps", "2", "--patch-size", "32", "--batch-size", "2",
+                            "--base-channels", "4", "--depth", "2", "--device", "cpu", "-q",
+                            "--class-names", "bg, nucleus")
+    assert code == 0, err
+    model = load_model(out)
+    assert model.meta["provenance"]["steps"] == 2 and model.class_names == ["bg", "nucleus"]
+    assert "trained 2 steps" in stdout and "val Dice" in stdout
+    code, _, err = run("train", *pair, "-o", out, "--steps", "1")
+    assert code == 2 and "pass --overwrite" in err
+
+
+@pytest.mark.parametrize(("extra", "match"), [
+    (["--resume"], "--resume needs --model"),
+    (["--model", "nuclei-unet", "--depth", "2"], "do not apply with --model"),
+])
+def test_train_option_errors(run, one_line_error, tmp_path, pair, extra, match, fake_train):
+    code, _, err = run("train", *pair, "-o", tmp_path / "m.pt", *extra)
+    one_line_error(code, err, match, command="train")
+    assert fake_train == [] and not (tmp_path / "m.pt").exists()
+
+
+def test_settings_fields_are_all_known():
+    # every default the CLI reads is a TrainSettings field (a renamed field breaks here, not in use)
+    names = {f.name for f in dataclasses.fields(TrainSettings)}
+    assert {"patch_size", "batch_size", "val_fraction", "seed", "device"} <= names
