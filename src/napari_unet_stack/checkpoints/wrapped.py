@@ -1,0 +1,102 @@
+"""Modules whose architecture we cannot read off the weights: TorchScript archives and
+fully pickled modules, wrapped with the geometry their metadata or the caller gives."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..models import SegmentationNetwork, WrappedNetwork, unwrap_logits
+from .errors import CheckpointError, error_summary
+
+__all__ = ["ExportedNetwork", "probe_channels", "wrap_module"]
+
+
+def probe_channels(module: nn.Module, in_channels: int, depth: int, path: Path) -> int:
+    """Output channels of ``module``, found by a forward pass on a zero image."""
+    size = 2**depth * 4
+    try:
+        with torch.no_grad():
+            out = unwrap_logits(module(torch.zeros(1, in_channels, size, size)))
+    except (RuntimeError, TypeError, ValueError) as err:
+        raise CheckpointError(
+            f"{str(path)!r}: a probe forward with in_channels={in_channels} on a {size} x {size} "
+            f"image failed ({error_summary(err)}); check in_channels"
+        ) from err
+    return int(out.shape[1])
+
+
+class ExportedNetwork(WrappedNetwork):
+    """A TorchScript module with the geometry `export_torchscript` recorded (valid convolutions too)."""
+
+    def __init__(
+        self,
+        module: nn.Module,
+        *,
+        valid_margin: int = 0,
+        admissible_input: int | None = None,
+        **kwargs,
+    ):
+        super().__init__(module, **kwargs)
+        self._valid_margin = int(valid_margin)
+        self._admissible = admissible_input
+
+    @property
+    def valid_margin(self) -> int:
+        return self._valid_margin
+
+    def input_size_for(self, output_size: int) -> int:
+        if not self._valid_margin or self._admissible is None:
+            return super().input_size_for(output_size)
+        # admissible inputs of a valid UNet: s = admissible_input + n * size_multiple
+        need = max(output_size, 1) + 2 * self._valid_margin
+        steps = max(0, math.ceil((need - self._admissible) / self.size_multiple))
+        return self._admissible + steps * self.size_multiple
+
+
+def wrap_module(
+    module: nn.Module, path: Path, overrides: dict, info: Mapping | None, imported_from: str
+) -> SegmentationNetwork:
+    """``module`` as a `SegmentationNetwork` (an `ExportedNetwork`).
+
+    The geometry comes from ``overrides`` (``in_channels``, ``n_classes``, ``depth``,
+    ``halo``), else from ``info`` (the JSON `export_torchscript` writes), else from
+    defaults: depth 4, ``n_classes`` by `probe_channels`; ``in_channels`` is required.
+    ``info``'s ``meta`` is restored unchanged; without it the model's provenance names
+    ``imported_from`` and ``path``.
+    """
+    info = dict(info or {})
+    depth = int(overrides.get("depth", info.get("depth", 4)))
+    in_channels = overrides.get("in_channels", info.get("in_channels"))
+    if in_channels is None:
+        raise CheckpointError(
+            f"{str(path)!r} is a {imported_from} without napari-unet-stack metadata: pass in_channels=... "
+            f"(and optionally n_classes=..., depth=..., halo=...) to load_model"
+        )
+    n_classes = overrides.get("n_classes", info.get("n_classes"))
+    if n_classes is None:
+        n_classes = probe_channels(module, int(in_channels), depth, path)
+    halo = overrides.get("halo", info.get("halo"))
+    net = ExportedNetwork(
+        module,
+        in_channels=in_channels,
+        out_channels=n_classes,
+        depth=depth,
+        halo=halo,
+        valid_margin=info.get("valid_margin", 0),
+        admissible_input=info.get("admissible_input"),
+    )
+    if info.get("exact_tiling") and not {"depth", "halo"} & set(overrides):
+        net.exact_tiling = True
+    if info.get("activation") in ("softmax", "sigmoid"):
+        net.activation = info["activation"]
+    meta = info.get("meta")
+    if isinstance(meta, Mapping):  # written by export_torchscript: restore it unchanged
+        net.meta = dict(meta)
+    else:
+        net.meta = {"provenance": {"imported_from": imported_from, "source": str(path)}}
+    return net
