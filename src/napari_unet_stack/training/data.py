@@ -174,6 +174,73 @@ def _to_targets(
     return labels
 
 
+def _checked_pair(
+    img: Any, lab: Any, names: tuple[str, str], channel_axis: int | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(image, labels, channel-first image ``(C, N, Y, X)``), their shapes and pixels checked."""
+    iname, lname = names
+    img = _as_array(img, iname)
+    lab = _as_array(lab, lname)
+    chw = _channel_first(img, channel_axis, iname)
+    spatial = tuple(
+        s for ax, s in enumerate(img.shape) if channel_axis is None or ax != int(channel_axis) % img.ndim
+    )  # fmt: skip
+    if lab.shape != spatial:
+        raise ValueError(
+            f"`{lname}` (shape {lab.shape}) must have the shape of `{iname}` without its channel "
+            f"axis: {spatial} (image shape {img.shape}, channel_axis={channel_axis})"
+        )
+    if img.dtype.kind == "f" and not np.isfinite(img).all():
+        n_bad = int(np.count_nonzero(~np.isfinite(img)))
+        raise ValueError(
+            f"`{iname}` (shape {img.shape}) contains {n_bad} NaN or infinite pixel(s); "
+            f"replace them (e.g. np.nan_to_num) before training"
+        )
+    return img, lab, chw
+
+
+def _slices_of(
+    chw: np.ndarray, targets: np.ndarray, lead_shape: tuple[int, ...], index: int, *,
+    norm: dict, sparse: bool,
+) -> list[Slice]:  # fmt: skip
+    """One image's `Slice` objects, each normalized as inference will (per slice or stack)."""
+    stack_params = None
+    if norm["scope"] == "stack":
+        stack_params = fit_normalization(chw.reshape(chw.shape[0], -1), norm)
+    out = []
+    for n, lead in enumerate(np.ndindex(*lead_shape)):
+        target = targets[n]
+        if sparse and not (target >= 0).any():
+            continue  # nothing painted on this slice
+        plane = chw[:, n]
+        params = stack_params if stack_params is not None else fit_normalization(plane, norm)
+        image = apply_normalization(plane, params)
+        dtype = np.int16 if target.max() < 2**15 else np.int32
+        out.append(Slice(image, target.astype(dtype), (index, tuple(int(k) for k in lead))))
+    return out
+
+
+def _check_classes(slices: list[Slice], sparse: bool) -> None:
+    """ValueError unless something is labelled and at least two classes are present."""
+    if not slices:
+        raise ValueError(
+            "`labels` has no painted pixel (sparse=True: 0 means unlabelled; paint values >= 1)"
+        )
+    present = set()
+    for s in slices:
+        present.update(np.unique(s.target[s.target >= 0]).tolist())
+    if len(present) < 2:
+        if sparse:
+            raise ValueError(
+                f"`labels` has painted pixels of only one class (value {next(iter(present)) + 1}); "
+                f"paint at least two (with sparse=True, 1 = background, 2 = first class, ...)"
+            )
+        raise ValueError(
+            f"`labels` has no foreground: every pixel is {next(iter(present))}; dense labels need "
+            f"0 for background and values >= 1 for objects"
+        )
+
+
 def prepare_data(
     images: Any,
     labels: Any,
@@ -205,19 +272,7 @@ def prepare_data(
     for i, (img, lab) in enumerate(zip(image_list, label_list, strict=True)):
         iname = "images" if single else f"images[{i}]"
         lname = "labels" if single else f"labels[{i}]"
-        img = _as_array(img, iname)
-        lab = _as_array(lab, lname)
-        chw = _channel_first(img, channel_axis, iname)
-        spatial = tuple(
-            s
-            for ax, s in enumerate(img.shape)
-            if channel_axis is None or ax != int(channel_axis) % img.ndim
-        )
-        if lab.shape != spatial:
-            raise ValueError(
-                f"`{lname}` (shape {lab.shape}) must have the shape of `{iname}` without its channel "
-                f"axis: {spatial} (image shape {img.shape}, channel_axis={channel_axis})"
-            )
+        img, lab, chw = _checked_pair(img, lab, (iname, lname), channel_axis)
         if in_channels is None:
             in_channels = chw.shape[0]
         elif chw.shape[0] != in_channels:
@@ -225,49 +280,15 @@ def prepare_data(
                 f"`{iname}` has {chw.shape[0]} channel(s) but `images[0]` has {in_channels}; "
                 f"all images must have the same number of channels"
             )
-        if img.dtype.kind == "f" and not np.isfinite(img).all():
-            n_bad = int(np.count_nonzero(~np.isfinite(img)))
-            raise ValueError(
-                f"`{iname}` (shape {img.shape}) contains {n_bad} NaN or infinite pixel(s); "
-                f"replace them (e.g. np.nan_to_num) before training"
-            )
         targets = _to_targets(
             _integer_labels(lab, lname), sparse=sparse, class_values=class_values, name=lname
         )
-        targets = targets.reshape(-1, *chw.shape[-2:])
         shapes.append(tuple(img.shape))
         dtypes.append(str(img.dtype))
-        lead_shape = spatial[:-2]
-        stack_params = None
-        if norm["scope"] == "stack":
-            stack_params = fit_normalization(chw.reshape(chw.shape[0], -1), norm)
-        for n, lead in enumerate(np.ndindex(*lead_shape)):
-            target = targets[n]
-            if sparse and not (target >= 0).any():
-                continue  # nothing painted on this slice
-            plane = chw[:, n]
-            params = stack_params if stack_params is not None else fit_normalization(plane, norm)
-            image = apply_normalization(plane, params)
-            dtype = np.int16 if target.max() < 2**15 else np.int32
-            slices.append(Slice(image, target.astype(dtype), (i, tuple(int(k) for k in lead))))
-    if not slices:
-        raise ValueError(
-            "`labels` has no painted pixel (sparse=True: 0 means unlabelled; paint values >= 1)"
-        )
+        targets = targets.reshape(-1, *chw.shape[-2:])
+        slices += _slices_of(chw, targets, lab.shape[:-2], i, norm=norm, sparse=sparse)
+    _check_classes(slices, sparse)
     n_targets = max(int(s.target.max()) for s in slices) + 1
-    present = set()
-    for s in slices:
-        present.update(np.unique(s.target[s.target >= 0]).tolist())
-    if len(present) < 2:
-        if sparse:
-            raise ValueError(
-                f"`labels` has painted pixels of only one class (value {next(iter(present)) + 1}); "
-                f"paint at least two (with sparse=True, 1 = background, 2 = first class, ...)"
-            )
-        raise ValueError(
-            f"`labels` has no foreground: every pixel is {next(iter(present))}; dense labels need "
-            f"0 for background and values >= 1 for objects"
-        )
     return PreparedData(slices, int(in_channels), n_targets, shapes, dtypes, norm)
 
 

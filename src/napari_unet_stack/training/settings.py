@@ -12,6 +12,7 @@ import numpy as np
 
 from ..models import NestedUNet, SegmentationNetwork, architecture_class, architecture_name
 from ..normalization import validate_normalization
+from ..validation import check_int
 from .augment import AugmentConfig
 
 __all__ = [
@@ -22,7 +23,6 @@ __all__ = [
     "ModelSettings",
     "TrainSettings",
     "default_model",
-    "positive_int",
 ]
 
 #: Steps when neither ``steps`` nor ``epochs`` is given.
@@ -31,17 +31,6 @@ DEFAULT_STEPS = 1000
 #: not resumed from the model's training state).
 DEFAULT_LR = 2e-3
 DEFAULT_WEIGHT_DECAY = 1e-4
-
-
-def positive_int(name: str, value: Any, allow_none: bool = False) -> int | None:
-    """``value`` as an int >= 1 (None passes with ``allow_none``), else ValueError naming ``name``."""
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(
-            f"`{name}` must be a positive int{' or None' if allow_none else ''}, got {value!r}"
-        )
-    return int(value)
 
 
 def _number(name: str, value: Any, *, minimum: float, strict: bool, allow_none: bool = False):
@@ -93,8 +82,8 @@ class ModelSettings:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "architecture", architecture_name(self.architecture))
-        object.__setattr__(self, "base_channels", positive_int("base_channels", self.base_channels))
-        object.__setattr__(self, "depth", positive_int("depth", self.depth))
+        object.__setattr__(self, "base_channels", check_int("base_channels", self.base_channels))
+        object.__setattr__(self, "depth", check_int("depth", self.depth))
 
     def build(self, in_channels: int, n_classes: int, **kwargs) -> SegmentationNetwork:
         """A fresh network of these settings; ``kwargs`` go to the class (e.g. ``padding``)."""
@@ -235,7 +224,7 @@ class TrainSettings:
 
         Raises ValueError (TypeError for a value of the wrong kind) naming the setting.
         """
-        steps = positive_int("steps", self.steps, allow_none=True)
+        steps = check_int("steps", self.steps, allow_none=True)
         if steps is not None and self.epochs is not None:
             raise ValueError(f"give `steps` ({steps}) or `epochs` ({self.epochs}), not both")
         if not isinstance(self.resume, bool):
@@ -243,24 +232,14 @@ class TrainSettings:
         if not isinstance(self.sparse, (bool, np.bool_)):
             raise TypeError(f"`sparse` must be True or False, got {self.sparse!r}")
         fraction = self.val_fraction
-        if (
-            isinstance(fraction, bool)
-            or not isinstance(fraction, (int, float))
-            or not 0 <= fraction < 1
-        ):
+        if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 <= fraction < 1:  # fmt: skip
             raise ValueError(f"`val_fraction` must be a number in [0, 1), got {fraction!r}")
-        if (
-            isinstance(self.seed, bool)
-            or not isinstance(self.seed, (int, np.integer))
-            or self.seed < 0
-        ):
-            raise ValueError(f"`seed` must be an int >= 0, got {self.seed!r}")
         return {
             "steps": steps,
             "epochs": _number("epochs", self.epochs, minimum=0, strict=True, allow_none=True),
             "patch_size": _patch_size(self.patch_size),
-            "batch_size": positive_int("batch_size", self.batch_size),
-            "val_every": positive_int("val_every", self.val_every, allow_none=True),
+            "batch_size": check_int("batch_size", self.batch_size),
+            "val_every": check_int("val_every", self.val_every, allow_none=True),
             "augment": AugmentConfig.from_argument(self.augment),
             "lr": _number("lr", self.lr, minimum=0, strict=True, allow_none=True),
             "weight_decay": _number(
@@ -270,7 +249,7 @@ class TrainSettings:
             "fast_head_tolerance": _number(
                 "fast_head_tolerance", self.fast_head_tolerance, minimum=0, strict=False
             ),
-            "seed": int(self.seed),
+            "seed": check_int("seed", self.seed, 0),
             "sparse": bool(self.sparse),
             "class_names": _class_names(self.class_names),
             "normalization": None

@@ -1,0 +1,81 @@
+"""unet-stack train end to end: a checkpoint, --resume, one-line errors."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from napari_unet_stack.checkpoints import load_model
+
+
+def test_cli_train_writes_a_checkpoint(tmp_path, data, capsys):
+    import tifffile
+
+    from napari_unet_stack.cli import main
+
+    tifffile.imwrite(tmp_path / "img.tif", data.image)
+    np.save(tmp_path / "lab.npy", data.labels)
+    out = tmp_path / "model.pt"
+    code = main(
+        [
+            "train",
+            str(tmp_path / "img.tif"),
+            str(tmp_path / "lab.npy"),
+            "-o",
+            str(out),
+            "--steps",
+            "2",
+            "--patch-size",
+            "48",
+            "--batch-size",
+            "2",
+            "--base-channels",
+            "4",
+            "--depth",
+            "2",
+            "--device",
+            "cpu",
+            "--no-progress",
+        ]
+    )
+    assert code == 0 and out.is_file()
+    model = load_model(out)
+    assert model.meta["provenance"]["steps"] == 2 and model.base_channels == 4
+    assert "val Dice" in capsys.readouterr().out
+
+    # --resume continues that training: 2 more steps on the stored optimizer and schedule
+    again = tmp_path / "more.pt"
+    common = [str(tmp_path / "img.tif"), str(tmp_path / "lab.npy"), "-o", str(again)]
+    small = ["--patch-size", "48", "--batch-size", "2", "--device", "cpu", "--no-progress"]
+    code = main(["train", *common, "--model", str(out), "--resume", "--steps", "2", *small])
+    assert code == 0
+    resumed = load_model(again)
+    reached = model.training_state["step"]
+    assert resumed.meta["provenance"]["resumed_from_step"] == reached
+    assert resumed.training_state["step"] == resumed.meta["provenance"]["best_step"]
+    assert reached < resumed.training_state["total"] == reached + 2
+    capsys.readouterr()
+    code = main(["train", *common, "--overwrite", "--resume", "--steps", "2", *small])
+    assert code == 2 and "--resume needs --model" in capsys.readouterr().err
+
+
+def test_cli_train_reports_bad_labels_in_one_line(tmp_path, data, capsys):
+    import tifffile
+
+    from napari_unet_stack.cli import main
+
+    tifffile.imwrite(tmp_path / "img.tif", data.image)
+    tifffile.imwrite(tmp_path / "lab.tif", data.labels[:, :10])
+    code = main(
+        [
+            "train",
+            str(tmp_path / "img.tif"),
+            str(tmp_path / "lab.tif"),
+            "-o",
+            str(tmp_path / "m.pt"),
+        ]
+    )
+    assert code == 2
+    err = capsys.readouterr().err
+    assert (
+        "unet-stack train: error:" in err and "shape" in err and len(err.strip().splitlines()) == 1
+    )
