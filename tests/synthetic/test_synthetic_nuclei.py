@@ -1,4 +1,4 @@
-"""The synthetic nuclei generator and the sample data built from it."""
+"""The synthetic nuclei generator: seeded, realistic, exact ground truth."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
-from napari_unet_stack import samples, synthetic
-from napari_unet_stack.samples import SAMPLES, generate_sample, load_sample
+from napari_unet_stack import synthetic
+from napari_unet_stack.samples import SAMPLES
 
 
 @pytest.fixture(scope="module")
@@ -80,69 +80,6 @@ def test_nuclei_image_is_2d_and_checks_shape():
         synthetic.nuclei_stack((0, 10, 10))
 
 
-@pytest.mark.parametrize("name", ["nuclei_train", "nuclei_stack"])
-def test_shipped_samples_load_and_match_the_generator(name):
-    sample = load_sample(name)
-    assert sample.image.shape == (16, 256, 256) and sample.image.dtype == np.uint16
-    np.testing.assert_array_equal(sample.labels, sample.instances > 0)
-    fresh = generate_sample(name)  # scripts/make_sample_data.py is reproducible
-    np.testing.assert_array_equal(sample.image, fresh.image)
-    np.testing.assert_array_equal(sample.instances, fresh.instances)
-    layers = sample.layer_data()
-    assert [kind for *_, kind in layers] == ["image", "labels", "labels"]
-
-
-def test_train_and_held_out_samples_differ():
-    assert not np.array_equal(load_sample("nuclei_train").image, load_sample("nuclei_stack").image)
-
-
-def test_sample_data_is_small():
-    from importlib import resources
-
-    folder = resources.files("napari_unet_stack") / "sample_data"
-    total = sum(
-        f.stat().st_size for f in __import__("pathlib").Path(str(folder)).iterdir() if f.is_file()
-    )
-    assert total < 20 * 2**20
-
-
-def test_unknown_sample_is_a_clear_error():
-    with pytest.raises(ValueError, match="nuclei_stack"):
-        load_sample("nuclei")
-
-
-def test_large_image_is_generated_once_then_cached(tmp_path, monkeypatch):
-    # the real one is 4096 x 4096 (~10 s); the cache logic is the same at a smaller size
-    monkeypatch.setitem(SAMPLES["large_image"], "kwargs", {"shape": (192, 160), "seed": 5})
-    first = load_sample("large_image", cache_dir=tmp_path)
-    files = list(tmp_path.glob("large_image-*.npz"))
-    assert len(files) == 1
-    calls = []
-    monkeypatch.setattr(samples, "generate_sample", lambda name: calls.append(name))
-    second = load_sample("large_image", cache_dir=tmp_path)
-    assert calls == []  # read from the cache
-    for a, b in zip(first[1:], second[1:], strict=True):
-        np.testing.assert_array_equal(a, b)
-    assert first.image.shape == (192, 160)
-
-
-def test_damaged_cache_is_regenerated(tmp_path, monkeypatch):
-    monkeypatch.setitem(SAMPLES["large_image"], "kwargs", {"shape": (64, 64), "seed": 5})
-    load_sample("large_image", cache_dir=tmp_path)
-    (path,) = tmp_path.glob("large_image-*.npz")
-    path.write_bytes(b"not a zip")
-    again = load_sample("large_image", cache_dir=tmp_path)
-    assert again.image.shape == (64, 64)
-
-
-def test_cache_dir_follows_environment(tmp_path, monkeypatch):
-    monkeypatch.setenv("NAPARI_UNET_STACK_CACHE", str(tmp_path / "c"))
-    assert samples.sample_cache_dir() == tmp_path / "c"
-    monkeypatch.delenv("NAPARI_UNET_STACK_CACHE")
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "x"))
-    assert samples.sample_cache_dir() == tmp_path / "x" / "napari-unet-stack"
-
-
 def test_large_image_definition():
     assert synthetic.LARGE_IMAGE_SHAPE[0] >= 4096 and synthetic.LARGE_IMAGE_SHAPE[1] >= 4096
     assert SAMPLES["large_image"]["kwargs"]["shape"] == synthetic.LARGE_IMAGE_SHAPE
@@ -150,3 +87,50 @@ def test_large_image_definition():
     a = synthetic.nuclei_image((128, 128), seed=synthetic.LARGE_IMAGE_SEED)
     b = synthetic.nuclei_image((128, 128), seed=synthetic.LARGE_IMAGE_SEED)
     np.testing.assert_array_equal(a.image, b.image)
+
+
+def test_defaults_are_one_table():
+    import inspect
+
+    from napari_unet_stack.synthetic import NucleiParams
+
+    defaults = NucleiParams()
+    for func in (synthetic.nuclei_stack, synthetic.nuclei_image):
+        for name, p in inspect.signature(func).parameters.items():
+            if hasattr(defaults, name):
+                assert p.default == getattr(defaults, name), (func.__name__, name)
+
+
+def test_placement_keeps_nuclei_apart_except_touching_pairs():
+    from napari_unet_stack.synthetic.placement import place_nuclei
+
+    def placed(touching):
+        rows = place_nuclei(
+            np.random.default_rng(1), (1, 200, 200), radius=(6.0, 10.0), fill=0.3,
+            elongated_fraction=0.0, touching_fraction=touching, z_scale=1.0,
+        )  # fmt: skip
+        yx, r = rows[:, 1:3], rows[:, 8]
+        dist = np.hypot(*(yx[:, None] - yx[None]).transpose(2, 0, 1))
+        ratio = dist / (r[:, None] + r[None])
+        return rows, ratio[np.triu_indices(len(rows), 1)]
+
+    rows, ratio = placed(0.0)
+    assert len(rows) > 50 and rows.shape[1] == 9
+    assert ratio.min() >= 0.92  # free throws keep 92 % of the summed radii
+    rows, ratio = placed(0.9)
+    assert 0.68 <= ratio.min() < 0.92  # pressed pairs come closer, never nearer than 68 %
+    again, _ = placed(0.9)
+    np.testing.assert_array_equal(rows, again)
+
+
+def test_noise_field_and_relabel():
+    from napari_unet_stack.synthetic.noise import smooth_noise
+    from napari_unet_stack.synthetic.render import relabel
+
+    field = smooth_noise(np.random.default_rng(0), (64, 96), 8.0)
+    assert field.shape == (64, 96) and field.dtype == np.float32
+    assert abs(float(field.mean())) < 1e-5 and float(field.std()) == pytest.approx(1.0, rel=1e-4)
+    assert np.abs(np.diff(field, axis=1)).mean() < 0.5 * field.std()  # smooth
+    ids = relabel(np.array([[0, 7, 7], [3, 0, 70000]], np.uint32))
+    np.testing.assert_array_equal(ids, [[0, 2, 2], [1, 0, 3]])
+    assert ids.dtype == np.uint16
