@@ -37,7 +37,8 @@ MODELS = {
 }
 
 
-@pytest.mark.parametrize("kind", list(MODELS))
+@pytest.mark.parametrize("kind", [pytest.param(kind, marks=() if kind == "sigmoid [5, 9]" else pytest.mark.slow)
+                                  for kind in MODELS])
 def test_store_labels_equal_segment_at_every_threshold(kind):
     """The store fed by `iter_predict` (as the widget does) gives `segment`'s labels, at the
     first threshold and after relabelling."""

@@ -82,6 +82,7 @@ def test_lazy_labels_compute_nothing_until_asked(stack, computed):
 
 # -- in the widget ---------------------------------------------------------------------
 @pytest.mark.gui
+@pytest.mark.slow
 def test_lazy_run_computes_only_the_slices_on_view(make_napari_viewer, stack, computed):
     viewer, image, widget = _viewer(make_napari_viewer, stack)
     widget.set_model("nuclei-unet")
@@ -139,6 +140,7 @@ def test_lazy_run_computes_only_the_slices_on_view(make_napari_viewer, stack, co
 
 
 @pytest.mark.gui
+@pytest.mark.slow
 def test_lazy_threshold_relabels_without_the_network(make_napari_viewer, stack, computed):
     viewer, _image, widget = _viewer(make_napari_viewer, stack)
     widget.set_model("nuclei-unet")  # softmax: the threshold applies to 1 - P(background)
@@ -170,6 +172,7 @@ def test_lazy_threshold_relabels_without_the_network(make_napari_viewer, stack, 
 
 
 @pytest.mark.gui
+@pytest.mark.slow
 def test_lazy_unetpp_keeps_its_head_and_device(make_napari_viewer, stack, computed):
     viewer, _image, widget = _viewer(make_napari_viewer, stack[:2])
     widget.set_model("nuclei-unetpp")
@@ -187,6 +190,7 @@ def test_lazy_unetpp_keeps_its_head_and_device(make_napari_viewer, stack, comput
 
 
 @pytest.mark.gui
+@pytest.mark.slow
 def test_lazy_on_a_2d_image_is_computed_as_usual(make_napari_viewer, qtbot):
     viewer = make_napari_viewer()
     image = viewer.add_image(np.random.default_rng(0).random((64, 64)), name="flat")

@@ -111,6 +111,7 @@ def _run(qtbot, widget, timeout=60_000):
     return worker
 
 
+@pytest.mark.slow
 def test_run_on_sample_from_the_plugin_menu(make_napari_viewer, qtbot, errors):
     from napari_unet_stack.checkpoints import list_models
     from napari_unet_stack.samples import load_sample
@@ -140,6 +141,7 @@ def test_run_on_sample_from_the_plugin_menu(make_napari_viewer, qtbot, errors):
     assert grown == sorted(grown) and grown[-1] == 16 and any(0 < g < 16 for g in grown)
 
 
+@pytest.mark.slow
 def test_rerun_updates_the_layer_and_threshold_needs_no_rerun(make_napari_viewer, qtbot, user_model):
     viewer, image = _sample_viewer(make_napari_viewer)
     widget = PredictWidget(viewer)
@@ -173,6 +175,7 @@ def test_rerun_updates_the_layer_and_threshold_needs_no_rerun(make_napari_viewer
 
 
 @pytest.mark.parametrize(("rerun", "how"), [(False, "button"), (True, "button"), (True, "activity dock")])
+@pytest.mark.slow
 def test_cancel_mid_run_leaves_the_viewer_as_it_was(make_napari_viewer, qtbot, user_model, rerun, how):
     viewer, image = _sample_viewer(make_napari_viewer)
     widget = PredictWidget(viewer)
@@ -208,6 +211,7 @@ def test_cancel_mid_run_leaves_the_viewer_as_it_was(make_napari_viewer, qtbot, u
         np.testing.assert_array_equal(old, old_copy)
 
 
+@pytest.mark.slow
 def test_unetpp_fast_head(make_napari_viewer, qtbot, user_model):
     from napari_unet_stack import UNet
     from napari_unet_stack.samples import load_sample
@@ -253,6 +257,7 @@ def _inference_mode_in_pool_threads(qtbot) -> list[bool]:
     ((3, 96, 96), 1),  # a slice smaller than the tile: one tile each
     ((3, 300, 520), 2 * 3),  # ceil(300 / 256) x ceil(520 / 256) tiles of 256 x 256 each
 ])
+@pytest.mark.slow
 def test_progress_bar_counts_slices_times_tiles(make_napari_viewer, qtbot, user_model, progress_bars,
                                                 shape, per_slice):
     from napari.utils import progress
@@ -279,6 +284,7 @@ def test_progress_bar_counts_slices_times_tiles(make_napari_viewer, qtbot, user_
 
 
 @pytest.mark.parametrize("wait", [False, True])
+@pytest.mark.slow
 def test_the_viewer_stays_responsive_while_predicting(make_napari_viewer, qtbot, user_model, ticks, wait):
     viewer = make_napari_viewer()
     viewer.add_image(np.random.default_rng(0).random((3, 300, 520), np.float32), name="img")
@@ -328,6 +334,7 @@ class _OutOfMemory(Threshold):
         raise RuntimeError("CUDA out of memory (simulated)")
 
 
+@pytest.mark.slow
 def test_error_in_the_worker_is_a_notification_and_restores(make_napari_viewer, qtbot, user_model, errors):
     viewer = make_napari_viewer()
     viewer.add_image(np.random.default_rng(0).random((2, 64, 64)), name="img")
@@ -350,6 +357,7 @@ def test_channels_that_do_not_fit_the_model_are_refused_before_a_run(make_napari
     assert [layer.name for layer in viewer.layers] == ["img"]
 
 
+@pytest.mark.slow
 def test_rgb_image(make_napari_viewer, qtbot, user_model):
     viewer = make_napari_viewer()
     rgb = np.zeros((96, 80, 3), np.uint8)
@@ -367,6 +375,7 @@ def test_rgb_image(make_napari_viewer, qtbot, user_model):
     assert labels.data[30, 40] == 1 and labels.data[5, 5] == 0
 
 
+@pytest.mark.slow
 def test_multichannel_axis_follows_the_model(make_napari_viewer, qtbot, user_model):
     viewer = make_napari_viewer()
     data = np.zeros((4, 2, 64, 64), np.float32)  # Z, C, Y, X
@@ -395,6 +404,7 @@ def _example() -> str:
     return docked[0]
 
 
+@pytest.mark.slow
 def test_scripted_predict_example(make_napari_viewer, monkeypatch, tmp_path):
     import napari
     import napari_unet_stack.checkpoints as checkpoints
@@ -422,6 +432,7 @@ def test_scripted_predict_example(make_napari_viewer, monkeypatch, tmp_path):
 
 
 # -- robustness: odd layers, and layers / widget / viewer going away mid-run ---------------
+@pytest.mark.slow
 def test_labels_keep_the_images_rotate_shear_and_affine(make_napari_viewer, qtbot, user_model):
     viewer = make_napari_viewer()
     data = np.random.default_rng(0).random((2, 2, 32, 32)).astype(np.float32)  # Z, C, Y, X
@@ -476,6 +487,7 @@ def test_rgba_image_with_an_rgb_model_is_refused_before_anything_starts(make_nap
 
 
 @pytest.mark.parametrize("what", ["image", "labels", "labels of an earlier run", "dock", "viewer"])
+@pytest.mark.slow
 def test_a_run_stops_when_its_layers_the_widget_or_the_viewer_go(make_napari_viewer, qtbot, user_model, errors,
                                                                  what):
     import sys
@@ -522,6 +534,7 @@ def test_a_run_stops_when_its_layers_the_widget_or_the_viewer_go(make_napari_vie
         assert "was removed" in widget.status.value
 
 
+@pytest.mark.slow
 def test_cancel_at_once_and_a_second_run_while_one_runs(make_napari_viewer, qtbot, user_model):
     viewer = make_napari_viewer()
     viewer.add_image(np.random.default_rng(0).random((6, 64, 64)).astype(np.float32), name="img")

@@ -31,6 +31,7 @@ def _widgets(make_napari_viewer):
     return viewer, train, predict
 
 
+@pytest.mark.slow
 def test_train_a_few_steps_then_predict_with_it(make_napari_viewer, qtbot, tmp_path, clean_registry):
     from napari_unet_stack.checkpoints import load_model
 
@@ -63,6 +64,7 @@ def test_train_a_few_steps_then_predict_with_it(make_napari_viewer, qtbot, tmp_p
     assert viewer.layers["nuclei_stack labels"].data.shape == (16, 256, 256)
 
 
+@pytest.mark.slow
 def test_train_unetpp_then_predict_with_its_fast_head(make_napari_viewer, qtbot, clean_registry):
     from napari_unet_stack.models import NestedUNet
 
@@ -96,6 +98,7 @@ def test_train_unetpp_then_predict_with_its_fast_head(make_napari_viewer, qtbot,
     assert predict.status.value.startswith("nuclei_stack: ")
 
 
+@pytest.mark.slow
 def test_training_keeps_the_viewer_responsive(make_napari_viewer, qtbot, clean_registry, progress_bars, ticks):
     import time
 
@@ -119,6 +122,7 @@ def test_training_keeps_the_viewer_responsive(make_napari_viewer, qtbot, clean_r
 
 
 @pytest.mark.parametrize("gui_busy", [False, True])
+@pytest.mark.slow
 def test_progress_bar_counts_the_steps(make_napari_viewer, qtbot, clean_registry, progress_bars, gui_busy):
     from qtpy.QtCore import QThreadPool
 
@@ -147,6 +151,7 @@ def test_progress_bar_counts_the_steps(make_napari_viewer, qtbot, clean_registry
     assert bar.values == sorted(bar.values)
 
 
+@pytest.mark.slow
 def test_cancel_training_on_sparse_scribbles(make_napari_viewer, qtbot, clean_registry):
     viewer, train, _predict = _widgets(make_napari_viewer)
     truth = viewer.layers["nuclei_stack ground truth"].data
@@ -163,6 +168,7 @@ def test_cancel_training_on_sparse_scribbles(make_napari_viewer, qtbot, clean_re
     assert 2 <= len(train.plot.points["loss"]) < 10
 
 
+@pytest.mark.slow
 def test_bad_settings_are_a_notification(make_napari_viewer, qtbot, clean_registry):
     viewer = make_napari_viewer()
     viewer.add_image(np.zeros((32, 32)), name="img")
@@ -193,6 +199,7 @@ def _small(make_napari_viewer, steps):
 
 
 @pytest.mark.parametrize("what", ["dock", "viewer"])
+@pytest.mark.slow
 def test_closing_the_widget_or_the_viewer_stops_training(make_napari_viewer, qtbot, clean_registry, what):
     import sys
 
@@ -220,6 +227,7 @@ def test_closing_the_widget_or_the_viewer_stops_training(make_napari_viewer, qtb
 
 
 @pytest.mark.parametrize("where", ["folder", "missing folder", "write fails"])
+@pytest.mark.slow
 def test_saving_where_it_cannot_is_a_notification_and_leaves_no_file(make_napari_viewer, qtbot, clean_registry,
                                                                     tmp_path, monkeypatch, where):
     import torch
@@ -276,6 +284,7 @@ def _two_channels(make_napari_viewer):
     return viewer, train, predict
 
 
+@pytest.mark.slow
 def test_train_on_a_channel_axis_then_predict_with_it(make_napari_viewer, qtbot, clean_registry):
     viewer, train, predict = _two_channels(make_napari_viewer)
     assert train.channel_axis.value is None and train.channel_axis.enabled  # default: none
@@ -295,6 +304,7 @@ def test_train_on_a_channel_axis_then_predict_with_it(make_napari_viewer, qtbot,
     assert viewer.layers["two labels"].data.shape == (3, 32, 32)
 
 
+@pytest.mark.slow
 def test_labels_that_do_not_match_the_channel_axis_are_a_notification(make_napari_viewer, clean_registry):
     from napari.utils.notifications import NotificationSeverity, notification_manager
 
@@ -337,6 +347,7 @@ def test_rgb_images_train_on_their_three_colours(make_napari_viewer, clean_regis
 
 
 @pytest.mark.parametrize("state", [True, False])
+@pytest.mark.slow
 def test_save_with_or_without_the_optimizer_state(make_napari_viewer, clean_registry, tmp_path, state):
     from napari_unet_stack import load_model
 
