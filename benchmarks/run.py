@@ -137,10 +137,10 @@ class ForwardTimer:
 
 def engine_network(model: nn.Module, device: str = "cpu") -> nn.Module:
     """The module `predict` calls for ``model`` on ``device`` (cached after a first run)."""
-    from napari_unet_stack.inference import _on_device
+    from napari_unet_stack.inference.placement import on_device
 
     dev = torch.device(device)
-    return _on_device(model, dev, dev.type == "cuda")
+    return on_device(model, dev, dev.type == "cuda")
 
 
 def interleaved(fns: dict[str, Callable[[], object]], repeats: int, keep_first: bool = True,
@@ -276,16 +276,16 @@ def section_overhead(cfg) -> dict:
         return outs
 
     def engine():
-        return nus.predict(x, model, tile_size=None, normalize=None, batch_size=batch, device="cpu")
+        return nus.predict(x, model, tile_size=None, normalization=None, batch_size=batch, device="cpu")
 
     def engine_norm():
         return nus.predict(raw, model, tile_size=None, batch_size=batch, device="cpu")
 
     def engine_labels():
-        return nus.segment(x, model, tile_size=None, normalize=None, batch_size=batch, device="cpu")
+        return nus.segment(x, model, tile_size=None, normalization=None, batch_size=batch, device="cpu")
 
     # warm-up (oneDNN primitives for this shape)
-    nus.predict(x[:1], model, tile_size=None, normalize=None, batch_size=batch, device="cpu")
+    nus.predict(x[:1], model, tile_size=None, normalization=None, batch_size=batch, device="cpu")
     with torch.inference_mode():
         model(canvas[:1])
     timer = ForwardTimer(model, engine_network(model))
@@ -347,7 +347,7 @@ def section_monai(cfg) -> dict:
     assert size % model.size_multiple == 0, "MONAI windows stay on the size grid only then"
 
     def ours(info=None):
-        return nus.predict(x, model, tile_size=core, normalize=None, batch_size=batch, device="cpu",
+        return nus.predict(x, model, tile_size=core, normalization=None, batch_size=batch, device="cpu",
                            info=info)
 
     def predictor(t):
@@ -367,11 +367,11 @@ def section_monai(cfg) -> dict:
     info: dict = {}
     # warm-up both on one window (oneDNN primitives for the window shape)
     small = x[:1, :core, :core]
-    nus.predict(small, model, tile_size=core, normalize=None, batch_size=batch, device="cpu")
+    nus.predict(small, model, tile_size=core, normalization=None, batch_size=batch, device="cpu")
     with torch.inference_mode():
         predictor(torch.zeros(1, 1, window, window))
     t0 = time.perf_counter()
-    reference = nus.predict(x, model, tile_size=None, normalize=None, batch_size=batch, device="cpu")
+    reference = nus.predict(x, model, tile_size=None, normalization=None, batch_size=batch, device="cpu")
     t_whole = time.perf_counter() - t0
     n_monai = count_monai_windows(size + 2 * halo, window, core) * z
     timer = ForwardTimer(model, engine_network(model))
@@ -531,16 +531,16 @@ def section_rss(cfg) -> dict:
 # ----------------------------------------------------------------------------- (d) GPU
 def _gpu_case(name: str, model, stack: np.ndarray, precision: str, repeats: int, device) -> dict:
     """End-to-end predict (host numpy in and out) vs the bare forward of the same windows."""
-    from napari_unet_stack.inference import _on_device
+    from napari_unet_stack.inference.placement import on_device
 
     info: dict = {}
-    nus.predict(stack[:2], model, device=device, precision=precision, normalize=None)  # warm-up
-    nus.predict(stack, model, device=device, precision=precision, normalize=None, info=info)
+    nus.predict(stack[:2], model, device=device, precision=precision, normalization=None)  # warm-up
+    nus.predict(stack, model, device=device, precision=precision, normalization=None, info=info)
     wy, wx = info["window_shape"]
     batch = info["batch_size"]
     n_batches = math.ceil(info["n_tiles"] / batch)
     channels_last = device.type == "cuda"
-    net = _on_device(model, device, channels_last)
+    net = on_device(model, device, channels_last)
     x = torch.randn(batch, stack.shape[1] if stack.ndim == 4 else 1, wy, wx, device=device)
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
@@ -557,7 +557,7 @@ def _gpu_case(name: str, model, stack: np.ndarray, precision: str, repeats: int,
         sync()
 
     def engine():
-        out = nus.predict(stack, model, device=device, precision=precision, normalize=None)
+        out = nus.predict(stack, model, device=device, precision=precision, normalization=None)
         sync()
         return out
 
@@ -732,13 +732,13 @@ def markdown(res: dict, cfg, mach: dict, wall: float) -> str:
                 "CPU, its cap)."), "",
                 ("- **bare forward**: `torch.inference_mode()`, `torch.softmax(model(x), 1)` on the "
                 "already padded float32 tensor, batch by batch; output left as tensors."),
-                ("- **predict**: `predict(x, model, tile_size=None, normalize=None, batch_size=4)` on the "
+                ("- **predict**: `predict(x, model, tile_size=None, normalization=None, batch_size=4)` on the "
                 "already normalized float32 stack: normalization cost *excluded* (the engine still "
                 "checks finiteness, copies, pads, stacks and stitches into a numpy array)."),
                 ("- **predict+norm**: `predict(raw_uint16, model, tile_size=None, batch_size=4)`: the "
                 "engine's default per-slice percentile normalization *included* (the bare side is "
                 "unchanged, so this row shows the whole cost of normalizing)."),
-                ("- **segment**: `segment(x, model, tile_size=None, normalize=None, batch_size=4)`: "
+                ("- **segment**: `segment(x, model, tile_size=None, normalization=None, batch_size=4)`: "
                  "the labels path (probabilities -> class per pixel inside the engine), against the "
                  "same bare forward (model + softmax, no argmax)."), "",
                 ("Forward time: seconds inside the network's forward, timed with forward hooks on "

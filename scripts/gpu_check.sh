@@ -11,7 +11,7 @@ PY="${PYTHON:-python3}"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT_DIR/gpu.txt"
 "$PY" -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name(0))" | tee -a "$OUT_DIR/gpu.txt"
 # tests: the CUDA-marked ones across the suite (the rest run in CI)
-"$PY" -m pytest -p no:cacheprovider -q -m cuda tests/test_gpu.py tests/test_inference.py tests/test_training.py \
+"$PY" -m pytest -p no:cacheprovider -q -m cuda tests/inference/test_gpu.py tests/inference/test_tiled_equals_whole.py tests/training/test_train_loop.py \
   -o addopts="--import-mode=importlib" 2>&1 | tee "$OUT_DIR/tests.log"
 tests_rc=${PIPESTATUS[0]}
 # benchmark (d): MPix/s end to end vs the bare forward, base-64 UNet in bf16 and the default model

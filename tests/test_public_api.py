@@ -5,10 +5,54 @@ import sys
 
 import napari_unet_stack as nus
 
+EXPECTED = [
+    "CheckpointError",
+    "InferenceCancelled",
+    "LabelRule",
+    "ModelSource",
+    "NestedUNet",
+    "Progress",
+    "TrainProgress",
+    "TrainingCancelled",
+    "UNet",
+    "UnsafeCheckpointError",
+    "__version__",
+    "dice",
+    "export_torchscript",
+    "foreground_dice",
+    "iou",
+    "iter_predict",
+    "iter_segment",
+    "iter_train",
+    "list_models",
+    "load_model",
+    "load_sample",
+    "predict",
+    "save_model",
+    "segment",
+    "select_fast_head",
+    "train",
+]
+
+
+def test_all_is_the_expected_list():
+    assert sorted(nus.__all__) == sorted(EXPECTED)
+    assert len(set(nus.__all__)) == len(nus.__all__)
+
+
+def test_public_names_are_the_real_objects():
+    from napari_unet_stack import inference, labels
+
+    assert nus.ModelSource is inference.ModelSource
+    assert nus.LabelRule is labels.LabelRule
+    assert nus.predict is inference.predict and nus.segment is inference.segment
+    assert isinstance(nus.__version__, str) and nus.__version__
+
 
 def test_every_public_name_resolves():
     for name in nus.__all__:
-        assert getattr(nus, name) is not None, name
+        value = getattr(nus, name)
+        assert name == "__version__" or callable(value), name
     assert set(nus.__all__) <= set(dir(nus))
 
 

@@ -22,6 +22,7 @@ from .inference import (
     predict,
     segment,
 )
+from .labels import LabelRule
 from .models import NestedUNet, UNet
 
 # name -> module, imported on first attribute access (PEP 562)
@@ -40,6 +41,7 @@ _LAZY = {
 __all__ = [
     "CheckpointError",
     "InferenceCancelled",
+    "LabelRule",
     "ModelSource",
     "NestedUNet",
     "Progress",

@@ -100,10 +100,6 @@ def memory_budget(device: torch.device) -> int:
     return int(min(available * 0.25, cap))
 
 
-def is_out_of_memory(err: BaseException) -> bool:
-    return isinstance(err, torch.OutOfMemoryError)
-
-
 def empty_cache(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.empty_cache()

@@ -68,6 +68,25 @@ def validate_normalization(spec: Any) -> dict[str, Any]:
     return out
 
 
+def resolve_normalization(option: Any, model_normalization: dict | None = None) -> dict[str, Any] | None:
+    """The normalization a run uses: None (raw values) or a canonical dict.
+
+    ``option`` ``"auto"``: the model's own (``model.meta["normalization"]``), else
+    `DEFAULT_NORMALIZATION`; None, False or ``"none"``: none; anything else: itself, checked
+    by `validate_normalization`.
+
+    >>> resolve_normalization("auto", {"mode": "scale", "divisor": 255.0})["mode"]
+    'scale'
+    >>> resolve_normalization(None) is None
+    True
+    """
+    if isinstance(option, str) and option == "auto":
+        return validate_normalization(model_normalization or DEFAULT_NORMALIZATION)
+    if option is None or option is False or (isinstance(option, str) and option == "none"):
+        return None
+    return validate_normalization(option)
+
+
 def _finite_values(channel: np.ndarray) -> np.ndarray:
     flat = np.asarray(channel).ravel()
     if flat.dtype.kind == "f":

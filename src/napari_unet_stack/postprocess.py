@@ -1,62 +1,15 @@
-"""Probabilities to labels: argmax or threshold, class values, instances, size filter."""
+"""Instance labels from semantic labels: connected components and a size filter.
+
+(Probabilities -> semantic labels is `napari_unet_stack.labels`.)
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 
+from .labels import smallest_uint
 
-def smallest_uint(max_value: int) -> np.dtype:
-    """The smallest unsigned dtype holding ``max_value``.
-
-    >>> smallest_uint(255), smallest_uint(256)
-    (dtype('uint8'), dtype('uint16'))
-    """
-    for dtype in (np.uint8, np.uint16, np.uint32, np.uint64):
-        if max_value <= np.iinfo(dtype).max:
-            return np.dtype(dtype)
-    raise ValueError(f"label value {max_value} does not fit in 64 bits")
-
-
-def label_values(n_classes: int, activation: str, class_values: Sequence[int] | None) -> np.ndarray:
-    """The value written for each class index (see `probabilities_to_classes`).
-
-    softmax: one value per channel. sigmoid: background plus one value per channel
-    (a single-channel model gives 0/1; a multilabel model numbers its channels from 1).
-    ``class_values`` may list every value, or, for a multilabel sigmoid model, one per
-    channel (background is then 0).
-
-    >>> label_values(3, "sigmoid", None)
-    array([0, 1, 2, 3])
-    >>> label_values(2, "sigmoid", [5, 9])
-    array([0, 5, 9])
-    """
-    n = n_classes + 1 if activation == "sigmoid" else n_classes
-    if class_values is None:
-        return np.arange(n, dtype=np.int64)
-    values = np.asarray(class_values, dtype=np.int64)
-    if activation == "sigmoid" and n_classes > 1 and values.shape == (n_classes,):
-        values = np.concatenate([[0], values])
-    if values.shape != (n,) or values.min() < 0:
-        raise ValueError(f"`class_values` must be {n} non-negative ints, got {list(class_values)}")
-    return values
-
-
-def probabilities_to_classes(probs: np.ndarray, activation: str, threshold: float = 0.5) -> np.ndarray:
-    """Class indices from probabilities ``(K, ...)``.
-
-    softmax: argmax over classes. sigmoid with one channel: ``p > threshold``. sigmoid
-    with several channels (multilabel): the most probable channel above ``threshold``,
-    numbered from 1 (0 where none passes).
-    """
-    if activation == "softmax":
-        return np.argmax(probs, axis=0)
-    if probs.shape[0] == 1:
-        return (probs[0] > threshold).astype(np.int64)
-    best = np.argmax(probs, axis=0)
-    passed = np.take_along_axis(probs, best[None], axis=0)[0] > threshold
-    return np.where(passed, best + 1, 0)
+__all__ = ["instance_labels"]
 
 
 def instance_labels(semantic: np.ndarray, *, ndim: int, min_size: int = 0) -> np.ndarray:

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from napari_unet_stack import _dask, distributed, io, predict, segment
+from napari_unet_stack import distributed, io, predict, segment
 from napari_unet_stack.checkpoints import save_model
+from napari_unet_stack.inference import sources
 from napari_unet_stack.models import UNet
 
 OPTS = {"device": "cpu", "tile_size": 32}
@@ -59,8 +60,8 @@ def test_lazy_probabilities_and_channels(stack):
 
 def test_stack_normalization_fitted_once_for_all_chunks(model, stack):
     norm = {"mode": "percentile", "low": 1.0, "high": 99.0, "scope": "stack"}
-    lazy = segment(da.from_array(stack, chunks=(1, 40, 52)), model, normalize=norm, **OPTS)
-    np.testing.assert_array_equal(lazy.compute(), segment(stack, model, normalize=norm, **OPTS))
+    lazy = segment(da.from_array(stack, chunks=(1, 40, 52)), model, normalization=norm, **OPTS)
+    np.testing.assert_array_equal(lazy.compute(), segment(stack, model, normalization=norm, **OPTS))
 
 
 def test_model_object_is_in_the_graph_once(model, stack):
@@ -74,7 +75,7 @@ def test_model_object_is_in_the_graph_once(model, stack):
 
 
 def test_model_source_loaded_once_per_process(checkpoint, stack):
-    before = _dask.load_stats()["loads"]
+    before = sources.load_stats()["loads"]
     lazy = segment(da.from_array(stack, chunks=(1, 40, 52)), checkpoint, **OPTS)
     tasks = {k: t for k, t in dict(lazy.__dask_graph__()).items() if str(k).startswith("('segment-")}
     assert len(tasks) == 6
@@ -82,7 +83,7 @@ def test_model_source_loaded_once_per_process(checkpoint, stack):
         assert len(pickle.dumps(task)) < 2000  # a path, never the weights
     lazy.compute(scheduler="threads")
     lazy.compute(scheduler="sync")
-    assert _dask.load_stats()["loads"] - before <= 1
+    assert sources.load_stats()["loads"] - before <= 1
 
 
 def test_dask_input_into_zarr_out_chunk_by_chunk(tmp_path, model, stack):
@@ -180,7 +181,7 @@ def test_distributed_local_cluster_equals_in_memory(cluster, model, checkpoint, 
         by_source = segment(image, checkpoint, **OPTS)
         np.testing.assert_array_equal(client.compute(by_source).result(), expected)
         # each worker process loaded the checkpoint at most once for 6 tasks
-        loads = client.run(lambda: _dask.load_stats()["loads"])
+        loads = client.run(lambda: sources.load_stats()["loads"])
         assert len(loads) == 2 and all(n <= 1 for n in loads.values()) and sum(loads.values()) >= 1
         by_object = segment(image, model, **OPTS)
         np.testing.assert_array_equal(client.compute(by_object).result(), expected)

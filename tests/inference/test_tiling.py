@@ -83,7 +83,7 @@ def test_plan_rejects_empty_axis():
         tiling.plan_axis(0, core=16, halo=0, multiple=16)
 
 
-@pytest.mark.parametrize("module", ["tiling", "postprocess", "models.unet"])
+@pytest.mark.parametrize("module", ["tiling", "normalization", "models.unet"])
 def test_docstring_examples(module):
     import doctest
     import importlib

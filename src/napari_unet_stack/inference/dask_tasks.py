@@ -1,0 +1,165 @@
+"""Lazy dask results: the engine mapped over slice chunks (no napari).
+
+`predict` / `segment` on a dask array return a lazy dask array with one task per chunk of
+the leading (Z, T, ...) axes; the channel axis and the two image axes are merged into
+whole chunks. With ``out=`` (e.g. a zarr array) the chunks are computed one by one and
+written into it instead. How the model reaches the tasks:
+
+- a *source* (checkpoint path, bundled model name, or `ModelSource` for ``trust=True`` and
+  overrides): only that small description is in the task graph; each process loads the
+  model once and keeps it (`cached_model`), so dask.distributed workers load it once
+  each, whatever the number of tasks;
+- a model *object*: put into the graph once, as one key every task depends on, so
+  dask.distributed ships it to each worker once (not pickled into every task). That is
+  one pickle of the weights per worker process; pass a source to avoid even that.
+
+The options are checked and the normalization resolved once, here on the client; every
+task gets the same `Request` and runs the engine on its chunk. Stack-scope normalization
+is fitted here too (on the slices the in-memory engine uses) and handed to the tasks as
+fixed parameters, so the lazy result equals the in-memory one for slice- and stack-scope
+normalization alike.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import numpy as np
+
+from .engine import iterate
+from .events import InferenceCancelled, drain
+from .layout import Layout, fit_stack, validate_image
+from .plan import Request, make_request
+from .sources import ModelSource, cached_model, is_source
+from .spec import model_spec
+
+__all__ = ["dask_apply", "fixed_normalization", "is_dask", "store_chunks"]
+
+
+def is_dask(image) -> bool:
+    """Whether ``image`` is a dask array."""
+    return type(image).__module__.startswith("dask") and hasattr(image, "map_blocks")
+
+
+def _resolve(model_ref: Any):
+    return cached_model(model_ref) if isinstance(model_ref, ModelSource) else model_ref
+
+
+def _segment_block(block, model_ref, request: Request):
+    """The task of one chunk: its labels."""
+    model = _resolve(model_ref)
+    return drain(iterate(block, model_spec(model), request))
+
+
+def _predict_block(block, model_ref, request: Request, has_channels: bool):
+    """The task of one chunk (classes/channels first): its probabilities."""
+    data = block if has_channels else block[0]
+    model = _resolve(model_ref)
+    return drain(iterate(data, model_spec(model), request))
+
+
+def fixed_normalization(image, layout: Layout, norm: dict | None) -> dict | None:
+    """``norm``, with stack scope fitted here, once, as fixed per-channel parameters."""
+    if norm is None or norm["scope"] != "stack" or not layout.lead_shape:
+        return norm
+    params = fit_stack(image, layout, norm)
+    # (x - mean * 1) / (std * 1) is exactly the fitted affine map (x - offset) / scale
+    return {"mode": "meanstd", "mean": params[:, 0].tolist(), "std": params[:, 1].tolist(),
+            "divisor": 1.0, "scope": "slice"}
+
+
+def _model_reference(model: Any) -> tuple[Any, Any, str]:
+    """(the model here, what the tasks get, 'source' or 'object')."""
+    if is_source(model):
+        return cached_model(model), ModelSource.of(model), "source"
+    import dask
+
+    # one graph key holds the model; every task depends on it
+    ref = dask.delayed(model, name=f"napari-unet-stack-model-{uuid.uuid4().hex}", traverse=False)
+    return model, ref, "object"
+
+
+def dask_apply(image, model, *, mode: str, options: dict[str, Any]):
+    """Map the engine over ``image``'s leading-axis chunks; return a lazy dask array.
+
+    Parameters
+    ----------
+    image : dask array
+        Chunks along the leading axes are kept (one task per chunk); the channel and
+        image axes are merged into whole chunks.
+    model : model, callable, checkpoint path, bundled name or `ModelSource`
+        See the module docstring for how each reaches the workers.
+    mode : {'labels', 'probabilities'}
+    options : dict
+        The keyword arguments of `predict`/`segment` (``normalization=``). Without ``out``
+        the result is lazy (``progress`` and ``cancel`` are refused). With ``out`` (numpy,
+        memmap, zarr) the chunks are computed one after the other and written into it,
+        ``progress(done, total)`` counts chunks, ``cancel`` is checked between chunks, and
+        ``out`` is returned: out of core for inputs and outputs larger than memory.
+        ``info`` gets ``lazy``, ``n_tasks`` and ``model_transport``.
+    """
+    options = dict(options)
+    out, progress, cancel, info = (options.pop(k, None) for k in ("out", "progress", "cancel", "info"))
+    if out is None and (progress is not None or cancel is not None):
+        raise ValueError("`progress` and `cancel` need `out=`: a lazy dask result (no `out`) takes neither")
+    local, model_ref, transport = _model_reference(model)
+    spec = model_spec(local)
+    request = make_request(spec, mode, **options)
+    layout = validate_image(image, request.channel_axis, spec.in_channels)
+    image = image.rechunk({ax: -1 for ax in range(image.ndim) if ax not in layout.spatial[:-2]})
+    request = request.replace(normalization=fixed_normalization(image, layout, request.normalization))
+    if mode == "labels":
+        result = _lazy_labels(image, layout, model_ref, request, spec.label_rule(spec.out_channels or 1).dtype)
+    else:
+        if spec.out_channels is None:
+            raise ValueError("lazy probabilities need a model that reports its output channels")
+        result = _lazy_probabilities(image, layout, model_ref, request, spec.out_channels)
+    if info is not None:
+        info.update(lazy=out is None, n_tasks=int(np.prod(result.numblocks)), model_transport=transport)
+    if out is None:
+        return result
+    if tuple(out.shape) != tuple(result.shape):
+        raise ValueError(f"`out` must have shape {tuple(result.shape)}, got {tuple(out.shape)}")
+    return store_chunks(result, out, progress, cancel)
+
+
+def _lazy_labels(image, layout: Layout, model_ref, request: Request, dtype: np.dtype):
+    import dask.array as da
+
+    drop = [layout.channel_axis] if layout.channel_axis is not None else []
+    return da.map_blocks(
+        _segment_block, image, model_ref, request, dtype=dtype, drop_axis=drop,
+        meta=np.empty((0,) * (image.ndim - len(drop)), dtype), name=f"segment-{uuid.uuid4().hex}",
+    )
+
+
+def _lazy_probabilities(image, layout: Layout, model_ref, request: Request, n_classes: int):
+    """Probabilities, classes first: the channel axis (if any) moves to the front first."""
+    import dask.array as da
+
+    if layout.channel_axis is not None:
+        arr = da.moveaxis(image, layout.channel_axis, 0)
+        request = request.replace(channel_axis=0)
+    else:
+        arr = image[None]
+    chunks = ((n_classes,), *arr.chunks[1:])
+    return da.map_blocks(
+        _predict_block, arr, model_ref, request, layout.channel_axis is not None, dtype=np.float32,
+        chunks=chunks, meta=np.empty((0,) * arr.ndim, np.float32), name=f"predict-{uuid.uuid4().hex}",
+    )
+
+
+def store_chunks(lazy, out, progress=None, cancel=None):
+    """Compute ``lazy`` one chunk at a time into ``out`` (memory: one chunk, whatever the size)."""
+    offsets = [np.cumsum((0, *c)) for c in lazy.chunks]
+    blocks = lazy.to_delayed()
+    total = blocks.size
+    for done, index in enumerate(np.ndindex(*blocks.shape), start=1):
+        if cancel is not None and cancel.is_set():
+            raise InferenceCancelled("inference was cancelled")
+        region = tuple(slice(int(o[i]), int(o[i + 1])) for o, i in zip(offsets, index, strict=True))
+        out[region] = blocks[index].compute()
+        if progress is not None:
+            progress(done, total)
+    return out

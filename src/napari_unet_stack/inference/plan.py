@@ -1,0 +1,190 @@
+"""Planning a run: the validated options (`Request`), then the tile plan, device, batch
+size and label rule (`RunPlan`), built once per run (and again, smaller, after an
+out-of-memory error at batch size 1)."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from .. import tiling
+from ..devices import memory_budget, resolve_device, resolve_precision
+from ..labels import LabelRule
+from ..normalization import resolve_normalization
+from .forward import probe_classes
+from .layout import Layout, fit_stack
+from .spec import ModelSpec
+
+log = logging.getLogger("napari_unet_stack")
+
+__all__ = ["MODES", "Request", "RunPlan", "make_request", "plan_run"]
+
+MODES = ("labels", "probabilities")
+
+
+@dataclass(frozen=True)
+class Request:
+    """The options of one run, checked, with the normalization resolved (a dict or None).
+
+    Small and picklable: the dask tasks receive it as it is.
+    """
+
+    mode: str  # "labels" | "probabilities"
+    channel_axis: int | None = None
+    tile_size: Any = "auto"
+    halo: Any = "auto"
+    blend: str = "crop"
+    pad_mode: str = "reflect"
+    batch_size: Any = "auto"
+    device: Any = "auto"
+    precision: Any = "auto"
+    normalization: dict | None = None
+    threshold: float = 0.5
+
+    def replace(self, **changes) -> Request:
+        return dataclasses.replace(self, **changes)
+
+
+def make_request(spec: ModelSpec, mode: str, *, channel_axis=None, tile_size="auto", halo="auto", blend="crop",
+                 pad_mode="reflect", batch_size="auto", device="auto", precision="auto", normalization="auto",
+                 threshold=0.5) -> Request:
+    """Check the options that do not depend on the image; resolve the normalization
+    (an explicit option wins over the checkpoint's, which wins over the default)."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if blend not in tiling.BLEND_MODES:
+        raise ValueError(f"`blend` must be one of {tiling.BLEND_MODES}, got {blend!r}")
+    if pad_mode not in tiling.PAD_MODES:
+        raise ValueError(f"`pad_mode` must be one of {tiling.PAD_MODES}, got {pad_mode!r}")
+    if not 0.0 <= float(threshold) <= 1.0:
+        raise ValueError(f"`threshold` must be in [0, 1], got {threshold}")
+    if spec.margin and blend != "crop":
+        raise ValueError("valid-convolution models tile exactly with the overlap-tile strategy: use blend='crop'")
+    return Request(mode, channel_axis, tile_size, halo, blend, pad_mode, batch_size, device, precision,
+                   resolve_normalization(normalization, spec.normalization), float(threshold))
+
+
+def resolve_halo(halo: Any, spec: ModelSpec, blend: str) -> int:
+    """The halo in pixels: 0 for valid models, the model's reach for 'auto'."""
+    if spec.margin:
+        return 0
+    if halo == "auto" or halo is None:
+        if not spec.exact and spec.module is not None and not hasattr(spec.module, "size_multiple"):
+            warnings.warn("model geometry unknown: using a depth-4 UNet halo of 96 px", stacklevel=6)
+        return spec.halo
+    if isinstance(halo, bool) or not isinstance(halo, (int, np.integer)) or halo < 0:
+        raise ValueError(f"`halo` must be 'auto' or a non-negative int, got {halo!r}")
+    rounded = tiling.round_up(int(halo), spec.multiple)
+    if blend == "crop" and rounded < spec.halo:
+        log.info("halo %d px is below the model's reach (%d px): tiled output is not exact", rounded, spec.halo)
+    return rounded
+
+
+def activation_bytes_per_pixel(spec: ModelSpec, dtype_bytes: int) -> float:
+    """A conservative estimate of live activation memory per input pixel in inference."""
+    factor = 14 + (2 * 6 if spec.deep else 0)
+    return factor * spec.base_channels * dtype_bytes
+
+
+def resolve_tile(tile_size: Any, spec: ModelSpec, halo: int, hw: tuple[int, int], budget: int, bpp: float,
+                 device: torch.device) -> tuple[int | None, int | None]:
+    """The (Y, X) core size: from the memory budget for 'auto', (None, None) for whole slices."""
+    if tile_size is None:
+        return None, None
+    if tile_size == "auto":
+        # the largest core whose window fits the budget at batch size 1, capped for responsiveness
+        cap = 2048 if device.type == "cuda" else 1024
+        side = int(math.sqrt(budget / bpp)) - 2 * halo - 2 * spec.margin
+        core = max(spec.multiple, min(cap, side) // spec.multiple * spec.multiple)
+        return (min(core, tiling.round_up(hw[0], spec.multiple)), min(core, tiling.round_up(hw[1], spec.multiple)))
+    sizes = (tile_size, tile_size) if np.isscalar(tile_size) else tuple(tile_size)
+    if len(sizes) != 2 or any(isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 1 for s in sizes):
+        raise ValueError(f"`tile_size` must be 'auto', None, a positive int or a (Y, X) pair, got {tile_size!r}")
+    return tuple(int(s) for s in sizes)  # type: ignore[return-value]
+
+
+def plan_axes(spec: ModelSpec, hw: tuple[int, int], cores: tuple[int | None, int | None], halo: int):
+    """The (Y, X) `tiling.AxisPlan` pair."""
+    return tuple(
+        tiling.plan_axis(
+            n, core=c, halo=halo, multiple=spec.multiple, input_size_for=spec.input_size_for,
+            output_size=spec.output_size, valid_margin=spec.margin,
+        )
+        for n, c in zip(hw, cores, strict=True)
+    )
+
+
+def resolve_batch(batch_size: Any, device: torch.device, budget: int, window_px: int, bpp: float) -> int:
+    if batch_size == "auto":
+        cap = 64 if device.type == "cuda" else 4
+        return int(max(1, min(cap, budget // max(window_px * bpp, 1))))
+    if isinstance(batch_size, (int, np.integer)) and not isinstance(batch_size, bool) and batch_size >= 1:
+        return int(batch_size)
+    raise ValueError(f"`batch_size` must be 'auto' or a positive int, got {batch_size!r}")
+
+
+@dataclass
+class RunPlan:
+    """Everything a run needs that does not change while it runs (but for `shrunk`)."""
+
+    spec: ModelSpec
+    layout: Layout
+    request: Request
+    device: torch.device
+    autocast_dtype: torch.dtype | None
+    stack_params: np.ndarray | None
+    halo: int
+    axes: tuple[tiling.AxisPlan, tiling.AxisPlan]
+    batch_size: int
+    n_classes: int
+    rule: LabelRule | None  # labels mode only
+
+    @property
+    def channels_last(self) -> bool:
+        return self.device.type == "cuda"
+
+    @property
+    def tiles_per_slice(self) -> int:
+        return len(self.axes[0].origins) * len(self.axes[1].origins)
+
+    @property
+    def exact(self) -> bool:
+        spec = self.spec
+        return spec.exact and self.request.blend == "crop" and (spec.margin > 0 or self.halo >= spec.halo)
+
+    def shrunk(self) -> RunPlan | None:
+        """The plan with tiles half as large and batch size 1; None when they cannot shrink."""
+        m = self.spec.multiple
+        cores = tuple(max(m, (p.core // 2) // m * m) for p in self.axes)
+        if cores == (self.axes[0].core, self.axes[1].core):
+            return None
+        axes = plan_axes(self.spec, self.layout.hw, cores, self.halo)
+        return dataclasses.replace(self, axes=axes, batch_size=1)
+
+
+def plan_run(spec: ModelSpec, layout: Layout, request: Request, image) -> RunPlan:
+    """Device, precision, stack normalization, halo, tiles, batch size and classes of a run."""
+    dev = resolve_device(request.device)
+    autocast_dtype = resolve_precision(request.precision, dev)
+    norm = request.normalization
+    stack_params = None
+    if norm is not None and norm["scope"] == "stack" and layout.lead_shape:
+        stack_params = fit_stack(image, layout, norm)
+    halo = resolve_halo(request.halo, spec, request.blend)
+    bpp = activation_bytes_per_pixel(spec, 2 if autocast_dtype is not None else 4)
+    budget = memory_budget(dev)
+    cores = resolve_tile(request.tile_size, spec, halo, layout.hw, budget, bpp, dev)
+    axes = plan_axes(spec, layout.hw, cores, halo)
+    batch = resolve_batch(request.batch_size, dev, budget, axes[0].window * axes[1].window, bpp)
+    n_classes = spec.out_channels
+    if n_classes is None:  # a plain callable: one small forward tells the class count
+        n_classes = probe_classes(spec, layout.n_channels, dev)
+    rule = spec.label_rule(n_classes, request.threshold) if request.mode == "labels" else None
+    return RunPlan(spec, layout, request, dev, autocast_dtype, stack_params, halo, axes, batch, n_classes, rule)

@@ -1,0 +1,95 @@
+"""The model spec: what the engine reads off a model (ours, imported, or any callable)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from ..labels import LabelRule, default_activation
+from ..models.base import SegmentationNetwork
+
+__all__ = ["ModelSpec", "model_spec"]
+
+
+@dataclass
+class ModelSpec:
+    """Geometry, activation and metadata of a model, as the engine uses them."""
+
+    fn: Callable[[torch.Tensor], torch.Tensor]
+    module: torch.nn.Module | None
+    in_channels: int | None
+    out_channels: int | None
+    multiple: int
+    halo: int
+    margin: int
+    activation: str | None
+    normalization: dict | None
+    class_values: list[int] | None
+    exact: bool
+    base_channels: int
+    deep: bool
+    input_size_for: Callable[[int], int] | None = None
+    output_size: Callable[[int], int] | None = None
+
+    def activation_for(self, n_channels: int) -> str:
+        """The model's activation, or the default for ``n_channels`` outputs."""
+        return default_activation(n_channels, self.activation)
+
+    def label_rule(self, n_channels: int, threshold: float = 0.5) -> LabelRule:
+        """How this model's ``n_channels`` probabilities become labels."""
+        return LabelRule.of(n_channels, self.activation, self.class_values, threshold)
+
+
+def model_spec(model: Any) -> ModelSpec:
+    """The spec of a `SegmentationNetwork`, a checkpoint path / bundled name, or a callable."""
+    if isinstance(model, (str, bytes)) or hasattr(model, "__fspath__"):
+        from ..checkpoints import load_model
+
+        model = load_model(model)
+    if isinstance(model, SegmentationNetwork):
+        return _network_spec(model)
+    if not callable(model):
+        raise TypeError(
+            f"`model` must be a model from load_model, a UNet/NestedUNet, a checkpoint path or a callable "
+            f"mapping N x C x H x W to logits, got {type(model).__name__}"
+        )
+    # any callable: a classic depth-4 UNet's geometry is assumed
+    return ModelSpec(
+        fn=model,
+        module=model if isinstance(model, torch.nn.Module) else None,
+        in_channels=None,
+        out_channels=None,
+        multiple=16,
+        halo=96,
+        margin=0,
+        activation=None,
+        normalization=None,
+        class_values=None,
+        exact=False,
+        base_channels=64,
+        deep=False,
+    )
+
+
+def _network_spec(model: SegmentationNetwork) -> ModelSpec:
+    margin = model.valid_margin
+    return ModelSpec(
+        fn=model,
+        module=model,
+        in_channels=model.in_channels,
+        out_channels=model.out_channels,
+        multiple=model.size_multiple,
+        halo=model.halo,
+        margin=margin,
+        activation=model.activation,
+        normalization=model.meta.get("normalization"),
+        class_values=model.meta.get("class_values"),
+        exact=model.exact_tiling,
+        base_channels=int(getattr(model, "base_channels", 64)),
+        deep=hasattr(model, "forward_heads"),
+        input_size_for=model.input_size_for if margin else None,
+        output_size=model.output_size if margin else None,
+    )
