@@ -104,6 +104,7 @@ def test_predict_channels_from_file_axes(run, tmp_path, stack, balanced):
         np.testing.assert_array_equal(np.asarray(labels.data[...]), segment(rgb, model, channel_axis=1))
 
 
+@pytest.mark.slow
 def test_threshold_means_the_same_for_every_activation(run, tmp_path, stack):
     """``--threshold`` acts on softmax models too (P(foreground) = 1 - P(background)) and on
     a multilabel sigmoid model with class values; the labels equal `segment`'s and the
