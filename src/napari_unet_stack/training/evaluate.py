@@ -1,7 +1,8 @@
 """Validation during training, and the choice of a UNet++'s fast head.
 
 Validation runs the model through `predict` exactly as inference will (padding, tiling) on
-slices already normalized as inference normalizes them, and scores per-class Dice / IoU
+slices already normalized as inference normalizes them, decides classes by the one label
+rule `segment` uses (`napari_unet_stack.labels.LabelRule`), and scores per-class Dice / IoU
 and the cross-entropy over the labelled pixels.
 """
 
@@ -13,9 +14,9 @@ import numpy as np
 
 from ..devices import precision_name, resolve_device, resolve_precision
 from ..inference import predict
+from ..labels import LabelRule
 from ..models import NestedUNet, SegmentationNetwork
 from ..normalization import DEFAULT_NORMALIZATION, validate_normalization
-from ..postprocess import probabilities_to_classes
 from .data import Slice, check_capacity, label_capacity, prepare_data
 from .metrics import confusion_counts
 
@@ -56,6 +57,7 @@ def validation_metrics(
     `predict` runs without normalization and with its usual padding and tiling.
     """
     classes = list(range(1, label_capacity(model)))
+    rule = LabelRule.of(model.out_channels, model.activation)  # as `segment` decides
     tp = np.zeros(len(classes), np.int64)
     fp = np.zeros_like(tp)
     fn = np.zeros_like(tp)
@@ -65,11 +67,16 @@ def validation_metrics(
     try:
         for s in slices:
             probs = predict(
-                s.image, model, channel_axis=0, normalize=None, device=device, precision=precision
+                s.image,
+                model,
+                channel_axis=0,
+                normalization=None,
+                device=device,
+                precision=precision,
             )
             valid = s.target >= 0
             target = s.target.astype(np.int64)
-            pred = probabilities_to_classes(probs, model.activation)
+            pred = rule.classes(probs)
             counts = confusion_counts(pred, target, classes, mask=valid)
             tp += counts[0]
             fp += counts[1]
