@@ -9,6 +9,7 @@ import numpy as np
 
 __all__ = [
     "METADATA_KEY",
+    "channel_axis_for",
     "channel_choices",
     "check_channels",
     "image_input",
@@ -52,6 +53,16 @@ def channel_choices(layer: Any) -> list[tuple[str, int | None]]:
     shape = image_input(layer, None)[0].shape
     axes = [(f"axis {ax} ({n})", ax) for ax, n in enumerate(shape) if len(shape) > 2 and n <= 64]
     return [("none", None), *axes]
+
+
+def channel_axis_for(layer: Any, in_channels: int) -> int | None:
+    """The last axis of a plain (not RGB) layer with ``in_channels`` entries, for a model with
+    several input channels; None when there is none (or nothing to choose)."""
+    if layer is None or getattr(layer, "rgb", False) or in_channels == 1:
+        return None
+    shape = image_input(layer, None)[0].shape
+    matches = [ax for ax, n in enumerate(shape) if n == in_channels]
+    return matches[-1] if matches else None
 
 
 def check_channels(layer: Any, data: Any, channel_axis: int | None, model: Any) -> None:

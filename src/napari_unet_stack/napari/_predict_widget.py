@@ -24,7 +24,14 @@ from qtpy.QtCore import Qt
 from superqt import QCollapsible
 
 from ._jobs import EXPECTED_ERRORS, PredictJob, describe_model, device_choices, run_prediction
-from ._layers import channel_choices, check_channels, image_input, output_geometry, spatial_shape
+from ._layers import (
+    channel_axis_for,
+    channel_choices,
+    check_channels,
+    image_input,
+    output_geometry,
+    spatial_shape,
+)
 from ._lazy_run import LazyRunner
 from ._models import FILE, LoadedModels, choice_of, model_choices
 from ._outputs import OutputLayers
@@ -145,13 +152,9 @@ class PredictWidget(WorkerDock):
             model = self._current_model(quiet=True)
         except EXPECTED_ERRORS:  # reported when the model was chosen
             model = None
-        layer = self.image.value
-        if layer is None or layer.rgb or model is None or model.in_channels == 1:
-            return
-        shape = image_input(layer, None)[0].shape
-        matches = [ax for ax, n in enumerate(shape) if n == model.in_channels]
-        if matches and self.channel_axis.value is None:
-            self.channel_axis.value = matches[-1]
+        axis = None if model is None else channel_axis_for(self.image.value, model.in_channels)
+        if axis is not None and self.channel_axis.value is None:
+            self.channel_axis.value = axis
 
     # -- models ------------------------------------------------------------------------
     def set_model(self, source: Any) -> None:
@@ -202,8 +205,7 @@ class PredictWidget(WorkerDock):
                 return None
             job = self._prepare()
         except EXPECTED_ERRORS as err:
-            show_error(f"napari-unet-stack: {err}")
-            self.status.value = f"not started: {err}"
+            self._not_started(err)
             return None
         worker = self._start(run_prediction, job, desc=f"UNet: {job.image}",
                              total=None, status=f"running on {job.image}...")  # total: with the first event

@@ -16,7 +16,7 @@ from typing import Any
 from magicgui.widgets import Container, Label, PushButton
 from napari.qt.threading import create_worker
 from napari.utils import progress
-from napari.utils.notifications import show_info
+from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import QEventLoop, Qt
 
 from ._lifetime import watch_closing
@@ -55,6 +55,11 @@ class WorkerDock(Container):
             show_info(f"napari-unet-stack: {self.busy_text}")
             return True
         return False
+
+    def _not_started(self, err: BaseException) -> None:
+        """Say why a job could not start (a notification and the status line)."""
+        show_error(f"napari-unet-stack: {err}")
+        self.status.value = f"not started: {err}"
 
     def _start(self, body: Callable, job: Any, *, desc: str, total: int | None, status: str):
         """Run ``body(job)`` in a worker thread; returns the worker."""

@@ -1,7 +1,10 @@
 """The Train dock widget: train a UNet / UNet++ on an Image layer and (painted) Labels.
 
-`iter_train` runs in a napari thread worker; every step updates a progress bar and a live
-plot of the loss and validation Dice. The trained model goes into the shared registry
+`iter_train` runs in a napari thread worker (`_runner.WorkerDock`); every step updates a
+progress bar and a live plot of the loss and validation Dice. The form starts from the
+library's own defaults (`training.settings`: the network of ``ModelSettings()``,
+``DEFAULT_STEPS``, ``TrainSettings()``), the ones ``unet-stack train`` uses, and offers the
+architectures of `napari_unet_stack.models.ARCHITECTURES`. The trained model goes into the shared registry
 (`USER_MODELS`) at once, so the Predict widget can use it, and can be saved to a file.
 """
 
@@ -118,8 +121,7 @@ class TrainWidget(WorkerDock):
         try:
             job = self._prepare()
         except EXPECTED_ERRORS as err:
-            show_error(f"napari-unet-stack: {err}")
-            self.status.value = f"not started: {err}"
+            self._not_started(err)
             return None
         self.plot.clear(job.options["steps"])
         worker = self._start(run_training, job, desc="UNet training", total=job.options["steps"],
