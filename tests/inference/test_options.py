@@ -161,3 +161,11 @@ def test_resolve_normalization():
     assert resolve_normalization("zscore") == {"mode": "zscore", "scope": "slice"}
     with pytest.raises(ValueError, match="percentiles"):
         resolve_normalization({"mode": "percentile", "low": 50, "high": 10})
+
+
+def test_unknown_geometry_warning_points_at_the_caller():
+    net = torch.nn.Conv2d(1, 2, 3, padding=1)  # a plain module: its reach is not known
+    for run in (nus.predict, nus.segment):
+        with pytest.warns(UserWarning, match="geometry unknown") as caught:
+            run(np.zeros((16, 16), np.float32), net, tile_size=None)
+        assert caught[0].filename == __file__

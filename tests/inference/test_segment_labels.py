@@ -93,11 +93,11 @@ SLOW = pytest.mark.slow
     [
         ("unet-transposed", "crop"),
         ("unetpp", "gaussian"),
-        pytest.param("unet-transposed", "gaussian", marks=SLOW),
+        ("unet-transposed", "gaussian"),
         pytest.param("unetpp", "crop", marks=SLOW),
-        pytest.param("unet-valid", "crop", marks=SLOW),
-        pytest.param("unetpp-fast", "crop", marks=SLOW),
-        pytest.param("unetpp-fast", "gaussian", marks=SLOW),
+        ("unet-valid", "crop"),
+        ("unetpp-fast", "crop"),
+        ("unetpp-fast", "gaussian"),
     ],
 )
 def test_segment_is_the_label_rule_of_predict_bit_for_bit(stack, nets, name, blend):

@@ -124,6 +124,7 @@ def test_model_state_is_left_alone(nets):
     assert next(model.parameters()).device.type == "cpu"
 
 
+@pytest.mark.slow
 def test_unetpp_fast_head_is_cheaper_end_to_end(nets):
     """The engine honours the head: a pruned head costs fewer FLOPs through predict."""
     from torch.utils.flop_counter import FlopCounterMode

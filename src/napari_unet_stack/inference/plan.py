@@ -7,8 +7,10 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import sys
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -71,13 +73,25 @@ def make_request(spec: ModelSpec, mode: str, *, channel_axis=None, tile_size="au
                    resolve_normalization(normalization, spec.normalization), float(threshold))
 
 
+_PACKAGE_DIR = str(Path(__file__).resolve().parents[1])
+
+
+def _caller_stacklevel() -> int:
+    """The ``stacklevel`` of the first frame outside this package (the user's call)."""
+    level, frame = 1, sys._getframe(1)
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
 def resolve_halo(halo: Any, spec: ModelSpec, blend: str) -> int:
     """The halo in pixels: 0 for valid models, the model's reach for 'auto'."""
     if spec.margin:
         return 0
     if halo == "auto" or halo is None:
         if not spec.exact and spec.module is not None and not hasattr(spec.module, "size_multiple"):
-            warnings.warn("model geometry unknown: using a depth-4 UNet halo of 96 px", stacklevel=6)
+            warnings.warn("model geometry unknown: using a depth-4 UNet halo of 96 px",
+                          stacklevel=_caller_stacklevel())
         return spec.halo
     if isinstance(halo, bool) or not isinstance(halo, (int, np.integer)) or halo < 0:
         raise ValueError(f"`halo` must be 'auto' or a non-negative int, got {halo!r}")
