@@ -48,6 +48,7 @@ def test_bundled_model_files_are_small_safe_and_described(name):
     assert model.base_channels <= 16
 
 
+@pytest.mark.slow
 def test_unet_segments_the_held_out_stack(held_out):
     model = load_model("nuclei-unet")
     labels = segment(held_out.image, model, device="cpu")
@@ -55,6 +56,7 @@ def test_unet_segments_the_held_out_stack(held_out):
     assert foreground_dice(labels, held_out.labels) >= TARGET
 
 
+@pytest.mark.slow
 def test_unetpp_accurate_and_fast_heads(held_out):
     model = load_model("nuclei-unetpp")
     assert model.deep_supervision and 1 <= model.meta["fast_head"] <= model.full_depth

@@ -34,7 +34,7 @@ def test_cli_train_writes_a_checkpoint(tmp_path, data, capsys):
             "2",
             "--device",
             "cpu",
-            "--no-progress",
+            "--quiet",
         ]
     )
     assert code == 0 and out.is_file()
@@ -45,7 +45,7 @@ def test_cli_train_writes_a_checkpoint(tmp_path, data, capsys):
     # --resume continues that training: 2 more steps on the stored optimizer and schedule
     again = tmp_path / "more.pt"
     common = [str(tmp_path / "img.tif"), str(tmp_path / "lab.npy"), "-o", str(again)]
-    small = ["--patch-size", "48", "--batch-size", "2", "--device", "cpu", "--no-progress"]
+    small = ["--patch-size", "48", "--batch-size", "2", "--device", "cpu", "--quiet"]
     code = main(["train", *common, "--model", str(out), "--resume", "--steps", "2", *small])
     assert code == 0
     resumed = load_model(again)

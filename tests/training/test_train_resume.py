@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from napari_unet_stack.checkpoints import load_model, save_model
+from napari_unet_stack.models import UNet
 from napari_unet_stack.training import (
     TrainingCancelled,
     iter_train,
@@ -36,7 +37,8 @@ def test_cancel_raises_with_the_best_model_so_far(data, fast, tiny_unet):
         )
     err = caught.value
     assert err.step == 3 and len(err.history["loss"]) == 3
-    assert err.model is not None and not err.model.training
+    assert isinstance(err.model, UNet) and not err.model.training
+    assert err.model.training_state["step"] == 2  # the weights and state of the best step
     assert (
         err.model.meta["provenance"]["steps"] == 3
         and err.model.meta["provenance"]["best_step"] == 2
@@ -51,6 +53,7 @@ def test_cancel_before_the_first_step(data, fast, tiny_unet):
     assert caught.value.model is None and caught.value.step == 0
 
 
+@pytest.mark.slow
 def test_resume_from_our_checkpoint(trained, data, tmp_path, fast, tiny_unet):
     model, _, _ = trained
     path = save_model(model, tmp_path / "first.pt")
@@ -148,6 +151,7 @@ def test_cancelled_run_with_validation_resumes_from_its_best_step(data, fast, ti
     np.testing.assert_allclose(history["loss"], straight_history["loss"][2:], rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_resume_with_steps_runs_that_many_more(trained, data, tmp_path, fast):
     from napari_unet_stack.training.state import lr_lambda
 

@@ -16,7 +16,7 @@ from ..devices import precision_name, resolve_device, resolve_precision
 from ..inference import predict
 from ..labels import LabelRule
 from ..models import NestedUNet, SegmentationNetwork
-from ..normalization import DEFAULT_NORMALIZATION, validate_normalization
+from ..normalization import resolve_normalization
 from .data import Slice, check_capacity, label_capacity, prepare_data
 from .metrics import confusion_counts
 
@@ -150,7 +150,7 @@ def select_fast_head(
             f"`model` must be a NestedUNet built with deep_supervision=True, got {type(model).__name__}"
             + (" without deep supervision" if isinstance(model, NestedUNet) else "")
         )
-    norm = validate_normalization(model.meta.get("normalization") or DEFAULT_NORMALIZATION)
+    norm = resolve_normalization("auto", model.meta.get("normalization"))
     class_values = None if sparse else model.meta.get("class_values")
     data = prepare_data(
         images,

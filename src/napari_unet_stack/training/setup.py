@@ -17,7 +17,7 @@ import torch
 
 from ..devices import resolve_device, resolve_precision
 from ..models import SegmentationNetwork
-from ..normalization import DEFAULT_NORMALIZATION, validate_normalization
+from ..normalization import resolve_normalization, validate_normalization
 from .data import PreparedData, Slice, check_capacity, index_centres, prepare_data, split_validation
 from .settings import DEFAULT_LR, DEFAULT_STEPS, DEFAULT_WEIGHT_DECAY, TrainSettings, default_model
 from .state import check_training_state, restore_rng
@@ -108,12 +108,10 @@ def _resumed_state(net: SegmentationNetwork | None, s: TrainSettings) -> dict[st
 
 
 def _normalization(s: TrainSettings, net: SegmentationNetwork | None) -> dict:
-    """The setting, else the model's, else the default."""
+    """The setting (a fresh copy), else the model's, else `DEFAULT_NORMALIZATION`."""
     if s.normalization is not None:
         return validate_normalization(s.normalization)
-    if net is not None and net.meta.get("normalization"):
-        return validate_normalization(net.meta["normalization"])
-    return validate_normalization(DEFAULT_NORMALIZATION)
+    return resolve_normalization("auto", net.meta.get("normalization") if net is not None else None)
 
 
 def _name_classes(net: SegmentationNetwork, class_names: tuple[str, ...] | None) -> None:
