@@ -69,16 +69,14 @@ def resolve_model(model: Any) -> SegmentationNetwork | None:
     )
 
 
-def patch_shapes(patch_size: Any, model: SegmentationNetwork, slices: list[Slice]):
-    """(image patch, label patch) shapes on the model's size grid, no larger than needed."""
-    if isinstance(patch_size, (int, np.integer)) and not isinstance(patch_size, bool):
-        wanted = (int(patch_size), int(patch_size))
-    elif isinstance(patch_size, (tuple, list)) and len(patch_size) == 2:
-        wanted = tuple(int(p) for p in patch_size)
-    else:
-        raise ValueError(f"`patch_size` must be an int or (height, width), got {patch_size!r}")
-    if min(wanted) < 1:
-        raise ValueError(f"`patch_size` must be positive, got {patch_size!r}")
+def patch_shapes(
+    patch_size: int | tuple[int, int], model: SegmentationNetwork, slices: list[Slice]
+):
+    """(image patch, label patch) shapes on the model's size grid, no larger than needed.
+
+    ``patch_size`` is a checked `TrainSettings.patch_size`: an int or (height, width).
+    """
+    wanted = (patch_size, patch_size) if isinstance(patch_size, int) else tuple(patch_size)
     largest = (max(s.shape[0] for s in slices), max(s.shape[1] for s in slices))
     image_shape, label_shape = [], []
     for want, big in zip(wanted, largest, strict=True):
