@@ -24,12 +24,8 @@ def stack():
 @pytest.fixture
 def computed(monkeypatch, stack):
     """Indices of the slices the network ran on, in order (the engine's task per chunk)."""
-    import importlib
+    import napari_unet_stack.inference.dask_tasks as dask_module  # the engine's task per chunk
 
-    try:  # the engine's dask tasks (inference/dask_tasks.py, formerly _dask.py)
-        dask_module = importlib.import_module("napari_unet_stack.inference.dask_tasks")
-    except ImportError:
-        dask_module = importlib.import_module("napari_unet_stack._dask")
     done: list[int] = []
     original = dask_module._predict_block
 
