@@ -157,7 +157,7 @@ def test_rerun_updates_the_layer_and_threshold_needs_no_rerun(make_napari_viewer
     labels = viewer.layers["nuclei_stack labels"]
     before = labels.data.copy()
     prob = viewer.layers["nuclei_stack probability"].data
-    assert prob.dtype == np.uint8 and prob.shape == before.shape  # one byte per pixel kept
+    assert prob.dtype == np.uint8 and prob.shape == before.shape  # P(foreground), 255 = 1.0
 
     calls = model.calls
     widget.threshold.value = 0.9
@@ -310,7 +310,9 @@ def test_the_viewer_stays_responsive_while_predicting(make_napari_viewer, qtbot,
     assert end - start > 0.8
     assert ticks.count(start, end) > 0.3 * (end - start) / ticks.interval
     assert ticks.longest_pause(start, end) < 0.5 * (end - start)
-    assert viewer.layers["img labels"].data.shape == (3, 300, 520)
+    labels = viewer.layers["img labels"].data
+    assert labels.shape == (3, 300, 520)
+    np.testing.assert_array_equal(labels, segment(viewer.layers["img"].data, model, tile_size=256))
 
 
 def test_bad_checkpoint_shows_a_notification(make_napari_viewer, qtbot, tmp_path, errors):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from napari_unet_stack import segment
 from napari_unet_stack.napari._registry import USER_MODELS
 
 pytestmark = pytest.mark.gui
@@ -61,7 +62,9 @@ def test_train_a_few_steps_then_predict_with_it(make_napari_viewer, qtbot, tmp_p
     predict.tile_size.value = None
     predict.run()
     qtbot.waitUntil(lambda: predict.worker is None, timeout=60_000)
-    assert viewer.layers["nuclei_stack labels"].data.shape == (16, 256, 256)
+    labels = viewer.layers["nuclei_stack labels"].data
+    assert labels.shape == (16, 256, 256)
+    np.testing.assert_array_equal(labels, segment(viewer.layers["nuclei_stack"].data, train.model, tile_size=None))
 
 
 @pytest.mark.slow
@@ -94,7 +97,13 @@ def test_train_unetpp_then_predict_with_its_fast_head(make_napari_viewer, qtbot,
     qtbot.waitUntil(lambda: predict.worker is None, timeout=60_000)
     assert heads and set(heads) == {"fast"}
     assert model.head == "accurate"  # given back
-    assert viewer.layers["nuclei_stack labels"].data.shape == (16, 256, 256)
+    labels = viewer.layers["nuclei_stack labels"].data
+    assert labels.shape == (16, 256, 256)
+    model.head = "fast"
+    try:
+        np.testing.assert_array_equal(labels, segment(viewer.layers["nuclei_stack"].data, model))
+    finally:
+        model.head = "accurate"
     assert predict.status.value.startswith("nuclei_stack: ")
 
 
@@ -301,7 +310,10 @@ def test_train_on_a_channel_axis_then_predict_with_it(make_napari_viewer, qtbot,
     predict.tile_size.value = None
     predict.run(wait=True)
     assert predict.status.value.startswith("two: "), predict.status.value
-    assert viewer.layers["two labels"].data.shape == (3, 32, 32)
+    labels = viewer.layers["two labels"].data
+    assert labels.shape == (3, 32, 32)
+    np.testing.assert_array_equal(labels, segment(viewer.layers["two"].data, train.model, channel_axis=1,
+                                                  tile_size=None))
 
 
 @pytest.mark.slow
