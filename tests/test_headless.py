@@ -33,9 +33,9 @@ BLOCKER = textwrap.dedent(f"""
 
 def _run_headless(code: str, tmp_path: Path) -> subprocess.CompletedProcess:
     script = tmp_path / "headless.py"
-    script.write_text(BLOCKER + textwrap.dedent(code) + textwrap.dedent(f"""
+    script.write_text(BLOCKER + textwrap.dedent(code) + textwrap.dedent("""
         loaded = sorted(name for name in sys.modules if name.split(".")[0] in BLOCKED)
-        assert not loaded, f"GUI packages imported: {{loaded}}"
+        assert not loaded, f"GUI packages imported: {loaded}"
     """))
     env = {"NAPARI_UNET_STACK_DEVICE": "cpu", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
     return subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300,

@@ -13,7 +13,8 @@ sigmoid for K == 1):
 - A pixel is foreground where P(foreground) > ``threshold`` (default 0.5), for every
   activation. Its class is then the most probable foreground class (softmax: channels
   1..K-1; multilabel sigmoid: every channel, numbered from 1); elsewhere it is class 0.
-  For a two-class softmax model at 0.5 this is the argmax.
+  For a two-class softmax model at 0.5 this is the argmax, except at float32 ties
+  (``|p1 - p0|`` below about 1e-7, where ``1 - p0`` rounds to exactly 0.5).
 - Class index ``i`` is written as ``values[i]``: the model's ``class_values`` (all of them,
   or for a multilabel sigmoid model one per channel, background then being 0), else ``i``.
 - Pixels whose probabilities are NaN (non-finite input) are background.
