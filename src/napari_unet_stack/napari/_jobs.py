@@ -44,7 +44,7 @@ class PredictJob:
     store: ProbabilityStore
     labels: np.ndarray  # semantic labels being filled
     labels_layer: Any  # the layer showing them, or None
-    restore: Undo | None  # how to put the labels layer back as it was
+    undo: Undo | None  # how to put the labels layer back as it was
     instances: bool
     probability: bool
     min_size: int

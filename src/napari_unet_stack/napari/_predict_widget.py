@@ -64,7 +64,7 @@ class PredictWidget(WorkerDock):
         self.run_button = self.start_button
         self.loaded = LoadedModels()
         self.outputs = OutputLayers(viewer)
-        self.results = Results(viewer)  # what a new threshold can relabel
+        self.results = Results(self.outputs)  # what a new threshold can relabel
         self.lazy_runs = LazyRunner(self.outputs, self.results)
         self._known = USER_MODELS.names()  # user models listed so far
         self._make_form()
@@ -340,8 +340,8 @@ class PredictWidget(WorkerDock):
             self._viewer.layers.selection.active = job.labels_layer
 
     def _undo(self, job: PredictJob) -> None:
-        if job.restore is not None and not self._gone:
-            job.restore(self._viewer)
+        if job.undo is not None and not self._gone:
+            job.undo(self._viewer)
 
     def _release(self, job: PredictJob) -> None:
         if job.head is not None:

@@ -9,12 +9,12 @@ the result on view and says what it did.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
 from ._layers import METADATA_KEY
 from ._lazy import LazyLabels
+from ._outputs import OutputLayers
 from ._store import ProbabilityStore
 
 __all__ = ["PredictResult", "Results"]
@@ -33,18 +33,15 @@ class PredictResult:
 class Results:
     """The results the threshold can still change, by labels layer name."""
 
-    def __init__(self, viewer: Any):
-        self.viewer = viewer
+    def __init__(self, outputs: OutputLayers):
+        self.outputs = outputs
         self.eager: dict[str, PredictResult] = {}
         self.lazy: dict[str, LazyLabels] = {}
-
-    def _names(self) -> set[str]:
-        return {layer.name for layer in self.viewer.layers}
 
     def keep_eager(self, name: str, result: PredictResult, *, shown: bool) -> None:
         """Keep ``result`` for layer ``name`` (``shown``: it is in that layer now, so a lazy
         result there is no longer on view); results of layers gone are dropped."""
-        names = self._names()
+        names = self.outputs.names()
         self.eager = {key: kept for key, kept in self.eager.items() if key in names}
         self.eager[name] = result
         if shown:
@@ -52,7 +49,7 @@ class Results:
 
     def keep_lazy(self, name: str, lazy: LazyLabels) -> None:
         """Keep lazy labels shown in layer ``name`` (the eager result there is gone)."""
-        names = self._names()
+        names = self.outputs.names()
         self.lazy = {key: kept for key, kept in self.lazy.items() if key in names}
         self.lazy[name] = lazy
         self.eager.pop(name, None)
@@ -61,7 +58,7 @@ class Results:
         """Apply threshold ``value`` to image ``image``'s result; the status to show, or None
         when there is no result to change."""
         name = f"{image} labels"
-        layer = next((each for each in self.viewer.layers if each.name == name), None)
+        layer = self.outputs.layer(name)
         lazy = self.lazy.get(name)
         if lazy is not None and layer is not None:
             if lazy.shown_by(layer):
@@ -80,8 +77,9 @@ class Results:
 
     def _instances(self, name: str, result: PredictResult) -> None:
         """Instance labels made again from the relabelled semantic labels, if we made them."""
-        if name in self.viewer.layers and METADATA_KEY in self.viewer.layers[name].metadata:
+        layer = self.outputs.layer(name)
+        if layer is not None and METADATA_KEY in layer.metadata:
             from ..postprocess import instance_labels
 
             ndim = min(3, result.labels.ndim)
-            self.viewer.layers[name].data = instance_labels(result.labels, ndim=ndim, min_size=result.min_size)
+            layer.data = instance_labels(result.labels, ndim=ndim, min_size=result.min_size)
