@@ -379,3 +379,20 @@ def test_save_with_or_without_the_optimizer_state(make_napari_viewer, clean_regi
         train.save_path.value = tmp_path / "full.pt"
         full = train.save()
         assert saved.stat().st_size < full.stat().st_size
+
+
+def test_the_form_starts_from_the_librarys_defaults(make_napari_viewer):
+    """One set of training defaults: the widget's are `train`'s (and ``unet-stack train``'s)."""
+    from napari_unet_stack.models import ARCHITECTURES
+    from napari_unet_stack.napari._train_widget import TrainWidget
+    from napari_unet_stack.training.settings import DEFAULT_STEPS, ModelSettings, TrainSettings
+
+    train = TrainWidget(make_napari_viewer())
+    network, settings = ModelSettings(), TrainSettings()
+    assert list(train.architecture.choices) == list(ARCHITECTURES)
+    assert train.architecture.value == network.architecture
+    assert (train.base_channels.value, train.depth.value) == (network.base_channels, network.depth) == (16, 4)
+    assert train.steps.value == DEFAULT_STEPS == 1000
+    assert (train.patch_size.value, train.batch_size.value) == (settings.patch_size, settings.batch_size)
+    assert train.val_fraction.value == pytest.approx(settings.val_fraction)
+    assert train.device.value == settings.device
