@@ -1,4 +1,4 @@
-"""io formats, axes and messages: extensions, zarr folders, axis letters, units, input lists."""
+"""io formats and axes: extensions, zarr folders, axis letters, units, input lists."""
 
 import doctest
 import importlib
@@ -9,13 +9,13 @@ import zarr
 
 from napari_unet_stack import io
 
-MODULES = ["axes", "formats", "messages", "write"]
+MODULES = ["axes", "formats", "write"]
 
 
 def test_public_names():
     assert io.__all__ == [
         "IMAGE_EXTENSIONS", "ImageData", "as_dask", "canonical_unit", "create_image", "default_axes",
-        "extension_of", "find_images", "first_line", "is_zarr_dir", "kind_of", "normalize_axes",
+        "extension_of", "find_images", "is_zarr_dir", "kind_of", "normalize_axes",
         "output_format", "read_image", "stem_of", "write_image",
     ]
 
@@ -76,18 +76,6 @@ def test_default_axes():
 def test_canonical_unit():
     assert [io.canonical_unit(u) for u in ("um", "MICRON", " nm ", "Å", "sec", "pixel", "", None)] == [
         "micrometer", "micrometer", "nanometer", "angstrom", "second", "pixel", None, None]
-
-
-def test_first_line():
-    assert io.first_line(ValueError("  first\nsecond")) == "first"
-    assert io.first_line(OSError()) == "OSError"
-    assert io.first_line(KeyError("k"), with_type=True) == "KeyError: 'k'"
-    assert io.first_line(RuntimeError("x" * 300), limit=200) == "x" * 200
-    text = "Weights only load failed.\nWeightsUnpickler error: Unsupported global: GLOBAL os.system\n..."
-    assert io.first_line(RuntimeError(text), after="WeightsUnpickler error:") == (
-        "Unsupported global: GLOBAL os.system")
-    assert io.first_line(RuntimeError("header WeightsUnpickler error:"), after="WeightsUnpickler error:",
-                         with_type=True) == "RuntimeError: no details"
 
 
 def test_find_images(tmp_path):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..validation import first_line
+
 __all__ = [
     "SUPPORTED_FORMATS",
     "CheckpointError",
@@ -44,8 +46,4 @@ def error_summary(err: BaseException) -> str:
     raises RuntimeError, EOFError, ... for the same damaged file) and skips the advice that
     torch's ``weights_only`` refusals put before their actual cause.
     """
-    text = str(err).strip() or type(err).__name__
-    # torch's weights_only messages put the actual cause after "WeightsUnpickler error:"
-    _, marker, cause = text.partition("WeightsUnpickler error:")
-    lines = [line.strip() for line in (cause if marker else text).splitlines() if line.strip()]
-    return f"{type(err).__name__}: {lines[0][:200] if lines else 'no details'}"
+    return first_line(err, after="WeightsUnpickler error:", with_type=True, limit=200)

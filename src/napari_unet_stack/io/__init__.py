@@ -32,7 +32,7 @@ the OME-Zarr (UDUNITS) spelling: ``"micrometer"``, ``"nanometer"``, ``"second"``
 The modules: `formats` (extensions, `kind_of`, `is_zarr_dir`), `axes` (letters and units),
 `find` (`find_images`), `image` (`ImageData`), `read` (`read_image`), `tiff_read`,
 `tiff_write`, `zarr_read`, `zarr_write`, `npy`, `atomic` (temporary names, replacing),
-`write` (`create_image`, `write_image`), `lazy` (`as_dask`) and `messages` (`first_line`).
+`write` (`create_image`, `write_image`), `lazy` (`as_dask`).
 None imports napari or Qt.
 """
 
@@ -43,7 +43,6 @@ from .find import find_images
 from .formats import IMAGE_EXTENSIONS, extension_of, is_zarr_dir, kind_of, output_format, stem_of
 from .image import ImageData
 from .lazy import as_dask
-from .messages import first_line
 from .read import read_image
 from .write import create_image, write_image
 
@@ -56,7 +55,6 @@ __all__ = [
     "default_axes",
     "extension_of",
     "find_images",
-    "first_line",
     "is_zarr_dir",
     "kind_of",
     "normalize_axes",
@@ -66,9 +64,3 @@ __all__ = [
     "write_image",
 ]
 
-# TEMPORARY alias until cli/ and napari/_writer use the public name
-_is_zarr_dir = is_zarr_dir
-# TEMPORARY alias until cli/ and napari/_writer use the public name
-_kind_of = kind_of
-# TEMPORARY alias until cli/ and napari/_writer use the public name
-_normalize_axes = normalize_axes

@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ..validation import first_line
 from .formats import FORMAT_NAMES, IMAGE_EXTENSIONS, is_zarr_dir, kind_of
 from .image import ImageData
-from .messages import first_line
 from .npy import read_npy
 from .tiff_read import read_tiff
 from .zarr_read import read_zarr
