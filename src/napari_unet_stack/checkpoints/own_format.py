@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from .._version import __version__
+from ..labels import check_activation
 from ..models import ARCHITECTURE_CLASSES, REFERENCE_ARCHITECTURES, SegmentationNetwork
 from .atomic import atomic_write
 from .errors import CheckpointError, cannot_load
@@ -118,9 +119,9 @@ def save_model(
     path = Path(path)
     config = config_of(model, "save_model")
     metadata = dict(metadata)
-    activation = metadata.pop("activation", model._activation)
-    if activation is not None and activation not in ("softmax", "sigmoid"):
-        raise ValueError(f"`activation` must be 'softmax' or 'sigmoid', got {activation!r}")
+    activation = metadata.pop("activation", model.explicit_activation)
+    if activation is not None:
+        check_activation(activation)
     updates = {key: check_meta(model, key, value) for key, value in metadata.items()}
     meta = {key: plain(value, key) for key, value in {**model.meta, **updates}.items()}
     state = {key: value.detach().to("cpu", copy=True) for key, value in model.state_dict().items()}

@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..labels import ACTIVATIONS
 from ..models import SegmentationNetwork, WrappedNetwork, unwrap_logits
 from .errors import CheckpointError, error_summary
 
@@ -92,7 +93,7 @@ def wrap_module(
     )
     if info.get("exact_tiling") and not {"depth", "halo"} & set(overrides):
         net.exact_tiling = True
-    if info.get("activation") in ("softmax", "sigmoid"):
+    if info.get("activation") in ACTIVATIONS:
         net.activation = info["activation"]
     meta = info.get("meta")
     if isinstance(meta, Mapping):  # written by export_torchscript: restore it unchanged

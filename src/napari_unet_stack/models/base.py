@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..labels import check_activation, default_activation
 from .blocks import round_up
 
 #: Keys of ``SegmentationNetwork.meta`` that checkpoints store and the engine reads.
@@ -86,15 +87,18 @@ class SegmentationNetwork(nn.Module):
     # -- output -------------------------------------------------------------------
     @property
     def activation(self) -> str:
-        if self._activation is not None:
-            return self._activation
-        return "softmax" if self.out_channels > 1 else "sigmoid"
+        """The activation set on the model, else the default for its output channels
+        (`napari_unet_stack.labels.default_activation`)."""
+        return default_activation(self.out_channels, self._activation)
 
     @activation.setter
     def activation(self, value: str) -> None:
-        if value not in ("softmax", "sigmoid"):
-            raise ValueError(f"`activation` must be 'softmax' or 'sigmoid', got {value!r}")
-        self._activation = value
+        self._activation = check_activation(value)
+
+    @property
+    def explicit_activation(self) -> str | None:
+        """The activation set on the model (checkpoint or setter), None when it is the default."""
+        return self._activation
 
     @property
     def normalization(self) -> dict | None:

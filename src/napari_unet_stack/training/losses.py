@@ -14,6 +14,7 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
+from ..labels import check_activation
 from .data import IGNORE
 
 _SMOOTH = 1.0
@@ -65,8 +66,7 @@ def segmentation_loss(
         onehot = F.one_hot(target.clamp(min=0), k).permute(0, 3, 1, 2).to(logits.dtype)
         dice = _soft_dice_loss(probs[:, 1:], onehot[:, 1:], validf)
         return ce + dice_weight * dice
-    if activation != "sigmoid":
-        raise ValueError(f"`activation` must be 'softmax' or 'sigmoid', got {activation!r}")
+    check_activation(activation)
     # channel c is on where target == c + 1
     channels = torch.arange(1, k + 1, device=target.device).view(1, k, 1, 1)
     onehot = (target.unsqueeze(1) == channels).to(logits.dtype)
