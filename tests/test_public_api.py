@@ -13,6 +13,7 @@ EXPECTED = [
     "NestedUNet",
     "Progress",
     "TrainProgress",
+    "TrainSettings",
     "TrainingCancelled",
     "UNet",
     "UnsafeCheckpointError",
