@@ -212,6 +212,23 @@ def test_save_is_atomic(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.pt"]  # no temporary file left
 
 
+def test_saved_models_get_the_users_permissions(tmp_path):
+    # like any file the user writes (umask), not mkstemp's owner-only 0600
+    import os
+
+    from napari_unet_stack.checkpoints import export_torchscript
+
+    model = UNet(1, 2, base_channels=4, depth=2)
+    old = os.umask(0o022)
+    try:
+        own = save_model(model, tmp_path / "m.pt")
+        script = export_torchscript(model, tmp_path / "m.ts")
+    finally:
+        os.umask(old)
+    assert own.stat().st_mode & 0o777 == 0o644
+    assert Path(script).stat().st_mode & 0o777 == 0o644
+
+
 def test_models_without_config_need_torchscript(tmp_path):
     wrapped = WrappedNetwork(torch.nn.Conv2d(1, 2, 1), in_channels=1, out_channels=2)
     with pytest.raises(TypeError, match="export_torchscript"):

@@ -23,9 +23,9 @@ from typing import Any
 import torch
 
 from .._version import __version__
+from ..io.atomic import write_atomically
 from ..labels import check_activation
 from ..models import ARCHITECTURE_CLASSES, REFERENCE_ARCHITECTURES, SegmentationNetwork
-from .atomic import atomic_write
 from .errors import CheckpointError, cannot_load
 from .metadata import check_meta, plain, plain_training_state
 from .weights import load_weights
@@ -137,7 +137,7 @@ def save_model(
     training_state = getattr(model, "training_state", None)
     if include_training_state and training_state is not None:
         checkpoint["training_state"] = plain_training_state(training_state, "training_state")
-    atomic_write(path, lambda tmp: torch.save(checkpoint, tmp))
+    write_atomically(path, lambda tmp: torch.save(checkpoint, tmp))
     model.meta.update(updates)
     if activation is not None:
         model.activation = activation

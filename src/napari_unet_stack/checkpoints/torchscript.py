@@ -18,8 +18,8 @@ from pathlib import Path
 import torch
 
 from .._version import __version__
+from ..io.atomic import write_atomically
 from ..models import SegmentationNetwork
-from .atomic import atomic_write
 from .errors import cannot_load, error_summary
 from .metadata import plain
 from .own_format import FORMAT, FORMAT_VERSION
@@ -99,7 +99,7 @@ def export_torchscript(
         with quiet_jit():
             torch.jit.save(traced, tmp, _extra_files=extra)
 
-    atomic_write(path, write)
+    write_atomically(path, write)
     return path
 
 

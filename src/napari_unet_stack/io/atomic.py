@@ -11,9 +11,10 @@ import contextlib
 import os
 import shutil
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["check_target", "remove", "replace", "temp_name"]
+__all__ = ["check_target", "remove", "replace", "temp_name", "write_atomically"]
 
 
 def temp_name(path: Path, tag: str = "tmp") -> Path:
@@ -60,3 +61,24 @@ def replace(tmp: Path, path: Path) -> None:
         os.replace(old, path)
         raise
     remove(old)
+
+
+def write_atomically(path: Path, write: Callable[[str], None]) -> None:
+    """Call ``write(tmp)`` for a hidden temporary file beside ``path``, flush it to disk,
+    then rename it into place: ``path`` is either the old file or the complete new one.
+
+    ``write`` creates the file itself, so it gets the user's usual permissions (umask).
+    The temporary file is removed on any error, Ctrl-C included.
+    """
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"cannot write {str(path)!r}: folder {str(path.parent)!r} does not exist")
+    tmp = temp_name(path)
+    try:
+        write(str(tmp))
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        remove(tmp)
+        raise
