@@ -12,7 +12,6 @@ and tells the user only that; a failure is an OSError that says what went wrong.
 from __future__ import annotations
 
 import functools
-import os
 import uuid
 from pathlib import Path
 from typing import Any
@@ -85,14 +84,11 @@ def _write_plain_tiff(path: Path, data: Any, options: dict) -> Path:
     JSON description carries axes, scale and units), written under a temporary name."""
     import tifffile
 
-    staged = path.parent / f".{path.name}.{uuid.uuid4().hex[:12]}.tmp"
-    try:
-        tifffile.imwrite(staged, np.asarray(data), compression="zlib", photometric="minisblack",
-                         metadata={"axes": options["axes"], "scale": options["scale"], "units": options["units"]})
-        os.replace(staged, path)
-    finally:
-        if staged.exists():
-            staged.unlink()
+    from ..io.atomic import write_atomically
+
+    write_atomically(path, lambda tmp: tifffile.imwrite(
+        tmp, np.asarray(data), compression="zlib", photometric="minisblack",
+        metadata={"axes": options["axes"], "scale": options["scale"], "units": options["units"]}))
     return path
 
 
@@ -116,33 +112,13 @@ def write_labels_zarr(path: str, data: Any, meta: dict) -> list[str]:
         write_image(target, data, overwrite=True, **options)
         return [str(target)]
     # io picks OME-Zarr from the ".ome.zarr" extension: write a complete hidden one, then swap it in
+    from ..io.atomic import remove, replace
+
     staged = target.parent / f".{target.name}.{uuid.uuid4().hex[:12]}.ome.zarr"
     try:
         write_image(staged, data, **options)
-        _replace_dir(staged, target)
+        replace(staged, target)
     finally:
-        if staged.exists():
-            import shutil
-
-            shutil.rmtree(staged, ignore_errors=True)
+        remove(staged)
     return [str(target)]
 
-
-def _replace_dir(new: Path, target: Path) -> None:
-    """Move folder ``new`` to ``target``; an existing ``target`` is removed only afterwards."""
-    import shutil
-
-    if not os.path.lexists(target):
-        os.replace(new, target)
-        return
-    old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:12]}"
-    os.replace(target, old)
-    try:
-        os.replace(new, target)
-    except OSError:
-        os.replace(old, target)
-        raise
-    if old.is_dir():
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        old.unlink()
