@@ -8,11 +8,12 @@ forward passes on the raw state dict.
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 import pytest
+import reference_forward as _ref
+import synthetic_checkpoints as _synth
 import torch
 
 from napari_unet_stack.checkpoints import CheckpointError, load_model
@@ -20,17 +21,6 @@ from napari_unet_stack.checkpoints.foreign import FAMILIES as FOREIGN_FAMILIES
 from napari_unet_stack.checkpoints.foreign import family_of, strip_prefixes, unwrap_container
 from napari_unet_stack.models import MilesialUNet, VGGNestedUNet, VGGUNet, WZMiaomiaoUNet
 
-
-def _helper(name: str):
-    """A helper module beside this file (pytest runs with --import-mode=importlib)."""
-    spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-_ref = _helper("reference_forward")
-_synth = _helper("synthetic_checkpoints")
 milesial_forward = _ref.milesial_forward
 wzmiaomiao_forward = _ref.wzmiaomiao_forward
 vgg_unet_forward = _ref.vgg_unet_forward

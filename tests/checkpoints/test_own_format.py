@@ -2,26 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 import pytest
+import synthetic_checkpoints as _synth
 import torch
 
 from napari_unet_stack.checkpoints import CheckpointError, load_model, save_model
 from napari_unet_stack.models import MilesialUNet, NestedUNet, UNet, WrappedNetwork
 
-
-def _helper(name: str):
-    """A helper module beside this file (pytest runs with --import-mode=importlib)."""
-    spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-_synth = _helper("synthetic_checkpoints")
 key_list, random_state, run = _synth.key_list, _synth.random_state, _synth.run
 trained_like = _synth.trained_like
 
