@@ -94,7 +94,7 @@ def memory_budget(device: torch.device) -> int:
         import psutil
 
         available = psutil.virtual_memory().available
-    except ImportError:  # pragma: no cover - psutil comes with napari
+    except ImportError:  # pragma: no cover - psutil is a dependency; a stripped install may lack it
         available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     cap = 2 * 2**30 if device.type == "mps" else 3 * 2**30
     return int(min(available * 0.25, cap))
