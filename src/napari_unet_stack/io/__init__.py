@@ -38,7 +38,7 @@ None imports napari or Qt.
 
 from __future__ import annotations
 
-from .axes import canonical_unit, default_axes, normalize_axes
+from .axes import canonical_unit, check_axes, default_axes, normalize_axes
 from .find import find_images
 from .formats import IMAGE_EXTENSIONS, extension_of, is_zarr_dir, kind_of, output_format, stem_of
 from .image import ImageData
@@ -51,6 +51,7 @@ __all__ = [
     "ImageData",
     "as_dask",
     "canonical_unit",
+    "check_axes",
     "create_image",
     "default_axes",
     "extension_of",

@@ -10,7 +10,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["canonical_unit", "clean_metadata", "default_axes", "normalize_axes"]
+__all__ = ["canonical_unit", "check_axes", "clean_metadata", "default_axes", "normalize_axes"]
 
 _UNIT_ALIASES = {
     "micrometer": ("micrometer", "micrometre", "micron", "microns", "um", "µm", "μm", "\\u00B5m"),
@@ -89,6 +89,49 @@ def normalize_axes(axes: str) -> str:
                     out[i] = candidate
                     break
     return "".join(out)
+
+
+def check_axes(axes: Any, shape: Sequence[int]) -> str:
+    """Axes a user gives for an array of ``shape``: one letter from ``TZCYX`` per dimension.
+
+    Parameters
+    ----------
+    axes : str
+        Any case (``"zyx"`` is ``"ZYX"``).
+    shape : sequence of int
+
+    Returns
+    -------
+    str
+        Upper case.
+
+    Raises
+    ------
+    TypeError
+        ``axes`` is not a string.
+    ValueError
+        A letter outside ``TZCYX``, a repeated letter, or not one letter per dimension
+        (the message gives the shape).
+
+    Examples
+    --------
+    >>> check_axes("zyx", (3, 64, 64))
+    'ZYX'
+    """
+    if not isinstance(axes, str):
+        raise TypeError(f"`axes` must be a string of letters from TZCYX, got {type(axes).__name__}")
+    letters = axes.strip().upper()
+    shape = tuple(int(n) for n in shape)
+    fit = f"an image of shape {shape}"
+    if len(letters) != len(shape):
+        raise ValueError(f"`axes` {axes!r} has {len(letters)} letters for {len(shape)} dimensions "
+                         f"of {fit}: give one letter from TZCYX per dimension")
+    bad = sorted({a for a in letters if a not in "TZCYX"})
+    if bad:
+        raise ValueError(f"`axes` {axes!r} for {fit}: {', '.join(bad)} not among the letters from TZCYX")
+    if len(set(letters)) != len(letters):
+        raise ValueError(f"`axes` {axes!r} for {fit} repeats a letter")
+    return letters
 
 
 def clean_metadata(shape: Sequence[int], axes: str | None, scale: Mapping[str, float] | None,

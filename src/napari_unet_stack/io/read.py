@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from ..validation import first_line
+from .axes import check_axes
 from .formats import FORMAT_NAMES, IMAGE_EXTENSIONS, is_zarr_dir, kind_of
 from .image import ImageData
 from .npy import read_npy
@@ -18,13 +19,19 @@ __all__ = ["read_image"]
 _READ_ERRORS = (ValueError, OSError, KeyError, IndexError, TypeError, EOFError, RuntimeError)
 
 
-def read_image(path: str | os.PathLike, *, series: int = 0, level: int = 0) -> ImageData:
+def read_image(path: str | os.PathLike, *, axes: str | None = None, series: int = 0,
+               level: int = 0) -> ImageData:
     """Open an image file or zarr store lazily.
 
     Parameters
     ----------
     path : str or Path
         TIFF (plain, ImageJ, OME, BigTIFF), zarr array or group, OME-Zarr, or ``.npy``.
+    axes : str, optional
+        The image's axes, one letter from ``TZCYX`` per dimension, in place of what the file
+        says (``"ZYX"`` for a 3-plane stack that ``tifffile.imwrite`` stored as planar RGB,
+        ``"CYX"``). Pixel sizes and units stay with their dimension (those of a dimension
+        that becomes ``C`` are dropped).
     series : int
         TIFF series (OME-TIFF files may hold several images).
     level : int
@@ -39,8 +46,11 @@ def read_image(path: str | os.PathLike, *, series: int = 0, level: int = 0) -> I
     ------
     FileNotFoundError
         ``path`` does not exist.
+    TypeError
+        ``axes`` is not a string.
     ValueError
-        The file is not a readable image of a supported format (the message names it).
+        The file is not a readable image of a supported format, or ``axes`` does not fit
+        it (the message names the file).
     """
     path = Path(path)
     if not path.exists():
@@ -65,7 +75,27 @@ def read_image(path: str | os.PathLike, *, series: int = 0, level: int = 0) -> I
     if dtype.kind not in "uifb":
         image.close()
         raise ValueError(f"cannot read {str(path)!r}: unsupported data type {dtype}")
+    if axes is not None:
+        _override_axes(image, axes)
     return image
+
+
+def _override_axes(image: ImageData, axes: str) -> None:
+    """Give ``image`` the user's ``axes``; its pixel sizes and units follow their dimension
+    while it stays spatial (``ZYX``) or time (``T``)."""
+    try:
+        letters = check_axes(axes, image.shape)
+    except (TypeError, ValueError) as err:
+        image.close()
+        known = f" (the file says {image.axes})" if image.axes else ""
+        raise type(err)(f"cannot read {str(image.path)!r}{known}: {err}") from None
+    old = image.axes or ""
+    kind = {"T": "time", "Z": "space", "Y": "space", "X": "space"}
+    moved = {new: o for new, o in zip(letters, old, strict=False)
+             if kind.get(new, new) == kind.get(o, o) and new != "C"}
+    image.scale = {new: image.scale[o] for new, o in moved.items() if o in image.scale}
+    image.units = {new: image.units[o] for new, o in moved.items() if o in image.units}
+    image.axes = letters
 
 
 def _open(kind: str, path: Path, series: int, level: int) -> ImageData:
