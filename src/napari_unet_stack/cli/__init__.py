@@ -3,7 +3,9 @@
 One module per subcommand (`info`, `models`, `predict`, `demo`, `train`), each with
 ``add_parser(subparsers)`` registering its parser and ``run(args)``; `common` holds what
 they share (``-q/--quiet``, the progress bar, model loading). Errors of the types in
-``USER_ERRORS`` print as one line and exit 2 (``--debug`` shows the traceback).
+``USER_ERRORS`` print as one line and exit 2 (``--debug`` shows the traceback); Ctrl-C
+exits 130 and a termination signal N (SIGTERM, SIGHUP, ...; see `signals`) 128 + N, both
+after the same cleanup (no partial or temporary output).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import sys
 
 from . import demo, info, models, predict, train
 from .common import DEFAULT_MODEL
+from .signals import Terminated, terminate_on_signals
 
 __all__ = ["DEFAULT_MODEL", "USER_ERRORS", "build_parser", "main"]
 
@@ -39,7 +42,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        with terminate_on_signals():
+            return int(args.func(args) or 0)
+    except Terminated as err:  # SIGTERM, SIGHUP, ...: cleaned up like Ctrl-C
+        print(f"unet-stack: {err}", file=sys.stderr)
+        return 128 + err.signum
     except KeyboardInterrupt:
         print("unet-stack: interrupted", file=sys.stderr)
         return 130
