@@ -66,3 +66,47 @@ def test_a_folder_output_replaces_a_file(tmp_path, leftovers):
     with io.read_image(tmp_path / "a.zarr") as back:
         np.testing.assert_array_equal(back.data[...], data)
     assert leftovers(tmp_path) == []
+
+
+def _appear(path, folder):
+    """What a concurrent run leaves at ``path``: a file, or a zarr folder when ``folder``."""
+    if folder:
+        path.mkdir()
+        (path / "zarr.json").write_text("{}")
+    else:
+        path.write_bytes(b"the other run's result")
+
+
+@pytest.mark.parametrize("name", FORMATS)
+@pytest.mark.parametrize("exclusive", ["os", "fallback"])
+def test_an_output_that_appears_during_the_write_is_not_replaced(tmp_path, leftovers, monkeypatch, name,
+                                                                  exclusive):
+    """Issue 11, item 13: two runs without overwrite both passed the check made before the
+    work and the second replaced the first; the rename itself must refuse."""
+    from napari_unet_stack.io import atomic
+
+    if exclusive == "fallback":  # no renameat2(RENAME_NOREPLACE): links / non-empty folders
+        monkeypatch.setattr(atomic, "rename_noreplace", lambda src, dst: False)
+    target = tmp_path / name
+    folder = name.endswith(".zarr")
+    match = rf"{name}' appeared while .* not replaced.*--overwrite"
+    with pytest.raises(FileExistsError, match=match), io.create_image(target, (2, 8, 8), np.uint8) as out:
+        out[...] = 3
+        _appear(target, folder)  # the other run finishes first
+    if folder:
+        assert os.listdir(target) == ["zarr.json"]
+    else:
+        assert target.read_bytes() == b"the other run's result"
+    assert leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("folder", [False, True])
+def test_place_moves_into_a_free_name(tmp_path, folder):
+    from napari_unet_stack.io import atomic
+
+    tmp = tmp_path / ".tmp"
+    _appear(tmp, folder)
+    atomic.place(tmp, tmp_path / "out", overwrite=False)
+    assert sorted(os.listdir(tmp_path)) == ["out"]
+    atomic.place(tmp_path / "out", tmp_path / "again", overwrite=True)
+    assert sorted(os.listdir(tmp_path)) == ["again"]

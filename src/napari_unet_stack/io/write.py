@@ -68,7 +68,8 @@ def create_image(
     Raises
     ------
     FileExistsError
-        ``path`` exists and ``overwrite`` is False.
+        ``path`` exists and ``overwrite`` is False, checked before the work and again, in
+        one exclusive step, when the result is moved into place.
     FileNotFoundError
         ``path``'s folder does not exist.
     """
@@ -97,7 +98,7 @@ def create_image(
                                   compression=compression)
         elif kind == "npy":
             npy.write_npy(tmp, arr)
-        atomic.replace(tmp, path)
+        atomic.place(tmp, path, overwrite)
     except BaseException:
         zarr_write.settle_zarr_io()  # before removing what those writes go to
         raise
