@@ -46,7 +46,7 @@ def test_predict_errors_are_one_line_and_leave_nothing(run, one_line_error, tmp_
     elif case == "threshold":
         extra = ["--threshold", "2"]
     elif case == "extension":
-        dst = out_dir / "labels.png"
+        dst = out_dir / "labels.gif"
     elif case == "exists":
         dst.write_bytes(b"keep me")
     elif case == "scheduler":

@@ -14,7 +14,8 @@ MODULES = ["axes", "formats", "write"]
 
 def test_public_names():
     assert io.__all__ == [
-        "IMAGE_EXTENSIONS", "ImageData", "as_dask", "canonical_unit", "create_image", "default_axes",
+        "IMAGE_EXTENSIONS", "ImageData", "as_dask", "canonical_unit", "check_axes", "create_image",
+        "default_axes",
         "extension_of", "find_images", "is_zarr_dir", "kind_of", "normalize_axes",
         "output_format", "read_image", "stem_of", "write_image",
     ]
@@ -32,13 +33,15 @@ def test_output_format_by_extension():
     assert io.output_format("x.npy") == "npy"
     assert io.stem_of("dir/sample.ome.tif") == "sample"
     with pytest.raises(ValueError, match="cannot tell the output format"):
+        io.output_format("x.gif")
+    with pytest.raises(ValueError, match=r"cannot write 'x\.png': PNG files are read, not written"):
         io.output_format("x.png")
 
 
 @pytest.mark.parametrize(("name", "kind"), [
     ("a.ome.zarr", "ome-zarr"), ("a.OME.Zarr", "ome-zarr"), ("a.zarr", "zarr"), ("a.ome.btf", "ome-tiff"),
     ("a.ome.tiff", "ome-tiff"), ("a.tf8", "tiff"), ("a.TIF", "tiff"), ("a.npy", "npy"),
-    ("a.png", None), ("zarr", None), ("a.tif.gz", None),
+    ("a.png", "png"), ("a.gif", None), ("zarr", None), ("a.tif.gz", None),
 ])
 def test_kind_of(name, kind):
     assert io.kind_of(name) == kind

@@ -55,9 +55,10 @@ def test_time_axis_and_2d_images(tmp_path, make_stack):
 def test_read_errors_are_one_line(tmp_path):
     (tmp_path / "bad.tif").write_bytes(b"this is not a tiff file at all")
     (tmp_path / "bad.npy").write_bytes(b"\x93NUMPY garbage")
+    (tmp_path / "x.gif").write_bytes(b"")
     (tmp_path / "x.png").write_bytes(b"")
     for name, match in (("bad.tif", "cannot read .* as TIFF"), ("bad.npy", "cannot read .* as .npy"),
-                        ("x.png", "unsupported extension")):
+                        ("x.gif", "unsupported extension"), ("x.png", "cannot read .* as PNG")):
         with pytest.raises(ValueError, match=match) as err:
             io.read_image(tmp_path / name)
         assert "\n" not in str(err.value)

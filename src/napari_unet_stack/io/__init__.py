@@ -1,11 +1,14 @@
-"""Reading and writing image stacks: TIFF (ImageJ, OME, BigTIFF), zarr / OME-Zarr and .npy.
+"""Reading and writing image stacks: TIFF (ImageJ, OME, BigTIFF), zarr / OME-Zarr and .npy;
+reading PNG, JPEG and BMP pictures too.
 
 Reading is lazy where the format allows it: uncompressed contiguous TIFF and ``.npy`` are
 memory-mapped, compressed or tiled TIFF is read page by page through tifffile's zarr
 store, zarr is read chunk by chunk. Whatever the format, `read_image` returns an
 `ImageData`: the array (indexable slice by slice, what the inference engine needs), its
 axes (``"ZYX"``, ``"TCZYX"``, ...; letters from ``TCZYX``) and the pixel sizes and units
-the file carries (OME-XML, ImageJ metadata, OME-Zarr ``multiscales``).
+the file carries (OME-XML, ImageJ metadata, OME-Zarr ``multiscales``); ``axes=`` overrides
+the file's axes. PNG, JPEG and BMP pictures are read whole through imageio (axes ``YX``, or
+``YXC`` for RGB(A)) and are never written.
 
 Writing (`write_image`, `create_image`) picks the format from the extension:
 
@@ -31,7 +34,7 @@ the OME-Zarr (UDUNITS) spelling: ``"micrometer"``, ``"nanometer"``, ``"second"``
 
 The modules: `formats` (extensions, `kind_of`, `is_zarr_dir`), `axes` (letters and units),
 `find` (`find_images`), `image` (`ImageData`), `read` (`read_image`), `tiff_read`,
-`tiff_write`, `zarr_read`, `zarr_write`, `npy`, `atomic` (temporary names, replacing),
+`tiff_write`, `zarr_read`, `zarr_write`, `npy`, `pictures`, `atomic` (temporary names, replacing),
 `write` (`create_image`, `write_image`), `lazy` (`as_dask`).
 None imports napari or Qt.
 """

@@ -8,6 +8,8 @@ from pathlib import Path
 __all__ = [
     "FORMAT_NAMES",
     "IMAGE_EXTENSIONS",
+    "OUTPUT_EXTENSIONS",
+    "READ_ONLY",
     "extension_of",
     "is_zarr_dir",
     "kind_of",
@@ -22,13 +24,20 @@ _EXTENSIONS = {
     "zarr": (".zarr",),
     "tiff": (".tif", ".tiff", ".btf", ".tf8", ".tf2"),
     "npy": (".npy",),
+    "png": (".png",),
+    "jpeg": (".jpg", ".jpeg"),
+    "bmp": (".bmp",),
 }
-_ORDER = ("ome-zarr", "ome-tiff", "zarr", "tiff", "npy")
-#: every extension read or written, most specific first
+_ORDER = ("ome-zarr", "ome-tiff", "zarr", "tiff", "npy", "png", "jpeg", "bmp")
+#: formats that are read (through imageio) but never written
+READ_ONLY = ("png", "jpeg", "bmp")
+#: every extension read, most specific first
 IMAGE_EXTENSIONS = tuple(ext for kind in _ORDER for ext in _EXTENSIONS[kind])
+#: every extension written
+OUTPUT_EXTENSIONS = tuple(ext for kind in _ORDER if kind not in READ_ONLY for ext in _EXTENSIONS[kind])
 #: each format as messages name it
 FORMAT_NAMES = {"tiff": "TIFF", "ome-tiff": "OME-TIFF", "zarr": "zarr", "ome-zarr": "OME-Zarr",
-                "npy": ".npy"}
+                "npy": ".npy", "png": "PNG", "jpeg": "JPEG", "bmp": "BMP"}
 
 
 def kind_of(path: str | os.PathLike) -> str | None:
@@ -44,12 +53,13 @@ def kind_of(path: str | os.PathLike) -> str | None:
     Returns
     -------
     str or None
-        ``'ome-zarr'``, ``'ome-tiff'``, ``'zarr'``, ``'tiff'`` or ``'npy'``.
+        ``'ome-zarr'``, ``'ome-tiff'``, ``'zarr'``, ``'tiff'``, ``'npy'``, or one of the
+        formats only read (`READ_ONLY`): ``'png'``, ``'jpeg'``, ``'bmp'``.
 
     Examples
     --------
-    >>> kind_of("a/b.OME.TIF"), kind_of("c.zarr"), kind_of("d.png")
-    ('ome-tiff', 'zarr', None)
+    >>> kind_of("a/b.OME.TIF"), kind_of("c.zarr"), kind_of("d.JPG"), kind_of("e.gif")
+    ('ome-tiff', 'zarr', 'jpeg', None)
     """
     name = Path(path).name.lower()
     for kind in _ORDER:
@@ -76,7 +86,8 @@ def is_zarr_dir(path: str | os.PathLike) -> bool:
 
 
 def output_format(path: str | os.PathLike) -> str:
-    """The output format chosen by ``path``'s extension, or ValueError naming the choices.
+    """The output format chosen by ``path``'s extension, or ValueError naming the choices
+    (also for the formats only read, `READ_ONLY`).
 
     >>> output_format("a/labels.ome.tif"), output_format("x.zarr")
     ('ome-tiff', 'zarr')
@@ -85,7 +96,12 @@ def output_format(path: str | os.PathLike) -> str:
     if kind is None:
         raise ValueError(
             f"cannot tell the output format of {str(path)!r} from its extension: use one of "
-            f"{', '.join(IMAGE_EXTENSIONS)}"
+            f"{', '.join(OUTPUT_EXTENSIONS)}"
+        )
+    if kind in READ_ONLY:
+        raise ValueError(
+            f"cannot write {str(path)!r}: {FORMAT_NAMES[kind]} files are read, not written; use "
+            f"one of {', '.join(OUTPUT_EXTENSIONS)}"
         )
     return kind
 

@@ -27,7 +27,8 @@ class ImageData:
         Unit per axis letter, OME-Zarr spelling (``'micrometer'``).
     path : Path or None
     format : str
-        ``'tiff'``, ``'imagej-tiff'``, ``'ome-tiff'``, ``'zarr'``, ``'ome-zarr'`` or ``'npy'``.
+        ``'tiff'``, ``'imagej-tiff'``, ``'ome-tiff'``, ``'zarr'``, ``'ome-zarr'``, ``'npy'``,
+        ``'png'``, ``'jpeg'`` or ``'bmp'``.
     """
 
     data: Any

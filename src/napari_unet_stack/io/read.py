@@ -10,6 +10,7 @@ from .axes import check_axes
 from .formats import FORMAT_NAMES, IMAGE_EXTENSIONS, is_zarr_dir, kind_of
 from .image import ImageData
 from .npy import read_npy
+from .pictures import read_picture
 from .tiff_read import read_tiff
 from .zarr_read import read_zarr
 
@@ -26,7 +27,8 @@ def read_image(path: str | os.PathLike, *, axes: str | None = None, series: int 
     Parameters
     ----------
     path : str or Path
-        TIFF (plain, ImageJ, OME, BigTIFF), zarr array or group, OME-Zarr, or ``.npy``.
+        TIFF (plain, ImageJ, OME, BigTIFF), zarr array or group, OME-Zarr, ``.npy``, or a
+        PNG, JPEG or BMP picture (read whole; RGB(A) ones get axes ``YXC``).
     axes : str, optional
         The image's axes, one letter from ``TZCYX`` per dimension, in place of what the file
         says (``"ZYX"`` for a 3-plane stack that ``tifffile.imwrite`` stored as planar RGB,
@@ -103,4 +105,6 @@ def _open(kind: str, path: Path, series: int, level: int) -> ImageData:
         return read_tiff(path, series)
     if kind in ("zarr", "ome-zarr"):
         return read_zarr(path, level)
-    return read_npy(path)
+    if kind == "npy":
+        return read_npy(path)
+    return read_picture(path, kind)
