@@ -33,18 +33,32 @@ def _check_folders(inputs, args, to_folder: bool, probs_to_folder: bool) -> None
             )
 
 
+def _identity(path) -> tuple[int, int] | None:
+    """(device, inode) of what ``path`` names, following links; None if nothing is there."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
 def _check_collisions(inputs, jobs, overwrite: bool) -> None:
-    """No two jobs write the same path, none writes an input, none replaces a file unasked."""
+    """No two jobs write the same path, none writes an input, none replaces a file unasked.
+
+    Paths are compared resolved (`os.path.realpath`: symlinked folders, links, ``..``) and,
+    where they exist, by identity (a hard link to an input is that input).
+    """
     seen: dict[str, str] = {}
-    sources = {os.path.abspath(src) for src in inputs}
+    sources = {os.path.realpath(src) for src in inputs}
+    source_ids = {_identity(src) for src in inputs} - {None}
     for src, *targets in jobs:
         for path in targets:
             if path is None:
                 continue
-            key = os.path.abspath(path)
+            key = os.path.realpath(path)
             if key in seen:
                 raise ValueError(f"{str(src)!r} and {seen[key]!r} would both write {str(path)!r}")
-            if key in sources:
+            if key in sources or _identity(path) in source_ids:
                 raise ValueError(f"output {str(path)!r} is an input; choose another OUTPUT")
             seen[key] = str(src)
             if os.path.lexists(path) and not overwrite:
