@@ -2,7 +2,8 @@
 
 OME-Zarr 0.4 and 0.5 (``multiscales`` at the top, or under ``ome``) and the
 bioformats2raw layout (the image in group ``0``) are read; pixel sizes are the product of
-the level's and the image's ``scale`` transformations.
+the level's and the image's ``scale`` transformations. The array is a `CheckedZarr`: a damaged chunk is
+an OSError naming the store and the chunk.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import numpy as np
 
 from .axes import canonical_unit, normalize_axes
 from .image import ImageData
+from .zarr_chunks import CheckedZarr
 
 __all__ = ["read_zarr"]
 
@@ -30,7 +32,14 @@ def read_zarr(path: Path, level: int) -> ImageData:
 
     node = zarr.open(store=str(path), mode="r")
     if isinstance(node, zarr.Array):
-        return _plain_image(node)
+        image = _plain_image(node)
+    else:
+        image = _group_image(node, level)
+    image.data = CheckedZarr(image.data, path)  # a damaged chunk: one error naming it
+    return image
+
+
+def _group_image(node, level: int) -> ImageData:
     group, attrs = _image_group(node)
     multiscales = _multiscales(attrs)
     if not multiscales:
