@@ -9,6 +9,10 @@
     a `LocalCluster` of ``N`` worker processes with one thread each, bound to 127.0.0.1
     (nothing is reachable from outside the machine), closed afterwards.
 
+Ports are 1..65535. Reaching a ``tcp://`` scheduler gives up after `connect_timeout`
+seconds: ``DEFAULT_CONNECT_TIMEOUT``, or the ``UNET_STACK_SCHEDULER_TIMEOUT`` environment
+variable, or the CLI's ``--scheduler-timeout``.
+
 Needs ``pip install 'napari-unet-stack[distributed]'``.
 """
 
@@ -16,13 +20,27 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
+import os
 import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
 
-__all__ = ["connect", "parse_scheduler", "store"]
+__all__ = [
+    "DEFAULT_CONNECT_TIMEOUT",
+    "SCHEDULER_TIMEOUT_ENV",
+    "connect",
+    "connect_timeout",
+    "parse_scheduler",
+    "store",
+]
+
+#: seconds to reach a ``tcp://`` scheduler before giving up (dask's own default is 30)
+DEFAULT_CONNECT_TIMEOUT = 3.0
+#: environment variable overriding `DEFAULT_CONNECT_TIMEOUT`
+SCHEDULER_TIMEOUT_ENV = "UNET_STACK_SCHEDULER_TIMEOUT"
 
 _INSTALL_HINT = "dask.distributed is not installed: pip install 'napari-unet-stack[distributed]'"
 
@@ -40,12 +58,37 @@ def parse_scheduler(address: str) -> tuple[str, Any]:
         if n < 1:
             raise ValueError(f"`--scheduler local:N` needs N >= 1, got {text!r}")
         return "local", n
-    if re.fullmatch(r"(tcp|tls)://[^\s:/]+:\d+", text):
+    remote = re.fullmatch(r"(tcp|tls)://[^\s:/]+:(\d+)", text)
+    if remote:
+        port = int(remote.group(2))
+        if not 1 <= port <= 65535:
+            raise ValueError(f"scheduler port must be in 1..65535, got {port} in {text!r}")
         return "tcp", text
     raise ValueError(
         f"scheduler address must be 'tcp://HOST:PORT' (an existing dask.distributed scheduler) "
         f"or 'local:N' (N local worker processes), got {text!r}"
     )
+
+
+def connect_timeout(value: Any = None, name: str = "timeout") -> float:
+    """Seconds to wait for a ``tcp://`` scheduler: ``value`` (a number or its text, called
+    ``name`` in errors) if given, else `SCHEDULER_TIMEOUT_ENV`, else the default.
+
+    >>> connect_timeout("1.5")
+    1.5
+    """
+    if value is None:
+        value = os.environ.get(SCHEDULER_TIMEOUT_ENV)
+        name = SCHEDULER_TIMEOUT_ENV
+        if value is None or not value.strip():
+            return DEFAULT_CONNECT_TIMEOUT
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise ValueError(f"{name} must be a number of seconds > 0, got {value!r}")
+    return seconds
 
 
 def _import_distributed():
@@ -57,11 +100,12 @@ def _import_distributed():
 
 
 @contextlib.contextmanager
-def connect(address: str, *, timeout: float = 20.0) -> Iterator[Any]:
+def connect(address: str, *, timeout: float | None = None) -> Iterator[Any]:
     """Context manager yielding a `distributed.Client` for ``address`` (see the module doc).
 
     A ``local:N`` cluster is started here and shut down on exit; a ``tcp://`` scheduler
-    is only disconnected from.
+    is only disconnected from, and one not reached within ``timeout`` seconds (default:
+    `connect_timeout`) is an OSError naming it.
     """
     kind, value = parse_scheduler(address)
     distributed = _import_distributed()
@@ -76,10 +120,14 @@ def connect(address: str, *, timeout: float = 20.0) -> Iterator[Any]:
         finally:
             cluster.close()
         return
+    timeout = connect_timeout(timeout)
     try:
         client = distributed.Client(value, timeout=timeout)
     except OSError as err:
-        raise OSError(f"cannot reach the dask scheduler at {value}: {err}") from err
+        raise OSError(
+            f"cannot reach the dask scheduler at {value} within {timeout:g} s ({err}); if it is "
+            f"slow to answer, allow more with --scheduler-timeout SECONDS or {SCHEDULER_TIMEOUT_ENV}"
+        ) from err
     try:
         yield client
     finally:

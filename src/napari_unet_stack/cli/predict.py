@@ -62,6 +62,9 @@ def add_parser(sub) -> None:
     p.add_argument("--scheduler", metavar="ADDRESS",
                    help="run on dask.distributed: tcp://HOST:PORT (existing scheduler; workers must see "
                         "the files) or local:N (N local worker processes)")
+    p.add_argument("--scheduler-timeout", metavar="SECONDS",
+                   help="with --scheduler tcp://...: give up reaching it after SECONDS (default: "
+                        "$UNET_STACK_SCHEDULER_TIMEOUT, else 3)")
     p.add_argument("--chunk-slices", default="1", metavar="N", help="with --scheduler: slices per task")
     p.add_argument("--trust", action="store_true",
                    help="allow checkpoints that unpickle arbitrary Python objects (trusted files only)")
@@ -86,6 +89,11 @@ def engine_options(args) -> dict:
         from ..devices import resolve_device
 
         resolve_device(args.device)
+    else:
+        from ..distributed import connect_timeout, parse_scheduler
+
+        parse_scheduler(args.scheduler)
+        args.scheduler_timeout = connect_timeout(args.scheduler_timeout, "--scheduler-timeout")
     return {"tile_size": None if tile == "none" else tile, "batch_size": batch, "device": args.device,
             "threshold": threshold}
 
@@ -228,7 +236,7 @@ def run(args) -> int:
         from ..distributed import connect
 
         try:
-            scheduler = connect(args.scheduler)
+            scheduler = connect(args.scheduler, timeout=args.scheduler_timeout)
         except ImportError as err:
             raise ValueError(str(err)) from err
     else:
