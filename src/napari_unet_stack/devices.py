@@ -63,6 +63,8 @@ def resolve_precision(precision: str | None, device: torch.device) -> torch.dtyp
     ``"auto"``: bfloat16 on CUDA devices that support it, else float16 on CUDA; float32
     on CPU and MPS.
     """
+    if precision is not None and not isinstance(precision, str):
+        raise TypeError(f"`precision` must be 'auto', 'float32', 'bfloat16' or 'float16', got {precision!r}")
     if precision is None or precision == "auto":
         if device.type == "cuda":
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16

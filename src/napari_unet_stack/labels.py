@@ -35,6 +35,7 @@ __all__ = [
     "ACTIVATIONS",
     "LabelRule",
     "check_activation",
+    "check_threshold",
     "default_activation",
     "label_values",
     "smallest_uint",
@@ -98,7 +99,8 @@ def label_values(n_channels: int, activation: str, class_values: Sequence[int] |
     return values
 
 
-def _check_threshold(threshold: Any) -> np.float32:
+def check_threshold(threshold: Any) -> np.float32:
+    """``threshold`` as a float32 in [0, 1]; TypeError for a non-number, ValueError outside."""
     try:
         value = float(threshold)
     except (TypeError, ValueError):
@@ -133,7 +135,7 @@ class LabelRule:
         if n < 1:
             raise ValueError(f"a model needs at least one output channel, got {n_channels}")
         act = default_activation(n, activation)
-        return cls(act, n, label_values(n, act, class_values), _check_threshold(threshold))
+        return cls(act, n, label_values(n, act, class_values), check_threshold(threshold))
 
     @classmethod
     def for_model(cls, model: Any, threshold: float = 0.5, n_channels: int | None = None) -> LabelRule:
@@ -143,7 +145,7 @@ class LabelRule:
         return cls.of(n, getattr(model, "activation", None), meta.get("class_values"), threshold)
 
     def with_threshold(self, threshold: float) -> LabelRule:
-        return LabelRule(self.activation, self.n_channels, self.values, _check_threshold(threshold))
+        return LabelRule(self.activation, self.n_channels, self.values, check_threshold(threshold))
 
     @property
     def dtype(self) -> np.dtype:
@@ -178,7 +180,7 @@ class LabelRule:
 
     def decide(self, fg: np.ndarray, cls: np.ndarray | None, threshold: float | None = None) -> np.ndarray:
         """Labels from `foreground`'s output (at ``threshold``, default the rule's own)."""
-        t = self.threshold if threshold is None else _check_threshold(threshold)
+        t = self.threshold if threshold is None else check_threshold(threshold)
         chosen = self.values[1] if cls is None else self.values[cls]
         return np.where(fg > t, chosen, self.values[0]).astype(self.dtype, copy=False)
 

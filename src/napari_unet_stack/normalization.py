@@ -94,6 +94,22 @@ def _finite_values(channel: np.ndarray) -> np.ndarray:
     return flat
 
 
+def _scale(spread: float) -> float:
+    """A fitted spread as a divisor: itself however small (data of range 1e-7 is data), and
+    `_EPS` only for constant data."""
+    return spread if spread > 0 and np.isfinite(spread) else _EPS
+
+
+def _mean_std(values: np.ndarray) -> tuple[float, float]:
+    """Mean and standard deviation in float64, scaled first so that values near float64's
+    limits do not overflow when squared."""
+    values = values.astype(np.float64, copy=False)
+    top = float(np.abs(values).max())
+    unit = top if top > 1e150 or 0 < top < 1e-150 else 1.0
+    scaled = values / unit
+    return float(scaled.mean()) * unit, _scale(float(scaled.std()) * unit)
+
+
 def fit_normalization(data: np.ndarray, spec: dict[str, Any]) -> np.ndarray:
     """Fit ``spec`` on ``data`` of shape ``(C, ...)``; return ``(C, 2)`` float64 ``[offset, scale]``."""
     spec = validate_normalization(spec)
@@ -115,9 +131,9 @@ def fit_normalization(data: np.ndarray, spec: dict[str, Any]) -> np.ndarray:
             continue  # all non-finite: leave identity; every pixel becomes 0
         if mode == "percentile":
             lo, hi = np.percentile(values, [spec["low"], spec["high"]])
-            params[c] = lo, max(float(hi - lo), _EPS)
+            params[c] = lo, _scale(float(hi) - float(lo))
         elif mode == "zscore":
-            params[c] = values.mean(), max(float(values.std()), _EPS)
+            params[c] = _mean_std(values)
         elif mode == "scale":
             above = spec.get("when_above")
             if above is None or float(values.max()) > float(above):
@@ -126,18 +142,25 @@ def fit_normalization(data: np.ndarray, spec: dict[str, Any]) -> np.ndarray:
 
 
 def apply_normalization(data: np.ndarray, params: np.ndarray) -> np.ndarray:
-    """Apply fitted ``params`` (``(C, 2)``) to ``data`` of shape ``(C, ...)``; float32 out."""
-    out = np.asarray(data, dtype=np.float32).copy() if data.dtype != np.float32 else data.copy()
+    """Apply fitted ``params`` (``(C, 2)``) to ``data`` of shape ``(C, ...)``; float32 out.
+
+    Computed in float64 for float64 and 32/64-bit integer data (values beyond float32's
+    range, or 2**62 + a small contrast, keep their meaning), else in float32."""
+    data = np.asarray(data)
+    work = np.result_type(data.dtype, np.float32)
+    out = data.astype(work, copy=True)
     shape = (-1,) + (1,) * (out.ndim - 1)
-    offset = params[:, 0].astype(np.float32).reshape(shape)
-    scale = params[:, 1].astype(np.float32).reshape(shape)
-    if out.dtype.kind == "f":
-        bad = ~np.isfinite(out)
-        if bad.any():
-            out[bad] = np.broadcast_to(offset, out.shape)[bad]
+    offset = params[:, 0].astype(work).reshape(shape)
+    scale = params[:, 1].astype(work).reshape(shape)
+    bad = ~np.isfinite(out)
+    if bad.any():
+        out[bad] = np.broadcast_to(offset, out.shape)[bad]
     out -= offset
     out /= scale
-    return out
+    if work == np.float32:
+        return out
+    with np.errstate(over="ignore"):  # beyond float32 after normalizing: +-inf, as the network would see it
+        return out.astype(np.float32)
 
 
 def normalize(data: np.ndarray, spec: dict[str, Any] | None = None) -> np.ndarray:

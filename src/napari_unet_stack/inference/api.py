@@ -19,8 +19,10 @@ from ..postprocess import instance_labels
 from .dask_tasks import dask_apply, is_dask
 from .engine import iterate
 from .events import Progress, drain
+from .layout import as_image, spatial_shape
 from .plan import make_request
 from .spec import model_spec
+from .stitch import check_writable
 
 __all__ = ["NOT_GIVEN", "iter_predict", "iter_segment", "predict", "segment"]
 
@@ -75,6 +77,9 @@ def iter_segment(image, model, *, instances: bool = False, min_size: int = 0, in
 def _segment(image, model, instances: bool, min_size: int, instance_ndim: int | None,
              options: dict[str, Any]) -> Generator[Progress, None, np.ndarray]:
     out = options.pop("out", None) if instances else None
+    image = as_image(image)
+    if out is not None:  # checked before the work: instance ids are only known at the end
+        _check_instance_out(out, spatial_shape(image.shape, options.get("channel_axis")))
     semantic = yield from _iterate(image, model, "labels", options)
     if not instances:
         return semantic
@@ -87,6 +92,14 @@ def _segment(image, model, instances: bool, min_size: int, instance_ndim: int | 
     return out
 
 
+def _check_instance_out(out: Any, shape: tuple[int, ...]) -> None:
+    if tuple(out.shape) != shape:
+        raise ValueError(f"`out` must have shape {shape}, got {tuple(out.shape)}")
+    if np.dtype(out.dtype).kind not in "ui":
+        raise ValueError(f"`out` for instance labels must have an integer dtype, got {out.dtype}")
+    check_writable(out)
+
+
 def _instances(semantic: np.ndarray, instance_ndim: int | None, min_size: int) -> np.ndarray:
     ndim = min(3, semantic.ndim) if instance_ndim is None else int(instance_ndim)
     if not 2 <= ndim <= semantic.ndim:
@@ -96,7 +109,7 @@ def _instances(semantic: np.ndarray, instance_ndim: int | None, min_size: int) -
     return instance_labels(semantic, ndim=ndim, min_size=min_size)
 
 
-def predict(image, model, *, channel_axis=None, tile_size="auto", halo="auto", blend="crop", pad_mode="reflect",
+def predict(image, model, *, channel_axis=None, channel=None, tile_size="auto", halo="auto", blend="crop", pad_mode="reflect",
             batch_size="auto", device="auto", precision="auto", normalization="auto", progress=None, cancel=None,
             out=None, info=None, normalize=NOT_GIVEN):
     """Class probabilities of a 2D model over an image or a stack of any rank.
@@ -104,19 +117,27 @@ def predict(image, model, *, channel_axis=None, tile_size="auto", halo="auto", b
     Parameters
     ----------
     image : (..., Y, X[, C]) array_like
-        numpy array, memmap, zarr array (read slice by slice) or dask array (lazy result).
-        Any real integer or float dtype. Every leading axis is iterated slice by slice.
+        numpy array, memmap, zarr array (read slice by slice) or dask array (lazy result);
+        a torch tensor (moved to numpy) or a nested list of numbers. Any real integer or
+        float dtype (64-bit integers and float64 are normalized without losing their
+        range). Every leading axis is iterated slice by slice.
     model : SegmentationNetwork, checkpoint path, bundled model name, or callable
         A callable must map an N x C x H x W float tensor to logits N x K x H x W. For a
         dask image also a `ModelSource` (e.g. for ``trust=True``).
     channel_axis : int or None
         Axis holding channels (RGB, multichannel); checked against the model's input channels.
+        An (..., Y, X, 3 or 4) array without it warns: its slices would be X x 3 pixels.
+    channel : None, int or 'mean'
+        For a model with one input channel and a multichannel image: the channel index along
+        ``channel_axis`` (negative from the end), or ``'mean'`` of all channels. None: every
+        channel (the counts must match). See `napari_unet_stack.channels`.
     tile_size : 'auto', int, (int, int) or None
         The core each tile writes. The network sees core + 2 x halo, on the model's size grid.
         'auto': the largest tile fitting the device's memory budget (at most 1024 px on CPU,
         2048 on CUDA). None: each slice in one piece (after the same padding).
     halo : 'auto' or int
-        Context around each core; 'auto' is the model's exact reach (tiled == untiled).
+        Context around each core; 'auto' is the model's exact reach (tiled == untiled). A
+        larger halo is bounded by the reach (exact models: same result), else by the image.
     blend : {'crop', 'gaussian', 'linear'}
         'crop' stitches cores (exact). The others weight overlapping outputs (for a halo
         smaller than the reach).
@@ -137,7 +158,8 @@ def predict(image, model, *, channel_axis=None, tile_size="auto", halo="auto", b
     cancel : object with ``is_set()``, optional
         Checked between batches; when set, `InferenceCancelled` is raised.
     out : array_like, optional
-        Where to write the result (numpy, zarr, memmap) instead of a new array.
+        Where to write the result (numpy, zarr, memmap) instead of a new array; checked
+        (shape, dtype, writable) before the inference.
     info : dict, optional
         Filled with what was used: device, precision, tile_shape, halo, batch_size, n_tiles,
         exact, seconds, oom_retries.
@@ -148,9 +170,17 @@ def predict(image, model, *, channel_axis=None, tile_size="auto", halo="auto", b
     -------
     probabilities : (K, ..., Y, X) float32 ndarray
         Softmax or sigmoid probabilities, classes first. Pixels whose input is NaN or
-        infinite (in any channel) are NaN.
+        infinite (in any channel the model sees) are NaN.
+
+    Raises
+    ------
+    TypeError, ValueError
+        A bad option or image, naming it (before any work).
+    FloatingPointError
+        The model returned NaN or infinite logits (NaN weights, or a float16 overflow):
+        the run stops at the first such batch instead of returning all-background labels.
     """
-    options = dict(channel_axis=channel_axis, tile_size=tile_size, halo=halo, blend=blend, pad_mode=pad_mode,
+    options = dict(channel_axis=channel_axis, channel=channel, tile_size=tile_size, halo=halo, blend=blend, pad_mode=pad_mode,
                    batch_size=batch_size, device=device, precision=precision,
                    normalization=_pick_normalization(normalization, normalize, 2),
                    progress=progress, cancel=cancel, out=out, info=info)
@@ -160,7 +190,7 @@ def predict(image, model, *, channel_axis=None, tile_size="auto", halo="auto", b
 
 
 def segment(image, model, *, threshold=0.5, instances=False, min_size=0, instance_ndim=None, channel_axis=None,
-            tile_size="auto", halo="auto", blend="crop", pad_mode="reflect", batch_size="auto", device="auto",
+            channel=None, tile_size="auto", halo="auto", blend="crop", pad_mode="reflect", batch_size="auto", device="auto",
             precision="auto", normalization="auto", progress=None, cancel=None, out=None, info=None,
             normalize=NOT_GIVEN):
     """Labels of a 2D model over an image or a stack of any rank.
@@ -190,7 +220,7 @@ def segment(image, model, *, threshold=0.5, instances=False, min_size=0, instanc
         whole stack: each tile becomes labels as soon as it is computed. Equal, bit for
         bit, to ``LabelRule.for_model(model, threshold).labels(predict(...))``.
     """
-    options = dict(channel_axis=channel_axis, tile_size=tile_size, halo=halo, blend=blend, pad_mode=pad_mode,
+    options = dict(channel_axis=channel_axis, channel=channel, tile_size=tile_size, halo=halo, blend=blend, pad_mode=pad_mode,
                    batch_size=batch_size, device=device, precision=precision,
                    normalization=_pick_normalization(normalization, normalize, 2),
                    threshold=threshold, progress=progress, cancel=cancel, out=out, info=info)

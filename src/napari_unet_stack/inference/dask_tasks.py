@@ -63,7 +63,7 @@ def fixed_normalization(image, layout: Layout, norm: dict | None) -> dict | None
     """``norm``, with stack scope fitted here, once, as fixed per-channel parameters."""
     if norm is None or norm["scope"] != "stack" or not layout.lead_shape:
         return norm
-    params = fit_stack(image, layout, norm)
+    params, _ = fit_stack(image, layout, norm, exact=False)  # the tasks apply them as they are
     # (x - mean * 1) / (std * 1) is exactly the fitted affine map (x - offset) / scale
     return {"mode": "meanstd", "mean": params[:, 0].tolist(), "std": params[:, 1].tolist(),
             "divisor": 1.0, "scope": "slice"}
@@ -106,9 +106,10 @@ def dask_apply(image, model, *, mode: str, options: dict[str, Any]):
     local, model_ref, transport = _model_reference(model)
     spec = model_spec(local)
     request = make_request(spec, mode, **options)
-    layout = validate_image(image, request.channel_axis, spec.in_channels)
+    layout = validate_image(image, request.channel_axis, spec.in_channels, request.channel)
     image = image.rechunk({ax: -1 for ax in range(image.ndim) if ax not in layout.spatial[:-2]})
-    request = request.replace(normalization=fixed_normalization(image, layout, request.normalization))
+    request = request.replace(normalization=fixed_normalization(image, layout, request.normalization),
+                              channel=layout.channel)
     if mode == "labels":
         result = _lazy_labels(image, layout, model_ref, request, spec.label_rule(spec.out_channels or 1).dtype)
     else:

@@ -25,9 +25,9 @@ import torch
 
 from .. import tiling
 from ..devices import device_name, empty_cache, precision_name
-from .events import InferenceCancelled, Progress
+from .events import InferenceCancelled, Progress, check_run_options
 from .forward import Batcher, activate, forward
-from .layout import read_slice, validate_image
+from .layout import as_image, read_slice, validate_image
 from .placement import on_device
 from .plan import Request, RunPlan, plan_run
 from .spec import ModelSpec
@@ -61,7 +61,9 @@ def iterate(image, spec: ModelSpec, request: Request, *, progress=None, cancel=N
     """Run ``spec``'s model over ``image`` as ``request`` says; yield `Progress`, return ``out``
     (or a new array): labels (..., Y, X) or probabilities (K, ..., Y, X)."""
     t0 = time.perf_counter()
-    layout = validate_image(image, request.channel_axis, spec.in_channels)
+    check_run_options(progress, cancel)
+    image = as_image(image)
+    layout = validate_image(image, request.channel_axis, spec.in_channels, request.channel)
     plan = plan_run(spec, layout, request, image)
     run = _Run(plan, image, allocate_output(plan, out), progress, cancel,
                total=len(layout.leads) * plan.tiles_per_slice)
@@ -132,7 +134,7 @@ class _Feeder:
         self.run = run
         self.states: dict[tuple[int, ...], SliceState] = {}
         plan = run.plan
-        self.window_shape = (plan.layout.n_channels, plan.axes[0].window, plan.axes[1].window)
+        self.window_shape = (plan.layout.n_inputs, plan.axes[0].window, plan.axes[1].window)
         self.batcher = Batcher(plan.device, self.window_shape, batch_size)
         self.pool = ThreadPoolExecutor(1) if plan.device.type == "cuda" else None
         self.future: Future | None = None

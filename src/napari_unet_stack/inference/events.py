@@ -1,12 +1,13 @@
-"""What a run reports: `Progress` events, `InferenceCancelled`, and draining a run."""
+"""What a run reports: `Progress` events, `InferenceCancelled`, and draining a run; the
+checks of what the caller hands in to hear of it (``progress``, ``cancel``)."""
 
 from __future__ import annotations
 
 from collections.abc import Generator
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
-__all__ = ["InferenceCancelled", "Progress", "drain"]
+__all__ = ["InferenceCancelled", "Progress", "check_run_options", "drain"]
 
 T = TypeVar("T")
 
@@ -32,3 +33,14 @@ def drain(gen: Generator[Progress, None, T]) -> T:
             next(gen)
         except StopIteration as stop:
             return stop.value
+
+
+def check_run_options(progress: Any, cancel: Any) -> None:
+    """``progress`` callable (or None), ``cancel`` an object with ``is_set()`` (or None); a
+    TypeError naming the option otherwise, before any work."""
+    if progress is not None and not callable(progress):
+        raise TypeError(f"`progress` must be a callable(done, total) or None, got {type(progress).__name__} "
+                        f"({progress!r})")
+    if cancel is not None and not callable(getattr(cancel, "is_set", None)):
+        raise TypeError(f"`cancel` must be an object with is_set() (e.g. threading.Event) or None, "
+                        f"got {type(cancel).__name__} ({cancel!r})")

@@ -13,7 +13,7 @@ from ..models.base import unwrap_logits
 from .placement import on_device
 from .spec import ModelSpec
 
-__all__ = ["Batcher", "activate", "forward", "probe_classes"]
+__all__ = ["Batcher", "activate", "check_logits", "forward", "probe_classes"]
 
 
 class Batcher:
@@ -64,9 +64,30 @@ def forward(spec: ModelSpec, fn, x: torch.Tensor, device: torch.device, autocast
     if not isinstance(logits, torch.Tensor):
         logits = unwrap_logits(logits)
     logits = logits.float()
+    check_logits(spec, logits, x, autocast_dtype)
+    return logits, spec.activation_for(logits.shape[1])
+
+
+def check_logits(spec: ModelSpec, logits: torch.Tensor, x: torch.Tensor, autocast_dtype=None) -> None:
+    """Logits of the right shape (N x K x the output size of the input) and finite, or a
+    clear error naming the model: a wrong size would be stitched shifted, non-finite logits
+    would make NaN probabilities and all-background labels."""
     if logits.ndim != 4 or logits.shape[0] != x.shape[0]:
         raise ValueError(f"the model returned logits of shape {tuple(logits.shape)} for input {tuple(x.shape)}")
-    return logits, spec.activation_for(logits.shape[1])
+    want = tuple(spec.window_output(int(n)) for n in x.shape[-2:])
+    if tuple(logits.shape[-2:]) != want:
+        raise ValueError(
+            f"the model returned logits of {logits.shape[-2]} x {logits.shape[-1]} pixels for an input of "
+            f"{x.shape[-2]} x {x.shape[-1]}: it must return N x K x H x W logits of the input's size "
+            f"(expected {want[0]} x {want[1]}; shape {tuple(logits.shape)} for input {tuple(x.shape)})"
+        )
+    if not bool(torch.isfinite(logits).all()):
+        bad = int((~torch.isfinite(logits)).sum())
+        hint = (" or float16 overflowed: try precision='float32'" if autocast_dtype == torch.float16 else "")
+        raise FloatingPointError(
+            f"model {spec.name} returned non-finite logits (NaN or inf) in {bad} of {logits.numel()} values: "
+            f"its weights may be NaN or infinite (check the checkpoint or training){hint}"
+        )
 
 
 def activate(logits: torch.Tensor, activation: str) -> torch.Tensor:

@@ -1,28 +1,53 @@
-"""The input at the door: its layout (leading axes, channel axis, image axes) and reading
-one slice of it, normalized, as (C, H, W) float32."""
+"""The input at the door: what is accepted as an image (`as_image`), its layout (leading
+axes, channel axis and channel choice, image axes) and reading one slice of it, normalized,
+as (C, H, W) float32."""
 
 from __future__ import annotations
 
+import sys
+import warnings
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
+from ..channels import check_channel, pick_channels
 from ..normalization import apply_normalization, fit_normalization
 
-__all__ = ["Layout", "fit_stack", "read_slice", "to_float", "validate_image"]
+__all__ = ["Layout", "as_image", "caller_stacklevel", "fit_stack", "read_slice", "spatial_shape", "to_float",
+           "validate_image"]
+
+#: Normalization modes that a constant offset does not change (64-bit ints are shifted exactly).
+SHIFT_INVARIANT = ("percentile", "zscore")
+_PACKAGE_DIR = str(Path(__file__).resolve().parents[1])
+
+
+def caller_stacklevel() -> int:
+    """The ``stacklevel`` of the first frame outside this package (the user's call)."""
+    level, frame = 1, sys._getframe(1)
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 @dataclass
 class Layout:
-    """Where the axes of an image are."""
+    """Where the axes of an image are, and which channels the model sees."""
 
     shape: tuple[int, ...]
     channel_axis: int | None
     spatial: tuple[int, ...]  # image axes that are not the channel axis, in order
     lead_shape: tuple[int, ...]
     hw: tuple[int, int]
-    n_channels: int
+    n_channels: int  # of the image
+    channel: int | str | None = None  # the `channels.check_channel` choice
+
+    @property
+    def n_inputs(self) -> int:
+        """Channels the model sees."""
+        return self.n_channels if self.channel is None else 1
 
     @property
     def leads(self) -> list[tuple[int, ...]]:
@@ -36,12 +61,32 @@ class Layout:
         return tuple(index)
 
     def to_chw(self, block: np.ndarray) -> np.ndarray:
-        """(remaining axes in original order) -> (C, H, W)."""
+        """(remaining axes in original order) -> (C, H, W), all of the image's channels."""
         if self.channel_axis is None:
             return block[None]
         # after integer indexing only the channel and the two YX axes remain, in order
         remaining = sorted([self.channel_axis, *self.spatial[-2:]])
         return np.moveaxis(block, remaining.index(self.channel_axis), 0)
+
+    def model_input(self, block: np.ndarray, shift: int | None = None) -> np.ndarray:
+        """A read slice as the model's (C, H, W) float input, before normalization."""
+        return pick_channels(to_float(self.to_chw(np.asarray(block)), shift), self.channel)
+
+
+def as_image(image: Any) -> Any:
+    """``image`` as an array the engine reads: torch tensors move to numpy, lists become
+    numpy arrays; numpy, memmap, zarr and dask arrays stay as they are."""
+    if isinstance(image, torch.Tensor):
+        return image.detach().cpu().numpy()
+    if isinstance(image, (list, tuple)):
+        try:
+            return np.asarray(image)
+        except ValueError as err:
+            raise ValueError(f"`image` as a list must be rectangular (a nested list of numbers): {err}") from None
+    if isinstance(image, (str, bytes)) or not all(hasattr(image, a) for a in ("shape", "dtype", "__getitem__")):
+        raise TypeError(f"`image` must be an array (numpy, memmap, zarr, dask), a torch tensor or a list of "
+                        f"numbers, got {type(image).__name__} (to read a file use napari_unet_stack.io)")
+    return image
 
 
 def _check_channel_axis(channel_axis: Any, shape: tuple[int, ...]) -> int | None:
@@ -55,12 +100,27 @@ def _check_channel_axis(channel_axis: Any, shape: tuple[int, ...]) -> int | None
     return int(channel_axis) % ndim
 
 
-def validate_image(image: Any, channel_axis: int | None, in_channels: int | None) -> Layout:
-    """The `Layout` of ``image``, or a clear error (checked against the model's input channels)."""
-    if isinstance(image, (list, tuple)):
-        image = np.asarray(image)
-    if not hasattr(image, "shape") or not hasattr(image, "dtype") or not hasattr(image, "__getitem__"):
-        raise TypeError(f"`image` must be an array (numpy, dask, zarr, memmap), got {type(image).__name__}")
+def spatial_shape(shape: tuple[int, ...], channel_axis: Any) -> tuple[int, ...]:
+    """``shape`` without its channel axis: the shape of the labels."""
+    axis = _check_channel_axis(channel_axis, tuple(shape))
+    return tuple(int(n) for ax, n in enumerate(shape) if ax != axis)
+
+
+def _warn_if_rgb(shape: tuple[int, ...], channel_axis: int | None) -> None:
+    """An (..., H, W, 3 or 4) array without channel_axis is read as slices W x 3 wide: say so."""
+    if channel_axis is None and len(shape) >= 3 and shape[-1] in (3, 4) and shape[-2] > 4 * shape[-1]:
+        warnings.warn(
+            f"`image` of shape {shape} has {shape[-1]} entries on its last axis and no channel_axis: it is read "
+            f"as {int(np.prod(shape[:-2]))} slice(s) of {shape[-2]} x {shape[-1]} pixels. If the last axis holds "
+            f"RGB(A) or other channels, pass channel_axis=-1 (and channel= for a one-channel model)",
+            UserWarning, stacklevel=caller_stacklevel(),
+        )
+
+
+def validate_image(image: Any, channel_axis: int | None, in_channels: int | None, channel: Any = None) -> Layout:
+    """The `Layout` of ``image`` (see `as_image`), or a clear error (checked against the model's
+    input channels and the channel choice, `channels.check_channel`)."""
+    image = as_image(image)
     dtype = np.dtype(image.dtype)
     if dtype.kind not in "uifb":
         raise TypeError(f"`image` must have a real integer or float dtype, got {dtype}")
@@ -77,39 +137,60 @@ def validate_image(image: Any, channel_axis: int | None, in_channels: int | None
         raise ValueError(f"`image` is empty (shape {shape})")
     spatial = tuple(ax for ax in range(ndim) if ax != channel_axis)
     n_channels = 1 if channel_axis is None else shape[channel_axis]
-    if in_channels is not None and n_channels != in_channels:
-        hint = ""
-        if channel_axis is None and shape[-1] == in_channels:
-            hint = "; if the last axis holds the channels, pass channel_axis=-1"
-        elif channel_axis is None:
-            hint = "; pass channel_axis= to name the channel axis"
-        raise ValueError(
-            f"the model expects {in_channels} input channel(s) but `image` (shape {shape}, "
-            f"channel_axis={channel_axis}) has {n_channels}{hint}"
-        )
+    if channel is None and channel_axis is None and in_channels is not None and in_channels != 1:
+        hint = "if the last axis holds the channels, pass channel_axis=-1" if shape[-1] == in_channels else (
+            "pass channel_axis= to name the channel axis")
+        raise ValueError(f"the model expects {in_channels} input channel(s) but `image` (shape {shape}, "
+                         f"channel_axis=None) has 1; {hint}")
+    choice = check_channel(channel, n_channels, in_channels, channel_axis=channel_axis,
+                           where=f"`image` (shape {shape}, channel_axis={channel_axis})")
+    _warn_if_rgb(shape, channel_axis)
     hw = (shape[spatial[-2]], shape[spatial[-1]])
     lead = tuple(shape[ax] for ax in spatial[:-2])
-    return Layout(shape, channel_axis, spatial, lead, hw, n_channels)
+    return Layout(shape, channel_axis, spatial, lead, hw, n_channels, choice)
 
 
-def to_float(block: np.ndarray) -> np.ndarray:
-    """float32, or float64 kept as it is."""
-    return block.astype(np.float32, copy=False) if block.dtype != np.float64 else block
+def _minus(block: np.ndarray, ref: int) -> np.ndarray:
+    """``block - ref`` for 64-bit integers, exact up to float64 rounding of the difference."""
+    hi, lo = (block >> 32).astype(np.float64), (block & 0xFFFFFFFF).astype(np.float64)
+    return (hi - float(ref >> 32)) * 2.0**32 + (lo - float(ref & 0xFFFFFFFF))
 
 
-def fit_stack(image, layout: Layout, norm: dict) -> np.ndarray:
-    """Stack-scope normalization: fit on up to 16 evenly spaced slices (bounded memory)."""
+def to_float(block: np.ndarray, shift: int | None = None) -> np.ndarray:
+    """``block`` as float: float32 for float32 and small integers, float64 for float64 and
+    32/64-bit integers. ``shift`` (64-bit integers only) is subtracted exactly first, so that
+    values such as 2**62 + small contrasts keep their contrast."""
+    if shift is not None and block.dtype.kind in "iu" and block.dtype.itemsize == 8:
+        return _minus(block, shift)
+    return block.astype(np.result_type(block.dtype, np.float32), copy=False)
+
+
+def exact_shift(sample: np.ndarray, norm: dict | None) -> int | None:
+    """The integer subtracted from 64-bit integer slices before normalizing (None: nothing)."""
+    if norm is None or norm["mode"] not in SHIFT_INVARIANT or sample.dtype.kind not in "iu" or sample.size == 0:
+        return None
+    return int(sample.flat[0]) if sample.dtype.itemsize == 8 else None
+
+
+def fit_stack(image, layout: Layout, norm: dict, *, exact: bool = True) -> tuple[np.ndarray, int | None]:
+    """Stack-scope normalization: fit on up to 16 evenly spaced slices (bounded memory).
+
+    Returns the (C, 2) parameters and the exact shift they were fitted with (``exact=False``:
+    none, for parameters used as fixed values elsewhere)."""
     leads = list(np.ndindex(*layout.lead_shape))
     pick = [leads[i] for i in np.unique(np.linspace(0, len(leads) - 1, min(16, len(leads))).astype(int))]
-    chw = [layout.to_chw(np.asarray(image[layout.indexer(tuple(int(i) for i in lead))])) for lead in pick]
-    return fit_normalization(to_float(np.stack(chw, axis=1)), norm)
+    blocks = [np.asarray(image[layout.indexer(tuple(int(i) for i in lead))]) for lead in pick]
+    shift = exact_shift(blocks[0], norm) if exact else None
+    chw = [layout.model_input(block, shift) for block in blocks]
+    return fit_normalization(np.stack(chw, axis=1), norm), shift
 
 
 def read_slice(image, layout: Layout, lead: tuple[int, ...], norm: dict | None,
-               stack_params: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+               stack_params: tuple[np.ndarray, int | None] | None) -> tuple[np.ndarray, np.ndarray | None]:
     """Slice ``lead`` as normalized (C, H, W) float32, and its non-finite pixels (or None)."""
     block = np.asarray(image[layout.indexer(lead)])
-    data = to_float(layout.to_chw(block))
+    shift = stack_params[1] if stack_params is not None else exact_shift(block, norm)
+    data = layout.model_input(block, shift)
     bad = None
     if data.dtype.kind == "f":
         finite = np.isfinite(data)
@@ -118,7 +199,7 @@ def read_slice(image, layout: Layout, lead: tuple[int, ...], norm: dict | None,
     if norm is None:
         params = np.tile([[0.0, 1.0]], (data.shape[0], 1))
     elif stack_params is not None:
-        params = stack_params
+        params = stack_params[0]
     else:
         params = fit_normalization(data, norm)
     return apply_normalization(data, params), bad

@@ -7,21 +7,20 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import sys
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
 from .. import tiling
+from ..channels import check_channel
 from ..devices import memory_budget, resolve_device, resolve_precision
-from ..labels import LabelRule
+from ..labels import LabelRule, check_threshold
 from ..normalization import resolve_normalization
 from .forward import probe_classes
-from .layout import Layout, fit_stack
+from .layout import Layout, caller_stacklevel, fit_stack
 from .spec import ModelSpec
 
 log = logging.getLogger("napari_unet_stack")
@@ -40,6 +39,7 @@ class Request:
 
     mode: str  # "labels" | "probabilities"
     channel_axis: int | None = None
+    channel: int | str | None = None  # checked against the image by `layout.validate_image`
     tile_size: Any = "auto"
     halo: Any = "auto"
     blend: str = "crop"
@@ -54,7 +54,7 @@ class Request:
         return dataclasses.replace(self, **changes)
 
 
-def make_request(spec: ModelSpec, mode: str, *, channel_axis=None, tile_size="auto", halo="auto", blend="crop",
+def make_request(spec: ModelSpec, mode: str, *, channel_axis=None, channel=None, tile_size="auto", halo="auto", blend="crop",
                  pad_mode="reflect", batch_size="auto", device="auto", precision="auto", normalization="auto",
                  threshold=0.5) -> Request:
     """Check the options that do not depend on the image; resolve the normalization
@@ -65,37 +65,34 @@ def make_request(spec: ModelSpec, mode: str, *, channel_axis=None, tile_size="au
         raise ValueError(f"`blend` must be one of {tiling.BLEND_MODES}, got {blend!r}")
     if pad_mode not in tiling.PAD_MODES:
         raise ValueError(f"`pad_mode` must be one of {tiling.PAD_MODES}, got {pad_mode!r}")
-    if not 0.0 <= float(threshold) <= 1.0:
-        raise ValueError(f"`threshold` must be in [0, 1], got {threshold}")
+    threshold = check_threshold(threshold)
+    channel = check_channel(channel, None, spec.in_channels, channel_axis=channel_axis)
     if spec.margin and blend != "crop":
         raise ValueError("valid-convolution models tile exactly with the overlap-tile strategy: use blend='crop'")
-    return Request(mode, channel_axis, tile_size, halo, blend, pad_mode, batch_size, device, precision,
+    return Request(mode, channel_axis, channel, tile_size, halo, blend, pad_mode, batch_size, device, precision,
                    resolve_normalization(normalization, spec.normalization), float(threshold))
 
 
-_PACKAGE_DIR = str(Path(__file__).resolve().parents[1])
+def resolve_halo(halo: Any, spec: ModelSpec, blend: str, hw: tuple[int, int]) -> int:
+    """The halo in pixels: 0 for valid models, the model's reach for 'auto'.
 
-
-def _caller_stacklevel() -> int:
-    """The ``stacklevel`` of the first frame outside this package (the user's call)."""
-    level, frame = 1, sys._getframe(1)
-    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
-        frame, level = frame.f_back, level + 1
-    return level
-
-
-def resolve_halo(halo: Any, spec: ModelSpec, blend: str) -> int:
-    """The halo in pixels: 0 for valid models, the model's reach for 'auto'."""
+    A larger halo is bounded by what it can change: the model's reach for models whose
+    reach is exact (the result is then the same), else the image's larger side (a window
+    then holds the whole slice and its mirror image on each side)."""
     if spec.margin:
         return 0
     if halo == "auto" or halo is None:
         if not spec.exact and spec.module is not None and not hasattr(spec.module, "size_multiple"):
             warnings.warn("model geometry unknown: using a depth-4 UNet halo of 96 px",
-                          stacklevel=_caller_stacklevel())
+                          stacklevel=caller_stacklevel())
         return spec.halo
     if isinstance(halo, bool) or not isinstance(halo, (int, np.integer)) or halo < 0:
         raise ValueError(f"`halo` must be 'auto' or a non-negative int, got {halo!r}")
     rounded = tiling.round_up(int(halo), spec.multiple)
+    bound = spec.halo if spec.exact else tiling.round_up(max(hw), spec.multiple)
+    if rounded > bound:
+        log.info("halo %d px is more than this model and image can use: using %d px", halo, bound)
+        return bound
     if blend == "crop" and rounded < spec.halo:
         log.info("halo %d px is below the model's reach (%d px): tiled output is not exact", rounded, spec.halo)
     return rounded
@@ -116,7 +113,8 @@ def resolve_tile(tile_size: Any, spec: ModelSpec, halo: int, hw: tuple[int, int]
         # the largest core whose window fits the budget at batch size 1, capped for responsiveness
         cap = 2048 if device.type == "cuda" else 1024
         side = int(math.sqrt(budget / bpp)) - 2 * halo - 2 * spec.margin
-        core = max(spec.multiple, min(cap, side) // spec.multiple * spec.multiple)
+        # a core at least as large as the halo keeps the work within 9x the image's
+        core = max(spec.multiple, tiling.round_up(halo, spec.multiple), min(cap, side) // spec.multiple * spec.multiple)
         return (min(core, tiling.round_up(hw[0], spec.multiple)), min(core, tiling.round_up(hw[1], spec.multiple)))
     sizes = (tile_size, tile_size) if np.isscalar(tile_size) else tuple(tile_size)
     if len(sizes) != 2 or any(isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 1 for s in sizes):
@@ -153,7 +151,7 @@ class RunPlan:
     request: Request
     device: torch.device
     autocast_dtype: torch.dtype | None
-    stack_params: np.ndarray | None
+    stack_params: tuple[np.ndarray, int | None] | None  # `layout.fit_stack`'s parameters and shift
     halo: int
     axes: tuple[tiling.AxisPlan, tiling.AxisPlan]
     batch_size: int
@@ -191,7 +189,7 @@ def plan_run(spec: ModelSpec, layout: Layout, request: Request, image) -> RunPla
     stack_params = None
     if norm is not None and norm["scope"] == "stack" and layout.lead_shape:
         stack_params = fit_stack(image, layout, norm)
-    halo = resolve_halo(request.halo, spec, request.blend)
+    halo = resolve_halo(request.halo, spec, request.blend, layout.hw)
     bpp = activation_bytes_per_pixel(spec, 2 if autocast_dtype is not None else 4)
     budget = memory_budget(dev)
     cores = resolve_tile(request.tile_size, spec, halo, layout.hw, budget, bpp, dev)
@@ -199,6 +197,6 @@ def plan_run(spec: ModelSpec, layout: Layout, request: Request, image) -> RunPla
     batch = resolve_batch(request.batch_size, dev, budget, axes[0].window * axes[1].window, bpp)
     n_classes = spec.out_channels
     if n_classes is None:  # a plain callable: one small forward tells the class count
-        n_classes = probe_classes(spec, layout.n_channels, dev)
+        n_classes = probe_classes(spec, layout.n_inputs, dev)
     rule = spec.label_rule(n_classes, request.threshold) if request.mode == "labels" else None
     return RunPlan(spec, layout, request, dev, autocast_dtype, stack_params, halo, axes, batch, n_classes, rule)

@@ -33,6 +33,11 @@ class ModelSpec:
     deep: bool
     input_size_for: Callable[[int], int] | None = None
     output_size: Callable[[int], int] | None = None
+    name: str = "model"  # for messages: the class or function, and the file it came from
+
+    def window_output(self, size: int) -> int:
+        """The output length of a network input ``size`` long ("same" models: ``size``)."""
+        return self.output_size(size) if self.margin and self.output_size is not None else size
 
     def activation_for(self, n_channels: int) -> str:
         """The model's activation, or the default for ``n_channels`` outputs."""
@@ -45,12 +50,16 @@ class ModelSpec:
 
 def model_spec(model: Any) -> ModelSpec:
     """The spec of a `SegmentationNetwork`, a checkpoint path / bundled name, or a callable."""
+    source = None
     if isinstance(model, (str, bytes)) or hasattr(model, "__fspath__"):
         from ..checkpoints import load_model
 
+        source = str(model if not isinstance(model, bytes) else model.decode(errors="replace"))
         model = load_model(model)
     if isinstance(model, SegmentationNetwork):
-        return _network_spec(model)
+        spec = _network_spec(model)
+        spec.name = type(model).__name__ if source is None else f"{type(model).__name__} from {source!r}"
+        return spec
     if not callable(model):
         raise TypeError(
             f"`model` must be a model from load_model, a UNet/NestedUNet, a checkpoint path or a callable "
@@ -71,6 +80,7 @@ def model_spec(model: Any) -> ModelSpec:
         exact=False,
         base_channels=64,
         deep=False,
+        name=str(getattr(model, "__name__", type(model).__name__)),
     )
 
 

@@ -17,7 +17,7 @@ import torch
 from .. import tiling
 from .plan import RunPlan
 
-__all__ = ["SliceState", "allocate_output", "collect", "finish_slice", "new_slice", "write_tile"]
+__all__ = ["SliceState", "allocate_output", "check_writable", "collect", "finish_slice", "new_slice", "write_tile"]
 
 
 @dataclass
@@ -29,6 +29,17 @@ class SliceState:
     pending: int
     result: np.ndarray  # label classes (H, W) or probabilities (K, H, W)
     weights: np.ndarray | None = None
+
+
+def check_writable(out: Any) -> None:
+    """A ValueError when ``out`` (numpy, memmap, zarr) cannot be written."""
+    flags = getattr(out, "flags", None)
+    read_only = flags is not None and not getattr(flags, "writeable", True)
+    read_only = read_only or getattr(out, "read_only", False) is True
+    store = getattr(out, "store", None)
+    read_only = read_only or getattr(store, "read_only", False) is True
+    if read_only:
+        raise ValueError(f"`out` is read-only ({type(out).__name__}): pass a writable array")
 
 
 def allocate_output(plan: RunPlan, out: Any = None) -> Any:
@@ -43,6 +54,7 @@ def allocate_output(plan: RunPlan, out: Any = None) -> Any:
         return np.zeros(out_shape, dtype=out_dtype)
     if tuple(out.shape) != out_shape:
         raise ValueError(f"`out` must have shape {out_shape}, got {tuple(out.shape)}")
+    check_writable(out)
     if plan.rule is not None and not np.can_cast(out_dtype, np.dtype(out.dtype), casting="safe"):
         raise ValueError(f"`out` must have an integer dtype that holds {out_dtype} labels, got {out.dtype}")
     if plan.rule is None and np.dtype(out.dtype).kind != "f":
