@@ -1,6 +1,7 @@
 """`unet-stack train`: the library's defaults and architecture names, one ``-q/--quiet``."""
 
 import dataclasses
+import os
 
 import numpy as np
 import pytest
@@ -119,3 +120,71 @@ def test_settings_fields_are_all_known():
     # every default the CLI reads is a TrainSettings field (a renamed field breaks here, not in use)
     names = {f.name for f in dataclasses.fields(TrainSettings)}
     assert {"patch_size", "batch_size", "val_fraction", "seed", "device"} <= names
+
+
+@pytest.mark.parametrize(("where", "match"), [
+    ("nodir/m.pt", "folder '{tmp}/nodir' does not exist"),
+    ("folder", "is a folder"),
+    ("exists.pt", "exists; pass --overwrite"),
+    ("readonly", "folder '{ro}' is not writable"),
+])
+def test_output_is_checked_before_training(run, one_line_error, tmp_path, pair, fake_train, where, match):
+    """Issue 11, item 16: ``-o nodir/m.pt`` trained for minutes, then failed and lost the model."""
+    from pathlib import Path
+
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "exists.pt").write_bytes(b"keep")
+    out, ro = tmp_path / where, tmp_path / "ro"
+    if where == "readonly":
+        if os.geteuid() == 0:  # root writes through permission bits: a folder that takes no files
+            ro = Path("/proc")
+        else:
+            ro.mkdir()
+            ro.chmod(0o555)
+        out = ro / "m.pt"
+    code, _, err = run("train", *pair, "-o", out)
+    one_line_error(code, err, match.format(tmp=tmp_path, ro=ro), command="train")
+    assert fake_train == []
+    assert (tmp_path / "exists.pt").read_bytes() == b"keep"
+    assert not (tmp_path / "ro").exists() or os.listdir(tmp_path / "ro") == []
+
+
+def _failing_save(monkeypatch, fails):
+    """torch.save fails for temporary files of the names in ``fails`` (a full disk's RuntimeError)."""
+    import torch
+
+    real = torch.save
+
+    def save(obj, f, *args, **kwargs):
+        if any(os.path.basename(str(f)).startswith(f".{name}") for name in fails):
+            raise RuntimeError("[enforce fail at inline_container.cc:626] . unexpected pos 64 vs 0")
+        return real(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", save)
+
+
+def test_a_failed_save_keeps_the_model_in_a_named_fallback_file(run, tmp_path, pair, fake_train, monkeypatch):
+    import re
+
+    rescue = tmp_path / "tmpdir"
+    rescue.mkdir()
+    monkeypatch.setenv("TMPDIR", str(rescue))
+    monkeypatch.setattr("tempfile.tempdir", None)
+    _failing_save(monkeypatch, ["m.pt"])
+    code, out, err = run("train", *pair, "-o", tmp_path / "m.pt", "-q")
+    assert code == 2 and "Traceback" not in err
+    assert f"cannot save {str(tmp_path / 'm.pt')!r}" in err and "unexpected pos" in err
+    found = re.search(r"the trained model is kept in '([^']+)'", err)
+    assert found, err
+    kept = found.group(1)
+    assert os.path.dirname(kept) == str(rescue) and os.path.basename(kept).startswith("unet-stack-m-")
+    assert load_model(kept).describe() == fake_train[0]["model"].describe()
+    assert not (tmp_path / "m.pt").exists() and "saved" not in out
+
+
+def test_when_no_fallback_can_be_written_the_error_says_so(run, tmp_path, pair, fake_train, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _failing_save(monkeypatch, ["m.pt", "unet-stack-m-"])
+    code, _, err = run("train", *pair, "-o", tmp_path / "m.pt", "-q")
+    assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert "cannot save" in err and "could not keep the trained model either (tried" in err

@@ -7,6 +7,8 @@ ones the Train widget shows; architecture names are `models.ARCHITECTURES`.
 from __future__ import annotations
 
 import argparse
+import os
+from pathlib import Path
 
 from ..models import ARCHITECTURES, architecture_name
 from ..training.settings import DEFAULT_LR, DEFAULT_STEPS, ModelSettings, TrainSettings
@@ -152,16 +154,59 @@ def _summary(model, history, seconds: float) -> str:
     return summary + f"; best val Dice {val['dice']:.3f} at step {prov.get('best_step')} ({per_class})"
 
 
+def _check_output(out, overwrite: bool) -> None:
+    """Before any training: ``out`` names a file in an existing, writable folder, and is
+    new unless ``overwrite``."""
+    from ..io import atomic
+
+    if out.is_dir():
+        raise IsADirectoryError(f"-o/--output {str(out)!r} is a folder; name the checkpoint file, "
+                                f"e.g. {str(out / 'model.pt')!r}")
+    if os.path.lexists(out) and not overwrite:
+        raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
+    atomic.check_target(out, overwrite)
+    atomic.check_writable(out)
+
+
+def _fallback_names(out):
+    """Where a model whose save failed is kept instead: the temporary folder, then here."""
+    import tempfile
+    import time
+
+    name = f"unet-stack-{out.stem}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}{out.suffix or '.pt'}"
+    return [Path(tempfile.gettempdir()) / name, Path.cwd() / name]
+
+
+def _save(model, out) -> None:
+    """`save_model` to ``out``; if that fails (a full disk, a folder gone), the model is
+    saved to a fallback file and the OSError raised names it."""
+    from ..checkpoints import save_model
+    from ..validation import first_line
+
+    try:
+        save_model(model, out)
+        return
+    except (OSError, RuntimeError) as err:  # torch reports a failed write as RuntimeError
+        reason = first_line(err)
+    tried = []
+    for fallback in _fallback_names(out):
+        tried.append(str(fallback))
+        try:
+            save_model(model, fallback)
+        except (OSError, RuntimeError):
+            continue
+        raise OSError(f"cannot save {str(out)!r} ({reason}); the trained model is kept in {str(fallback)!r}")
+    raise OSError(f"cannot save {str(out)!r} ({reason}); could not keep the trained model either "
+                  f"(tried {', '.join(tried)})")
+
+
 def run(args) -> int:
     import time
-    from pathlib import Path
 
-    from ..checkpoints import save_model
     from ..training import train
 
     out = Path(args.output)
-    if out.exists() and not args.overwrite:
-        raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
+    _check_output(out, args.overwrite)
     if args.resume and args.model is None:
         raise ValueError("--resume needs --model: the checkpoint whose training to continue")
     class_names = None if args.class_names is None else [c.strip() for c in args.class_names.split(",")]
@@ -182,7 +227,7 @@ def run(args) -> int:
     finally:
         progress.close()
     seconds = time.perf_counter() - t0
-    save_model(model, out)
+    _save(model, out)
     print(_summary(model, history, seconds))
     print(f"saved {out}")
     return 0

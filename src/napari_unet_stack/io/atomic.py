@@ -23,7 +23,7 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["check_target", "place", "remove", "rename_noreplace", "replace", "temp_name", "write_atomically"]
+__all__ = ["check_target", "check_writable", "place", "remove", "rename_noreplace", "replace", "temp_name", "write_atomically"]
 
 #: renameat2's "fail if the target exists" flag and "relative to the working folder" fd (Linux)
 _RENAME_NOREPLACE, _AT_FDCWD = 1, -100
@@ -51,6 +51,25 @@ def check_target(path: Path, overwrite: bool) -> None:
         raise FileNotFoundError(f"cannot write {str(path)!r}: folder {str(path.parent)!r} does not exist")
     if os.path.lexists(path) and not overwrite:
         raise FileExistsError(f"{str(path)!r} exists (pass overwrite=True / --overwrite to replace it)")
+
+
+def check_writable(path: Path) -> None:
+    """Refuse a write to ``path`` whose folder takes no new file (permissions, a read-only
+    file system), found by creating and removing a hidden file there, before any work.
+
+    Raises
+    ------
+    PermissionError
+        The folder takes no new file (the message names it and the system's reason).
+    """
+    probe = temp_name(Path(path), "probe")
+    try:
+        os.close(os.open(probe, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    except OSError as err:
+        raise PermissionError(
+            f"cannot write {str(path)!r}: folder {str(Path(path).parent)!r} is not writable ({err.strerror})"
+        ) from err
+    os.unlink(probe)
 
 
 def remove(path: Path) -> None:
