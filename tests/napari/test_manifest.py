@@ -56,10 +56,24 @@ def test_every_contribution_exists():
         assert callable(getattr(import_module(module), attr)), command.python_name
         ids.add(command.id)
     used = [w.command for w in contributions.widgets] + [s.command for s in contributions.sample_data]
-    used += [w.command for w in contributions.writers]
+    used += [w.command for w in contributions.writers] + [r.command for r in contributions.readers]
     assert set(used) == ids  # nothing declared that is not used, nothing used that is not declared
     assert {w.display_name for w in contributions.widgets} == {"Predict", "Train"}
     assert {s.key for s in contributions.sample_data} == {"nuclei_stack", "large_image"}
     writers = {ext for w in contributions.writers for ext in w.filename_extensions}
     assert writers == {".tif", ".tiff", ".zarr"}
     assert all(w.layer_types == ["labels"] for w in contributions.writers)
+    [reader] = contributions.readers
+    assert set(reader.filename_patterns) == {"*.tif", "*.tiff", "*.zarr"} and reader.accepts_directories
+
+
+def test_napari_finds_the_reader_for_tiff_and_zarr(tmp_path):
+    """npe2 offers the plugin's reader for the files it writes (a zarr store is a folder)."""
+    from npe2 import PluginManager
+
+    pm = PluginManager.instance()
+    pm.discover()
+    (tmp_path / "seg.zarr").mkdir()
+    for name in ("seg.tif", "seg.ome.tif", "seg.zarr", "seg.ome.zarr"):
+        found = {r.plugin_name for r in pm.iter_compatible_readers([str(tmp_path / name)])}
+        assert "napari-unet-stack" in found, name

@@ -29,6 +29,11 @@ class ImageData:
     format : str
         ``'tiff'``, ``'imagej-tiff'``, ``'ome-tiff'``, ``'zarr'``, ``'ome-zarr'``, ``'npy'``,
         ``'png'``, ``'jpeg'`` or ``'bmp'``.
+    labels : bool
+        The file is marked as labels (written with ``labels=True``: OME-Zarr
+        ``image-label`` metadata, or this package's TIFF Software tag).
+    name : str or None
+        The image's name in the file's metadata (OME-Zarr ``multiscales``, OME-TIFF).
     """
 
     data: Any
@@ -37,6 +42,8 @@ class ImageData:
     units: dict[str, str] = field(default_factory=dict)
     path: Path | None = None
     format: str = "array"
+    labels: bool = False
+    name: str | None = None
     _handles: list = field(default_factory=list, repr=False)
 
     @property

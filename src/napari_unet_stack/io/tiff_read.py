@@ -17,6 +17,7 @@ import numpy as np
 
 from .axes import canonical_unit, normalize_axes
 from .image import ImageData
+from .tiff_write import LABELS_SOFTWARE
 
 __all__ = ["read_tiff"]
 
@@ -45,12 +46,15 @@ def read_tiff(path: Path, series: int) -> ImageData:
             if s.dataoffset is None:  # (contiguous data: a truncation shows in its end, below)
                 len(tif.pages)  # index them all: a broken chain of pages shows here
         damage.check(tif, s)
-        data, handles = _pixels(path, tif, s, series)
         axes = normalize_axes(s.axes)
         fmt, scale, units = _sizes(tif, series)
         scale = {k: v for k, v in scale.items() if k in axes}
         units = {k: v for k, v in units.items() if k in scale}
-        return ImageData(data, axes, scale, units, format=fmt, _handles=handles)
+        labels = tif.pages.first.software == LABELS_SOFTWARE
+        name = _ome_name(tif, series)
+        data, handles = _pixels(path, tif, s, series)  # (closes a memory-mapped file)
+        return ImageData(data, axes, scale, units, format=fmt, labels=labels, name=name,
+                         _handles=handles)
     except BaseException:
         tif.close()
         raise
@@ -81,7 +85,30 @@ def _sizes(tif, series: int) -> tuple[str, dict, dict]:
         return ("ome-tiff", *_ome_tiff_sizes(tif.ome_metadata, series))
     if tif.is_imagej:
         return ("imagej-tiff", *_imagej_sizes(tif))
-    return "tiff", {}, {}
+    return ("tiff", *_shaped_sizes(tif, series))
+
+
+def _shaped_sizes(tif, series: int) -> tuple[dict, dict]:
+    """Pixel sizes in tifffile's own JSON description (``metadata={'axes', 'scale', 'units'}``)."""
+    shaped = (tif.shaped_metadata or ()) if tif.is_shaped else ()
+    meta = shaped[series] if series < len(shaped) else {}
+    axes, sizes, names = meta.get("axes"), meta.get("scale"), meta.get("units")
+    if not isinstance(axes, str) or not isinstance(sizes, dict):
+        return {}, {}
+    letters = set(normalize_axes(axes))
+    scale = {str(k).upper(): float(v) for k, v in sizes.items()
+             if str(k).upper() in letters and isinstance(v, (int, float)) and v > 0}
+    units = {str(k).upper(): canonical_unit(v) for k, v in (names if isinstance(names, dict) else {}).items()
+             if str(k).upper() in scale and v}
+    return scale, units
+
+
+def _ome_name(tif, series: int) -> str | None:
+    """The OME-XML ``Image Name`` of the series, if any."""
+    if not tif.is_ome or not tif.ome_metadata:
+        return None
+    images = [el for el in ET.fromstring(tif.ome_metadata).iter() if _local(el.tag) == "Image"]
+    return images[min(series, len(images) - 1)].get("Name") if images else None
 
 
 class _TiffDamage(logging.Handler):

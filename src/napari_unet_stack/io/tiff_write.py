@@ -13,7 +13,11 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["check_compression", "write_tiff"]
+__all__ = ["LABELS_SOFTWARE", "check_compression", "write_tiff"]
+
+#: the Software tag of the first page of a labels TIFF this package writes (`read_tiff` and
+#: the napari reader open such a file as labels)
+LABELS_SOFTWARE = "napari-unet-stack labels"
 
 #: ImageJ can hold these dtypes; everything else is written as OME-TIFF
 _IMAGEJ_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.float32))
@@ -53,7 +57,7 @@ def _is_imagej_order(axes: str) -> bool:
 
 
 def write_tiff(path: Path, src, axes: str, scale: dict, units: dict, *, ome: bool,
-               compression: str | None) -> None:
+               compression: str | None, labels: bool = False, name: str | None = None) -> None:
     """Write the array ``src`` to ``path`` page by page, with its axes and pixel sizes.
 
     Parameters
@@ -68,6 +72,10 @@ def write_tiff(path: Path, src, axes: str, scale: dict, units: dict, *, ome: boo
         OME-TIFF even when ImageJ could hold the image.
     compression : str or None
         tifffile's compression name; None or ``'none'`` for none.
+    labels : bool
+        Mark the file as labels (`LABELS_SOFTWARE` in the Software tag).
+    name : str, optional
+        The image's name (OME-TIFF ``Image Name``; ImageJ has no place for it).
     """
     import tifffile
 
@@ -79,6 +87,10 @@ def write_tiff(path: Path, src, axes: str, scale: dict, units: dict, *, ome: boo
     kwargs = _imagej_kwargs(axes, scale, units) if imagej else _ome_kwargs(axes, scale, units, big)
     if compression and compression != "none":
         kwargs["compression"] = compression
+    if labels:
+        kwargs["software"] = LABELS_SOFTWARE
+    if name and not imagej:
+        kwargs["metadata"]["Name"] = str(name)
     lead = shape[:-2]
 
     def pages() -> Iterator[np.ndarray]:

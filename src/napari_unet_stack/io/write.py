@@ -18,7 +18,7 @@ import numpy as np
 
 from . import atomic, npy, tiff_write, zarr_write
 from .axes import clean_metadata
-from .formats import output_format
+from .formats import output_format, stem_of
 
 __all__ = ["create_image", "write_image"]
 
@@ -37,6 +37,8 @@ def create_image(
     compression: str | None = "zlib",
     chunks: Sequence[int] | None = None,
     overwrite: bool = False,
+    labels: bool = False,
+    name: str | None = None,
 ) -> Iterator[Any]:
     """Context manager: a writable on-disk zarr array that becomes ``path`` on success.
 
@@ -64,6 +66,11 @@ def create_image(
         zarr chunks (default: one slice, at most 4096 x 4096).
     overwrite : bool
         Replace an existing ``path`` (only once the new one is complete).
+    labels : bool
+        Mark the output as labels (OME-Zarr ``image-label``, a TIFF Software tag): the
+        plugin's napari reader opens it as a Labels layer.
+    name : str, optional
+        The image's name in OME-Zarr and OME-TIFF metadata (default: ``path``'s stem).
 
     Raises
     ------
@@ -90,12 +97,12 @@ def create_image(
         arr = zarr_write.create_zarr(
             scratch if scratch is not None else tmp, shape, dtype, chunks,
             compress=scratch is None and compression is not None, ome=kind == "ome-zarr",
-            axes=axes, scale=scale, units=units,
+            axes=axes, scale=scale, units=units, name=name or stem_of(path), labels=labels,
         )
         yield arr
         if kind in _TIFF:
             tiff_write.write_tiff(tmp, arr, axes, scale, units, ome=kind == "ome-tiff",
-                                  compression=compression)
+                                  compression=compression, labels=labels, name=name or stem_of(path))
         elif kind == "npy":
             npy.write_npy(tmp, arr)
         atomic.place(tmp, path, overwrite)
@@ -118,6 +125,8 @@ def write_image(
     units: Mapping[str, str] | None = None,
     compression: str | None = "zlib",
     overwrite: bool = False,
+    labels: bool = False,
+    name: str | None = None,
 ) -> Path:
     """Write an array (numpy, memmap, zarr or dask) to ``path``, slice by slice, atomically.
 
@@ -138,7 +147,7 @@ def write_image(
     """
     shape = tuple(int(s) for s in data.shape)
     with create_image(path, shape, data.dtype, axes=axes, scale=scale, units=units,
-                      compression=compression, overwrite=overwrite) as out:
+                      compression=compression, overwrite=overwrite, labels=labels, name=name) as out:
         if len(shape) <= 2:
             out[...] = np.asarray(data)
         else:

@@ -15,6 +15,7 @@ import numpy as np
 from .axes import canonical_unit, normalize_axes
 from .image import ImageData
 from .zarr_chunks import CheckedZarr
+from .zarr_write import LABELS_KEY
 
 __all__ = ["read_zarr"]
 
@@ -83,6 +84,7 @@ def _ome_image(group, ms: dict, level: int) -> ImageData:
     ):
         if transform.get("type") == "scale" and "scale" in transform:
             factors *= np.asarray(transform["scale"], dtype=float)
+    attrs = dict(group.attrs)
     scale: dict[str, float] = {}
     units: dict[str, str] = {}
     if axes is not None:
@@ -91,7 +93,9 @@ def _ome_image(group, ms: dict, level: int) -> ImageData:
                 scale[letter] = float(factors[i])
                 if units_by_index[i]:
                     units[letter] = units_by_index[i]
-    return ImageData(arr, axes, scale, units, format="ome-zarr")
+    labels = LABELS_KEY in attrs or LABELS_KEY in attrs.get("ome", {})
+    name = ms.get("name") if isinstance(ms.get("name"), str) else None
+    return ImageData(arr, axes, scale, units, format="ome-zarr", labels=labels, name=name)
 
 
 def _ngff_axes(axes_meta, ndim: int) -> tuple[str | None, list[str | None]]:
@@ -129,4 +133,4 @@ def _plain_image(arr) -> ImageData:
         axes = normalize_axes("".join(str(n)[0] for n in names))
     scale = {str(k): float(v) for k, v in (attrs.get("pixel_size") or {}).items()}
     units = {str(k): str(canonical_unit(v)) for k, v in (attrs.get("pixel_unit") or {}).items()}
-    return ImageData(arr, axes, scale, units, format="zarr")
+    return ImageData(arr, axes, scale, units, format="zarr", labels=LABELS_KEY in attrs)

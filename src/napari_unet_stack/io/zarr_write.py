@@ -12,7 +12,11 @@ import os
 from pathlib import Path
 from typing import Any
 
-__all__ = ["create_zarr", "default_chunks", "ngff_multiscales", "settle_zarr_io", "zarr_major"]
+__all__ = ["LABELS_KEY", "create_zarr", "default_chunks", "ngff_multiscales", "settle_zarr_io",
+           "zarr_major"]
+
+#: the attribute that marks labels (OME-Zarr's ``image-label``; also on plain arrays)
+LABELS_KEY = "image-label"
 
 
 def zarr_major() -> int:
@@ -29,7 +33,7 @@ def default_chunks(shape: tuple[int, ...]) -> tuple[int, ...]:
 
 
 def create_zarr(path: Path, shape, dtype, chunks, *, compress: bool, ome: bool,
-                axes: str, scale: dict, units: dict):
+                axes: str, scale: dict, units: dict, name: str = "image", labels: bool = False):
     """A new zarr array at ``path`` (replacing what is there), filled with zeros.
 
     Parameters
@@ -45,11 +49,17 @@ def create_zarr(path: Path, shape, dtype, chunks, *, compress: bool, ome: bool,
         plain array with ``_ARRAY_DIMENSIONS``, ``pixel_size`` and ``pixel_unit`` attributes.
     axes, scale, units
         As checked by `napari_unet_stack.io.axes.clean_metadata`.
+    name : str
+        The OME-Zarr image's name (``multiscales`` ``name``).
+    labels : bool
+        Mark the image as labels: OME-Zarr ``image-label`` metadata (`LABELS_KEY`) on the
+        group, or the same attribute on a plain array.
     """
     path = Path(os.path.abspath(path))
+    marks = {LABELS_KEY: {"version": "0.4"}} if labels else {}
     if ome:
         group, arr = _create_ome(path, shape, dtype, chunks, compress)
-        group.attrs["multiscales"] = [ngff_multiscales(axes, scale, units)]
+        group.attrs.update({"multiscales": [ngff_multiscales(axes, scale, units, name)], **marks})
         return arr
     import zarr
 
@@ -65,7 +75,7 @@ def create_zarr(path: Path, shape, dtype, chunks, *, compress: bool, ome: bool,
         attrs["pixel_size"] = scale
     if units:
         attrs["pixel_unit"] = units
-    arr.attrs.update(attrs)
+    arr.attrs.update({**attrs, **marks})
     return arr
 
 
@@ -91,7 +101,7 @@ def _compressor_kw(compress: bool) -> dict[str, Any]:
     return {"compressors": None} if zarr_major() >= 3 else {"compressor": None}
 
 
-def ngff_multiscales(axes: str, scale: dict, units: dict) -> dict:
+def ngff_multiscales(axes: str, scale: dict, units: dict, name: str = "image") -> dict:
     """The OME-Zarr 0.4 ``multiscales`` entry of a one-level image with these axes and sizes."""
     kinds = {"T": "time", "C": "channel", "Z": "space", "Y": "space", "X": "space"}
     axes_meta = []
@@ -103,7 +113,7 @@ def ngff_multiscales(axes: str, scale: dict, units: dict) -> dict:
     factors = [float(scale.get(letter, 1.0)) for letter in axes]
     return {
         "version": "0.4",
-        "name": "image",
+        "name": str(name),
         "axes": axes_meta,
         "datasets": [{"path": "0", "coordinateTransformations": [{"type": "scale", "scale": factors}]}],
     }

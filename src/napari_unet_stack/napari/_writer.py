@@ -3,7 +3,8 @@
 Both go through `napari_unet_stack.io.write_image`, which writes under a temporary name
 beside the target and renames it into place (a failed write never leaves half a file
 under the chosen name). The layer's axis labels, scale and units become the file's axes
-and pixel sizes.
+and pixel sizes, its name the image's name; the files are marked as labels (OME-Zarr
+``image-label``, a TIFF Software tag), so the plugin's reader opens them as Labels layers.
 
 A writer never lets a ValueError out: napari takes one for "this writer does not apply"
 and tells the user only that; a failure is an OSError that says what went wrong.
@@ -40,9 +41,9 @@ def _reported(writer):
     return write
 
 
-def _metadata(meta: dict, ndim: int) -> dict[str, Any]:
-    """axes, scale and units for `write_image` from a layer's metadata."""
-    from ..io import default_axes, normalize_axes
+def _metadata(meta: dict, ndim: int, path: str) -> dict[str, Any]:
+    """axes, scale, units and name for `write_image` from a layer's metadata."""
+    from ..io import default_axes, normalize_axes, stem_of
 
     labels = [str(a).strip().upper() for a in (meta.get("axis_labels") or [])][-ndim:]
     if len(labels) == ndim and len(set(labels)) == ndim and all(len(a) == 1 and a in "TZYX" for a in labels):
@@ -55,7 +56,8 @@ def _metadata(meta: dict, ndim: int) -> dict[str, Any]:
     units = meta.get("units")
     units = {a: str(u) for a, u in zip(axes, units[-ndim:], strict=True)
              if str(u) not in ("pixel", "dimensionless", "")} if units is not None else {}
-    return {"axes": axes, "scale": scale, "units": units}
+    name = str(meta.get("name") or "").strip() or stem_of(path)
+    return {"axes": axes, "scale": scale, "units": units, "labels": True, "name": name}
 
 
 def _data(data: Any, meta: dict) -> Any:
@@ -72,7 +74,7 @@ def write_labels_tiff(path: str, data: Any, meta: dict) -> list[str]:
     from ..io import write_image
 
     data = _data(data, meta)
-    options = _metadata(meta, len(data.shape))
+    options = _metadata(meta, len(data.shape), path)
     if np.dtype(data.dtype).itemsize == 8 and np.dtype(data.dtype).kind in "iu":
         return [str(_write_plain_tiff(Path(path), data, options))]
     written = write_image(path, data, overwrite=True, **options)
@@ -85,9 +87,10 @@ def _write_plain_tiff(path: Path, data: Any, options: dict) -> Path:
     import tifffile
 
     from ..io.atomic import write_atomically
+    from ..io.tiff_write import LABELS_SOFTWARE
 
     write_atomically(path, lambda tmp: tifffile.imwrite(
-        tmp, np.asarray(data), compression="zlib", photometric="minisblack",
+        tmp, np.asarray(data), compression="zlib", photometric="minisblack", software=LABELS_SOFTWARE,
         metadata={"axes": options["axes"], "scale": options["scale"], "units": options["units"]}))
     return path
 
@@ -107,7 +110,7 @@ def write_labels_zarr(path: str, data: Any, meta: dict) -> list[str]:
 
     data = _data(data, meta)
     target = Path(path)
-    options = _metadata(meta, len(data.shape))
+    options = _metadata(meta, len(data.shape), path)
     if target.name.lower().endswith(".ome.zarr"):
         write_image(target, data, overwrite=True, **options)
         return [str(target)]
