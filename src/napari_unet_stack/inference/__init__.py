@@ -19,7 +19,8 @@ exactly: tile origins sit on the model's size grid and the halo covers its reach
 """
 
 from .api import iter_predict, iter_segment, predict, segment
-from .events import InferenceCancelled, Progress
+from .events import InferenceCancelled, NonFiniteOutputError, Progress
 from .sources import ModelSource
 
-__all__ = ["InferenceCancelled", "ModelSource", "Progress", "iter_predict", "iter_segment", "predict", "segment"]
+__all__ = ["InferenceCancelled", "ModelSource", "NonFiniteOutputError", "Progress", "iter_predict",
+           "iter_segment", "predict", "segment"]

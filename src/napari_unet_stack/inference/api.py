@@ -176,9 +176,10 @@ def predict(image, model, *, channel_axis=None, channel=None, tile_size="auto", 
     ------
     TypeError, ValueError
         A bad option or image, naming it (before any work).
-    FloatingPointError
-        The model returned NaN or infinite logits (NaN weights, or a float16 overflow):
-        the run stops at the first such batch instead of returning all-background labels.
+    NonFiniteOutputError
+        (a ValueError and a FloatingPointError) The model returned NaN or infinite logits
+        (NaN weights, or a float16 overflow): the run stops at the first such batch, naming
+        the model, instead of returning all-background labels.
     """
     options = dict(channel_axis=channel_axis, channel=channel, tile_size=tile_size, halo=halo, blend=blend, pad_mode=pad_mode,
                    batch_size=batch_size, device=device, precision=precision,

@@ -28,11 +28,12 @@ from typing import Any
 import numpy as np
 
 from .engine import iterate
-from .events import InferenceCancelled, drain
+from .events import InferenceCancelled, check_run_options, drain
 from .layout import Layout, fit_stack, validate_image
 from .plan import Request, make_request
 from .sources import ModelSource, cached_model, is_source
 from .spec import model_spec
+from .stitch import check_writable
 
 __all__ = ["dask_apply", "fixed_normalization", "is_dask", "store_chunks"]
 
@@ -101,6 +102,7 @@ def dask_apply(image, model, *, mode: str, options: dict[str, Any]):
     """
     options = dict(options)
     out, progress, cancel, info = (options.pop(k, None) for k in ("out", "progress", "cancel", "info"))
+    check_run_options(progress, cancel)
     if out is None and (progress is not None or cancel is not None):
         raise ValueError("`progress` and `cancel` need `out=`: a lazy dask result (no `out`) takes neither")
     local, model_ref, transport = _model_reference(model)
@@ -122,6 +124,7 @@ def dask_apply(image, model, *, mode: str, options: dict[str, Any]):
         return result
     if tuple(out.shape) != tuple(result.shape):
         raise ValueError(f"`out` must have shape {tuple(result.shape)}, got {tuple(out.shape)}")
+    check_writable(out)
     return store_chunks(result, out, progress, cancel)
 
 

@@ -7,13 +7,18 @@ from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-__all__ = ["InferenceCancelled", "Progress", "check_run_options", "drain"]
+__all__ = ["InferenceCancelled", "NonFiniteOutputError", "Progress", "check_run_options", "drain"]
 
 T = TypeVar("T")
 
 
 class InferenceCancelled(RuntimeError):
     """Raised when ``cancel.is_set()`` becomes true; nothing is returned, ``out`` is partial."""
+
+
+class NonFiniteOutputError(ValueError, FloatingPointError):
+    """The model returned NaN or infinite logits (a ValueError, so the CLI reports it in one
+    line, and a FloatingPointError, which is what it is)."""
 
 
 @dataclass(frozen=True)

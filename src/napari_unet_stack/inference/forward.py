@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from ..models.base import unwrap_logits
+from .events import NonFiniteOutputError
 from .placement import on_device
 from .spec import ModelSpec
 
@@ -84,7 +85,7 @@ def check_logits(spec: ModelSpec, logits: torch.Tensor, x: torch.Tensor, autocas
     if not bool(torch.isfinite(logits).all()):
         bad = int((~torch.isfinite(logits)).sum())
         hint = (" or float16 overflowed: try precision='float32'" if autocast_dtype == torch.float16 else "")
-        raise FloatingPointError(
+        raise NonFiniteOutputError(
             f"model {spec.name} returned non-finite logits (NaN or inf) in {bad} of {logits.numel()} values: "
             f"its weights may be NaN or infinite (check the checkpoint or training){hint}"
         )
