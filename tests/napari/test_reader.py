@@ -137,3 +137,24 @@ def test_viewer_opens_a_calibrated_hyperstack(make_napari_viewer, tmp_path):
         np.testing.assert_allclose(layer.scale, (0.8, 0.25, 0.25))
         assert tuple(layer.axis_labels) == ("z", "y", "x")
     np.testing.assert_array_equal(np.asarray(layers[1].data), data[:, 1])
+
+
+@pytest.mark.parametrize("name", ["labels.tif", "labels.ome.zarr"])
+def test_cli_predict_outputs_open_as_labels(tmp_path, capsys, name):
+    import torch
+
+    from napari_unet_stack import cli
+    from napari_unet_stack.checkpoints import save_model
+    from napari_unet_stack.models import UNet
+
+    torch.manual_seed(0)
+    checkpoint = save_model(UNet(1, 2, base_channels=4, depth=2).eval(), tmp_path / "tiny.pt")
+    stack = (np.arange(2 * 32 * 32) % 251).astype(np.uint8).reshape(2, 32, 32)
+    io.write_image(tmp_path / "in.tif", stack, axes="ZYX", scale={"Z": 2.0, "Y": 0.5, "X": 0.5},
+                   units={"Z": "um", "Y": "um", "X": "um"})
+    code = cli.main(["predict", str(tmp_path / "in.tif"), "-o", str(tmp_path / name),
+                     "--model", str(checkpoint), "-q"])
+    assert code == 0, capsys.readouterr().err
+    [(_, kwargs, layer_type)] = _read(tmp_path / name)
+    assert layer_type == "labels"
+    assert kwargs["scale"] == pytest.approx((2.0, 0.5, 0.5))

@@ -166,7 +166,7 @@ def _write(data, dst, probs_dst, model, model_ref, args, options, client, bar, l
             if semantic is not None:
                 _labels_from_probabilities(probs, semantic, rule)
             else:
-                with io.create_image(dst, shape, dtype, axes=axes, **meta) as out:
+                with io.create_image(dst, shape, dtype, axes=axes, labels=True, **meta) as out:
                     _labels_from_probabilities(probs, out, rule)
     elif semantic is not None:
         if client is None:
@@ -176,12 +176,12 @@ def _write(data, dst, probs_dst, model, model_ref, args, options, client, bar, l
 
             semantic = client.compute(segment(data, model_ref, **options)).result()
     else:
-        with io.create_image(dst, shape, dtype, axes=axes, **meta) as out:
+        with io.create_image(dst, shape, dtype, axes=axes, labels=True, **meta) as out:
             _compute("labels", data, model, model_ref, out, client, bar, options)
     if semantic is None:
         return dtype
     labels = instance_labels(semantic, ndim=min(3, semantic.ndim), min_size=args.min_size)
-    io.write_image(dst, labels, axes=axes, **meta)
+    io.write_image(dst, labels, axes=axes, labels=True, **meta)
     return labels.dtype
 
 
