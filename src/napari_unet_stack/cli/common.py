@@ -13,9 +13,12 @@ __all__ = [
     "DEFAULT_MODEL",
     "DEVICE_HELP",
     "TileProgress",
+    "add_image_options",
     "add_quiet",
     "channel_layout",
+    "check_model_channels",
     "load_cli_model",
+    "parse_channel",
 ]
 
 #: the model `predict` and `demo` use when none is named
@@ -83,20 +86,79 @@ def load_cli_model(source: str, trust: bool):
         ) from None
 
 
-def channel_layout(image, option) -> tuple[int | None, str, bool]:
+def add_image_options(parser: argparse.ArgumentParser, what: str = "the input") -> None:
+    """Add ``--axes``, ``--channel-axis`` and ``--channel``: how to read ``what``'s dimensions."""
+    parser.add_argument("--axes", metavar="AXES",
+                        help=f"axes of {what}, one letter of TZCYX per dimension (e.g. ZYX, YXC), in place "
+                             f"of what the file says (a 3-plane stack saved as RGB: --axes ZYX)")
+    parser.add_argument("--channel-axis", default=None, metavar="AXIS|none",
+                        help=f"axis of {what} holding the channels, or 'none' (default: the file's C axis, "
+                             f"if it names one)")
+    parser.add_argument("--channel", default=None, metavar="INDEX|mean",
+                        help="with a one-channel model: the channel of a multichannel image to use (an index "
+                             "along the channel axis), or 'mean' of all channels")
+
+
+def parse_channel(text):
+    """``--channel`` text as the `channels.check_channel` choice: None, an int or ``'mean'``."""
+    from ..channels import CHANNEL_WORDS
+
+    return None if text is None else parse_int("--channel", text, words=CHANNEL_WORDS)
+
+
+def _channel_option(image, option, axes_option) -> int | None:
+    """The channel axis ``--channel-axis`` names (None for ``none``), checked against the image
+    and against ``--axes``."""
+    value = parse_int("--channel-axis", option, words=("none",))
+    if value == "none":
+        channel_axis = None
+    else:
+        if not -image.ndim <= value < image.ndim:
+            raise ValueError(f"--channel-axis {value} is out of range for an image of shape {image.shape}")
+        channel_axis = value % image.ndim
+    axes = image.axes
+    if axes_option is not None and axes is not None and (
+            (channel_axis is None) != ("C" not in axes) or (channel_axis is not None and axes[channel_axis] != "C")):
+        where = f"C is axis {axes.index('C')}" if "C" in axes else "it has no C"
+        raise ValueError(f"--channel-axis {option} contradicts --axes {axes} ({where}); give one of them")
+    return channel_axis
+
+
+def channel_layout(image, option, axes_option=None) -> tuple[int | None, str, bool]:
     """(channel axis, axes, whether the file's axes and pixel sizes hold) for an input
-    opened with `io.read_image`; ``option`` is the ``--channel-axis`` text (None: the file's).
+    opened with `io.read_image`; ``option`` is the ``--channel-axis`` text (None: the file's;
+    ``'none'``: no channel axis) and ``axes_option`` the ``--axes`` text the image was read with.
     """
     from .. import io
 
-    ndim = image.ndim
     channel_axis = image.channel_axis
     if option is not None:
-        channel_axis = parse_int("--channel-axis", option)
-        if not -ndim <= channel_axis < ndim:
-            raise ValueError(f"--channel-axis {channel_axis} is out of range for an image of shape {image.shape}")
-        channel_axis %= ndim
+        channel_axis = _channel_option(image, option, axes_option)
     axes = image.axes
-    if axes is not None and (channel_axis is None or axes[channel_axis] == "C"):
+    if axes is not None and (axes[channel_axis] == "C" if channel_axis is not None else "C" not in axes):
         return channel_axis, axes, True
-    return channel_axis, io.default_axes(ndim, channel_axis), False
+    return channel_axis, io.default_axes(image.ndim, channel_axis), False
+
+
+def check_model_channels(src, image, channel_axis: int | None, axes: str, model, channel):
+    """The `channels.check_channel` choice for one input, or a ValueError naming the file and
+    the options that would make its channels fit the model."""
+    from .. import io
+    from ..channels import check_channel
+
+    n_channels = 1 if channel_axis is None else image.shape[channel_axis]
+    if channel is None and n_channels != model.in_channels:
+        if channel_axis is None:
+            hint = "name the channel axis with --channel-axis"
+        else:
+            hint = (f"if axis {channel_axis} is not channels, give the axes with --axes (e.g. --axes "
+                    f"{io.default_axes(image.ndim)}) or --channel-axis none")
+            if model.in_channels == 1:
+                hint = "pick one with --channel INDEX or --channel mean; " + hint
+        raise ValueError(
+            f"{str(src)!r}: the model expects {model.in_channels} channel(s) but the image "
+            f"(shape {image.shape}, axes {axes}) has {n_channels} ({hint})"
+        )
+    return check_channel(channel, n_channels, model.in_channels, channel_axis=channel_axis,
+                         where=repr(str(src)))
+

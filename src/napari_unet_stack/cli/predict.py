@@ -11,9 +11,12 @@ from .common import (
     DEFAULT_MODEL,
     DEVICE_HELP,
     TileProgress,
+    add_image_options,
     add_quiet,
     channel_layout,
+    check_model_channels,
     load_cli_model,
+    parse_channel,
 )
 from .outputs import plan_outputs
 
@@ -43,8 +46,7 @@ def add_parser(sub) -> None:
                         "format), or a folder for several inputs")
     p.add_argument("--model", default=DEFAULT_MODEL, metavar="NAME|PATH",
                    help=f"bundled model name or checkpoint file (default: {DEFAULT_MODEL})")
-    p.add_argument("--channel-axis", default=None, metavar="AXIS",
-                   help="axis holding the channels (default: the file's C axis, if it names one)")
+    add_image_options(p, "each input")
     p.add_argument("--tile-size", default="auto", metavar="PX", help="tile core size, 'auto' or 'none'")
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument("--batch-size", default="auto", metavar="N", help="tiles per forward pass, or 'auto'")
@@ -85,6 +87,7 @@ def engine_options(args) -> dict:
         raise ValueError(f"--threshold must be a number in [0, 1], got {args.threshold!r}") from None
     if not 0.0 <= threshold <= 1.0:
         raise ValueError(f"--threshold must be in [0, 1], got {threshold}")
+    args.channel = parse_channel(args.channel)
     if args.scheduler is None:
         from ..devices import resolve_device
 
@@ -128,21 +131,15 @@ def _labels_from_probabilities(probs, out, rule) -> None:
 
 def _layout(image, src, model, args) -> dict:
     """Channel axis, labels shape and axes, and the output metadata of one input."""
-    channel_axis, axes, known = channel_layout(image, args.channel_axis)
-    n_channels = 1 if channel_axis is None else image.shape[channel_axis]
-    if n_channels != model.in_channels:
-        hint = " (name the channel axis with --channel-axis)" if channel_axis is None else ""
-        raise ValueError(
-            f"{str(src)!r}: the model expects {model.in_channels} channel(s) but the image "
-            f"(shape {image.shape}, axes {axes}) has {n_channels}{hint}"
-        )
+    channel_axis, axes, known = channel_layout(image, args.channel_axis, args.axes)
+    channel = check_model_channels(src, image, channel_axis, axes, model, args.channel)
     keep = [i for i in range(image.ndim) if i != channel_axis]
     label_axes = "".join(axes[i] for i in keep)
     scale = {k: v for k, v in image.scale.items() if known and k in label_axes}
     units = {k: v for k, v in image.units.items() if k in scale}
     meta = {"scale": scale, "units": units, "overwrite": args.overwrite,
             "compression": None if args.compression == "none" else args.compression}
-    return {"channel_axis": channel_axis, "shape": tuple(image.shape[i] for i in keep),
+    return {"channel_axis": channel_axis, "channel": channel, "shape": tuple(image.shape[i] for i in keep),
             "axes": label_axes, "meta": meta}
 
 
@@ -196,9 +193,9 @@ def _predict_file(src, dst, probs_dst, model, model_ref, args, options, client) 
 
     t0 = time.perf_counter()
     try:
-        with io.read_image(src) as image:
+        with io.read_image(src, axes=args.axes) as image:
             layout = _layout(image, src, model, args)
-            options = dict(options, channel_axis=layout["channel_axis"])
+            options = dict(options, channel_axis=layout["channel_axis"], channel=layout["channel"])
             data, unit = image.data, "tile"
             if client is not None:
                 slices = parse_int("--chunk-slices", args.chunk_slices, 1)

@@ -12,7 +12,14 @@ from pathlib import Path
 
 from ..models import ARCHITECTURES, architecture_name
 from ..training.settings import DEFAULT_LR, DEFAULT_STEPS, ModelSettings, TrainSettings
-from .common import DEVICE_HELP, add_quiet, channel_layout, load_cli_model
+from .common import (
+    DEVICE_HELP,
+    add_image_options,
+    add_quiet,
+    channel_layout,
+    load_cli_model,
+    parse_channel,
+)
 
 __all__ = ["add_parser", "run"]
 
@@ -65,8 +72,7 @@ def add_parser(sub) -> None:
                    help=f"share of slices held out for validation (default {fit.val_fraction:g}; 0 disables)")
     p.add_argument("--no-augment", action="store_true", help="random crops only")
     p.add_argument("--sparse", action="store_true", help="0 = unlabelled; painted value v = class v-1")
-    p.add_argument("--channel-axis", default=None, metavar="AXIS",
-                   help="axis of IMAGES holding channels (default: the file's C axis, else none)")
+    add_image_options(p, "IMAGES")
     p.add_argument("--class-names", metavar="A,B,...", help="one name per output channel")
     p.add_argument("--device", default=fit.device, help=DEVICE_HELP)
     p.add_argument("--seed", type=int, default=fit.seed)
@@ -76,22 +82,38 @@ def add_parser(sub) -> None:
     p.set_defaults(func=run)
 
 
-def _read_pairs(images_arg: str, labels_arg: str, channel_option):
-    """(images, labels, channel_axis, image paths) read into memory, paired by sorted order."""
+def _one_channel(data, channel_axis, choice, path):
+    """``data`` reduced to the ``--channel`` choice (`channels.pick_channels`), no channel axis."""
+    import numpy as np
+
+    from ..channels import check_channel, pick_channels
+
+    n = 1 if channel_axis is None else data.shape[channel_axis]
+    choice = check_channel(choice, n, None, channel_axis=channel_axis, where=repr(str(path)))
+    return pick_channels(np.moveaxis(data, channel_axis, 0), choice)[0]
+
+
+def _read_pairs(args):
+    """(images, labels, channel_axis, image paths) read into memory, paired by sorted order;
+    with ``--channel`` the images hold that one channel (channel_axis None)."""
     import numpy as np
 
     from .. import io
 
-    image_paths, label_paths = io.find_images(images_arg), io.find_images(labels_arg)
+    channel = parse_channel(args.channel)
+    image_paths, label_paths = io.find_images(args.images), io.find_images(args.labels)
     if len(image_paths) != len(label_paths):
         raise ValueError(
             f"IMAGES ({len(image_paths)} files) and LABELS ({len(label_paths)} files) must pair up one to one"
         )
     images, labels, axes = [], [], set()
     for ipath, lpath in zip(image_paths, label_paths, strict=True):
-        with io.read_image(ipath) as img:
-            channel_axis, _axes, _ok = channel_layout(img, channel_option)
-            images.append(np.asarray(img.data))
+        with io.read_image(ipath, axes=args.axes) as img:
+            channel_axis, _axes, _ok = channel_layout(img, args.channel_axis, args.axes)
+            data = np.asarray(img.data)
+        if channel is not None:
+            data, channel_axis = _one_channel(data, channel_axis, channel, ipath), None
+        images.append(data)
         with io.read_image(lpath) as lab:
             labels.append(np.asarray(lab.data))
         axes.add(channel_axis)
@@ -210,7 +232,7 @@ def run(args) -> int:
     if args.resume and args.model is None:
         raise ValueError("--resume needs --model: the checkpoint whose training to continue")
     class_names = None if args.class_names is None else [c.strip() for c in args.class_names.split(",")]
-    images, labels, channel_axis, paths = _read_pairs(args.images, args.labels, args.channel_axis)
+    images, labels, channel_axis, paths = _read_pairs(args)
     model = _start_model(args, images, labels, channel_axis)
     print(f"training {model.describe()} on {len(images)} image(s): "
           + ", ".join(f"{p.name} {' x '.join(map(str, a.shape))}" for p, a in zip(paths, images, strict=True)))
