@@ -121,3 +121,27 @@ def test_writer_failures_say_what_went_wrong(tmp_path, name):
         with pytest.raises(OSError, match=f"cannot write '.*{name}'"):
             six.save(str(tmp_path / name), plugin="napari-unet-stack")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_train_widget_saves_with_the_users_permissions(make_napari_viewer, tmp_path):
+    """The Train widget's save is a normal file (umask), not mkstemp's 0600 (issue 11, item 7)."""
+    import os
+    import stat
+
+    from napari_unet_stack.models import UNet
+    from napari_unet_stack.napari._registry import USER_MODELS
+    from napari_unet_stack.napari._train_widget import TrainWidget
+
+    before = set(USER_MODELS.names())
+    widget = TrainWidget(make_napari_viewer())
+    widget.model = UNet(1, 2, base_channels=4, depth=2)
+    widget.save_path.value = tmp_path / "trained.pt"
+    old = os.umask(0o022)
+    try:
+        saved = widget.save()
+    finally:
+        os.umask(old)
+        for name in set(USER_MODELS.names()) - before:
+            USER_MODELS.remove(name)
+    assert saved == tmp_path / "trained.pt"
+    assert stat.S_IMODE(saved.stat().st_mode) == 0o644
