@@ -95,7 +95,7 @@ def load_model(
     if size == 0:
         raise cannot_load(path, "the file is empty")
     if is_torchscript(path):
-        model = load_torchscript(path, overrides)
+        model = load_torchscript(path, overrides, trust)
     else:
         model = load_object(load_pickle(path, trust), path, overrides)
     apply_overrides(model, overrides, path)

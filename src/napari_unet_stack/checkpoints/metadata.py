@@ -9,10 +9,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..labels import check_activation
 from ..models import SegmentationNetwork
+from ..models.base import META_KEYS
 from ..normalization import validate_normalization
+from .errors import CheckpointError
 
-__all__ = ["check_meta", "json_like", "plain", "plain_training_state"]
+__all__ = ["check_loaded_meta", "check_meta", "json_like", "plain", "plain_training_state"]
 
 
 def plain(value: Any, where: str) -> Any:
@@ -101,6 +104,37 @@ def check_meta(model: SegmentationNetwork, key: str, value: Any) -> Any:
     elif key == "provenance" and not isinstance(value, dict):
         raise TypeError(f"`provenance` must be a dict, got {type(value).__name__}")
     return value
+
+
+def check_loaded_meta(
+    model: SegmentationNetwork, meta: Any, activation: Any, path: PurePath
+) -> dict[str, Any]:
+    """The metadata a file (``path``) stores for ``model``, checked as `check_meta` checks
+    what `save_model` stores (its `META_KEYS` entries), with its ``activation``; a
+    `CheckpointError` naming the file and the entry otherwise. Returns ``meta`` as a dict,
+    its values unchanged."""
+    if meta is None:
+        meta = {}
+    if not isinstance(meta, Mapping):
+        raise CheckpointError(
+            f"{str(path)!r}: its 'meta' entry is a {type(meta).__name__}, not a dict of metadata"
+        )
+    if activation is not None:
+        try:
+            check_activation(activation)
+        except ValueError as err:
+            raise CheckpointError(
+                f"{str(path)!r}: its 'activation' entry is invalid: {err}"
+            ) from err
+    for key in META_KEYS:
+        if key in meta:
+            try:
+                check_meta(model, key, meta[key])
+            except (TypeError, ValueError) as err:
+                raise CheckpointError(
+                    f"{str(path)!r}: its metadata entry {key!r} is invalid: {err}"
+                ) from err
+    return dict(meta)
 
 
 def plain_training_state(value: Any, where: str) -> Any:

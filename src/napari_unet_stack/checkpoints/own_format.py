@@ -27,8 +27,8 @@ from ..io.atomic import write_atomically
 from ..labels import check_activation
 from ..models import ARCHITECTURE_CLASSES, REFERENCE_ARCHITECTURES, SegmentationNetwork
 from .errors import CheckpointError, cannot_load
-from .metadata import check_meta, plain, plain_training_state
-from .weights import load_weights
+from .metadata import check_loaded_meta, check_meta, plain, plain_training_state
+from .weights import build_checked, non_finite
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "architectures", "config_of", "load_own", "save_model"]
 
@@ -103,7 +103,8 @@ def save_model(
     TypeError
         ``model`` has no config, or a metadata value is not plain data (the message names it).
     ValueError
-        A metadata value is invalid (e.g. ``class_names`` of the wrong length).
+        A metadata value is invalid (e.g. ``class_names`` of the wrong length), or the
+        weights hold NaN or infinity (`load_model` refuses such files; nothing is written).
 
     Examples
     --------
@@ -125,6 +126,12 @@ def save_model(
     updates = {key: check_meta(model, key, value) for key, value in metadata.items()}
     meta = {key: plain(value, key) for key, value in {**model.meta, **updates}.items()}
     state = {key: value.detach().to("cpu", copy=True) for key, value in model.state_dict().items()}
+    bad = non_finite(state)
+    if bad:  # load_model refuses such files: write none
+        raise ValueError(
+            f"save_model: not saving {str(path)!r}, the model has non-finite weights: "
+            f"{'; '.join(bad[:3])}{' ...' if len(bad) > 3 else ''}"
+        )
     checkpoint = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -162,17 +169,17 @@ def _build(checkpoint: Mapping[str, Any], path: Path) -> SegmentationNetwork:
         raise CheckpointError(
             f"{str(path)!r} needs architecture {name!r}, which this version does not know ({sorted(known)})"
         )
+    state = checkpoint.get("state_dict")
+    if not isinstance(state, Mapping):
+        raise cannot_load(path, "its 'state_dict' entry is missing")
     try:
-        model = known[name](**config["kwargs"])
+        return build_checked(known[name], config["kwargs"], state, path, name)
+    except CheckpointError:
+        raise
     except (TypeError, ValueError) as err:
         raise CheckpointError(
             f"{str(path)!r}: cannot build {name} from its config {dict(config['kwargs'])}: {err}"
         ) from err
-    state = checkpoint.get("state_dict")
-    if not isinstance(state, Mapping):
-        raise cannot_load(path, "its 'state_dict' entry is missing")
-    load_weights(model, state, path, name)
-    return model
 
 
 def load_own(checkpoint: Mapping[str, Any], path: Path) -> SegmentationNetwork:
@@ -183,7 +190,9 @@ def load_own(checkpoint: Mapping[str, Any], path: Path) -> SegmentationNetwork:
     `CheckpointError`; a malformed training state is ignored with a warning.
     """
     model = _build(checkpoint, path)
-    model.meta = dict(checkpoint.get("meta") or {})
+    model.meta = check_loaded_meta(
+        model, checkpoint.get("meta"), checkpoint.get("activation"), path
+    )
     if checkpoint.get("activation") is not None:
         model.activation = checkpoint["activation"]
     training_state = checkpoint.get("training_state")

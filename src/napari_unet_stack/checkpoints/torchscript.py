@@ -20,7 +20,7 @@ import torch
 from .._version import __version__
 from ..io.atomic import write_atomically
 from ..models import SegmentationNetwork
-from .errors import cannot_load, error_summary
+from .errors import UnsafeCheckpointError, cannot_load, error_summary
 from .metadata import plain
 from .own_format import FORMAT, FORMAT_VERSION
 from .wrapped import wrap_module
@@ -29,6 +29,7 @@ __all__ = [
     "TORCHSCRIPT_META",
     "export_torchscript",
     "is_torchscript",
+    "load_time_code",
     "load_torchscript",
     "quiet_jit",
 ]
@@ -125,8 +126,32 @@ def is_torchscript(path: Path) -> bool:
     return any(n.endswith("/constants.pkl") or "/code/" in n for n in names)
 
 
-def load_torchscript(path: Path, overrides: dict) -> SegmentationNetwork:
-    """The archive at ``path``, wrapped with its metadata entry and ``overrides`` (`wrap_module`)."""
+def load_time_code(path: Path) -> str | None:
+    """The archive member whose TorchScript code mentions ``__setstate__`` (which
+    ``torch.jit.load`` runs while loading), or None; the text is only read."""
+    with zipfile.ZipFile(path) as archive:
+        for name in archive.namelist():
+            code = "/code/" in name and name.endswith(".py")
+            if code and b"__setstate__" in archive.read(name):
+                return name
+    return None
+
+
+def load_torchscript(path: Path, overrides: dict, trust: bool = False) -> SegmentationNetwork:
+    """The archive at ``path``, wrapped with its metadata entry and ``overrides`` (`wrap_module`).
+
+    Without ``trust`` none of its code runs: an archive with load-time code
+    (`load_time_code`) is refused with `UnsafeCheckpointError`, and the output channels
+    are probed only when the forward has no loops.
+    """
+    member = None if trust else load_time_code(path)
+    if member is not None:
+        raise UnsafeCheckpointError(
+            f"refusing to load {str(path)!r}: its TorchScript code ({member}) defines __setstate__, "
+            f"which torch.jit.load runs while loading and which could do anything, or never end. "
+            f"Nothing from the file was executed. Pass trust=True to load_model only if you "
+            f"trust the file and where it came from."
+        )
     extra = {TORCHSCRIPT_META: ""}
     try:
         with quiet_jit():
@@ -144,4 +169,4 @@ def load_torchscript(path: Path, overrides: dict) -> SegmentationNetwork:
                 f"ignoring the unreadable {TORCHSCRIPT_META} entry of {str(path)!r}: {err}",
                 stacklevel=3,
             )
-    return wrap_module(module, path, overrides, info, "TorchScript")
+    return wrap_module(module, path, overrides, info, "TorchScript", trust)

@@ -13,8 +13,38 @@ from torch import nn
 from ..labels import ACTIVATIONS
 from ..models import SegmentationNetwork, WrappedNetwork, unwrap_logits
 from .errors import CheckpointError, error_summary
+from .metadata import check_loaded_meta
 
-__all__ = ["ExportedNetwork", "probe_channels", "wrap_module"]
+__all__ = ["ExportedNetwork", "check_probe_terminates", "probe_channels", "wrap_module"]
+
+
+def _loops(block) -> bool:
+    """Whether a TorchScript graph (or block) holds a loop or a call it did not inline."""
+    for node in block.nodes():
+        if node.kind() in ("prim::Loop", "prim::CallMethod", "prim::CallFunction"):
+            return True
+        if any(_loops(inner) for inner in node.blocks()):
+            return True
+    return False
+
+
+def check_probe_terminates(module: nn.Module, path: Path, trust: bool) -> None:
+    """`CheckpointError` unless a probe forward of ``module`` is sure to end: with
+    ``trust``, or for TorchScript whose forward has no loops (traced archives: tracing
+    unrolls them). Only the graph is read; nothing is run."""
+    if trust or not isinstance(module, torch.jit.ScriptModule):
+        return
+    try:
+        looping = _loops(module.inlined_graph)
+    except (RuntimeError, AttributeError):
+        looping = True
+    if looping:
+        raise CheckpointError(
+            f"{str(path)!r} is TorchScript without napari-unet-stack metadata whose forward has "
+            f"loops (or calls it cannot inline), so a probe forward to find its output channels "
+            f"might never end and is not run: pass n_classes=... to load_model (nothing is run "
+            f"then), or trust=True to probe it"
+        )
 
 
 def probe_channels(module: nn.Module, in_channels: int, depth: int, path: Path) -> int:
@@ -60,15 +90,21 @@ class ExportedNetwork(WrappedNetwork):
 
 
 def wrap_module(
-    module: nn.Module, path: Path, overrides: dict, info: Mapping | None, imported_from: str
+    module: nn.Module,
+    path: Path,
+    overrides: dict,
+    info: Mapping | None,
+    imported_from: str,
+    trust: bool = False,
 ) -> SegmentationNetwork:
     """``module`` as a `SegmentationNetwork` (an `ExportedNetwork`).
 
     The geometry comes from ``overrides`` (``in_channels``, ``n_classes``, ``depth``,
     ``halo``), else from ``info`` (the JSON `export_torchscript` writes), else from
-    defaults: depth 4, ``n_classes`` by `probe_channels`; ``in_channels`` is required.
-    ``info``'s ``meta`` is restored unchanged; without it the model's provenance names
-    ``imported_from`` and ``path``.
+    defaults: depth 4, ``n_classes`` by `probe_channels`, for TorchScript only when its
+    forward has no loops or with ``trust`` (`check_probe_terminates`); ``in_channels`` is
+    required. ``info``'s ``meta`` is restored unchanged (checked by `check_loaded_meta`);
+    without it the model's provenance names ``imported_from`` and ``path``.
     """
     info = dict(info or {})
     depth = int(overrides.get("depth", info.get("depth", 4)))
@@ -80,6 +116,7 @@ def wrap_module(
         )
     n_classes = overrides.get("n_classes", info.get("n_classes"))
     if n_classes is None:
+        check_probe_terminates(module, path, trust)
         n_classes = probe_channels(module, int(in_channels), depth, path)
     halo = overrides.get("halo", info.get("halo"))
     net = ExportedNetwork(
@@ -97,7 +134,7 @@ def wrap_module(
         net.activation = info["activation"]
     meta = info.get("meta")
     if isinstance(meta, Mapping):  # written by export_torchscript: restore it unchanged
-        net.meta = dict(meta)
+        net.meta = check_loaded_meta(net, meta, None, path)
     else:
         net.meta = {"provenance": {"imported_from": imported_from, "source": str(path)}}
     return net

@@ -19,7 +19,7 @@ from ...models import SegmentationNetwork
 from ...normalization import validate_normalization
 from ..errors import CheckpointError
 from ..metadata import check_meta, json_like
-from ..weights import load_weights
+from ..weights import build_checked
 
 __all__ = ["ForeignFamily"]
 
@@ -76,12 +76,14 @@ class ForeignFamily:
         mask_values = state.pop("mask_values", None)
         try:
             kwargs = self.network.kwargs_from_state_dict(state)
-            model = self.network(**kwargs)
-        except (ValueError, TypeError, IndexError) as err:
+            what = f"{self.source} {self.network.__name__}({kwargs})"
+            model = build_checked(self.network, kwargs, state, path, what)
+        except CheckpointError:
+            raise
+        except (ValueError, TypeError, IndexError, AttributeError) as err:
             raise CheckpointError(
                 f"{str(path)!r} looks like a {self.source} checkpoint but its weights are inconsistent: {err}"
             ) from err
-        load_weights(model, state, path, f"{self.source} {self.network.__name__}({kwargs})")
         provenance: dict[str, Any] = {"imported_from": self.source, "source": str(path)}
         provenance.update(self.extra_provenance(path, kwargs))
         if isinstance(outer, Mapping):

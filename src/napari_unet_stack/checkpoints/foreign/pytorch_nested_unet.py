@@ -13,11 +13,47 @@ from ..errors import CheckpointError
 from ..metadata import json_like
 from .family import ForeignFamily
 
-__all__ = ["VGG_NESTED", "VGG_UNET", "NestedRepoFamily", "read_config_yml"]
+__all__ = [
+    "MAX_CONFIG_BYTES",
+    "MAX_CONFIG_NESTING",
+    "VGG_NESTED",
+    "VGG_UNET",
+    "NestedRepoFamily",
+    "read_config_yml",
+]
+
+
+#: the largest ``config.yml`` read (the one train.py writes is about 1 KB)
+MAX_CONFIG_BYTES = 64 * 1024
+#: the deepest nesting of lists and mappings read (train.py writes a flat mapping)
+MAX_CONFIG_NESTING = 32
+
+
+def _refusal(text: str) -> str | None:
+    """Why ``text`` is not read as YAML, or None: aliases (``*name``; nested ones are alias
+    bombs, a self-reference recursive) and deep nesting, found by a scan of the parser's
+    events, which builds nothing."""
+    import yaml
+
+    depth = 0
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        if isinstance(event, yaml.AliasEvent):
+            return (
+                f"it uses a YAML alias (*{event.anchor}); aliases are refused (they can "
+                f"expand exponentially or refer to themselves) and train.py writes none"
+            )
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_CONFIG_NESTING:
+                return f"it is nested more than {MAX_CONFIG_NESTING} levels deep"
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+    return None
 
 
 def read_config_yml(path: Path) -> dict | None:
-    """The ``config.yml`` beside ``path`` as a dict; None (with a warning if unreadable)
+    """The ``config.yml`` beside ``path`` as a dict; None (with a warning if unreadable,
+    over `MAX_CONFIG_BYTES`, using aliases or nested over `MAX_CONFIG_NESTING` levels)
     when there is none."""
     config_path = path.parent / "config.yml"
     if not config_path.is_file():
@@ -25,10 +61,18 @@ def read_config_yml(path: Path) -> dict | None:
     import yaml
 
     try:
-        config = yaml.safe_load(config_path.read_text())
-    except (yaml.YAMLError, OSError, UnicodeDecodeError) as err:
+        size = config_path.stat().st_size
+        if size > MAX_CONFIG_BYTES:
+            problem = f"it is {size:,} bytes, more than the {MAX_CONFIG_BYTES:,} bytes read"
+        else:
+            text = config_path.read_text()
+            problem = _refusal(text)
+            config = None if problem else yaml.safe_load(text)
+    except (yaml.YAMLError, OSError, UnicodeDecodeError, RecursionError) as err:
+        problem = f"not readable YAML ({err})"
+    if problem:
         # stacklevel 6: this, extra_provenance, load, load_object, load_model, then its caller
-        warnings.warn(f"ignoring {str(config_path)!r}: not readable YAML ({err})", stacklevel=6)
+        warnings.warn(f"ignoring {str(config_path)!r}: {problem}", stacklevel=6)
         return None
     return config if isinstance(config, dict) else None
 
