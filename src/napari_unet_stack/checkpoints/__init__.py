@@ -16,7 +16,7 @@ One module per concern:
   "lr_scheduler", "epoch", "args"}``); state dicts wrapped in a ``model`` /
   ``state_dict`` / ``model_state_dict`` / ``net`` entry, with DataParallel ``module.``
   (or ``torch.compile`` ``_orig_mod.``) prefixes;
-- `safety`: pickle safety; `registry`: the bundled models (`list_models`); `metadata`:
+- `safety`: pickle safety; `weights`: building and loading, checked first; `registry`: the bundled models (`list_models`); `metadata`:
   what metadata may hold; `errors`: `CheckpointError` and `UnsafeCheckpointError`;
   `loading`: `load_model`, which dispatches to the others.
 
@@ -29,7 +29,14 @@ but tensors and plain containers (plus ``argparse.Namespace`` and numpy scalars,
 the references store). A file that needs more (a fully pickled module) is refused with
 `UnsafeCheckpointError` before any of its code runs; ``trust=True`` lifts that, for files
 from a trusted source. TorchScript archives hold TorchScript code, not Python, and load
-without ``trust``.
+without ``trust`` as long as loading runs none of it: archives whose code has a
+``__setstate__`` (run by ``torch.jit.load``) need ``trust=True``, and a probe forward
+for the output channels is run only on loop-free code (traced archives) or with ``trust``.
+
+Nothing a file claims is built before it is checked (`weights`): sizes against sane
+bounds, the network's parameter count on the memory-free ``meta`` device, the weights'
+shapes against the config, each tensor against the values the file stores, and the
+weights for NaN and infinity (refused: such a model silently segments nothing).
 """
 
 from .errors import SUPPORTED_FORMATS, CheckpointError, UnsafeCheckpointError

@@ -66,17 +66,23 @@ def load_model(
         and pickled modules, whose geometry cannot be read off the weights, also
         ``in_channels``, ``n_classes``, ``depth`` and ``halo``. Without metadata from
         `export_torchscript`, ``in_channels`` is required and ``n_classes`` is found by a
-        probe forward on a zero image. For other models these must agree with the weights.
+        probe forward on a zero image, for TorchScript only when its forward has no loops
+        (traced archives) or with ``trust=True``. For other models these must agree with
+        the weights.
 
     Raises
     ------
     FileNotFoundError
         ``source`` is neither a file nor a bundled model.
     UnsafeCheckpointError
-        The file needs arbitrary unpickling and ``trust`` is False (nothing was run).
+        The file needs arbitrary unpickling, or is TorchScript with load-time code
+        (``__setstate__``), and ``trust`` is False (nothing was run).
     CheckpointError
         Anything else that is not a loadable checkpoint: empty, corrupt or truncated
-        files, unrelated files or state dicts, weights that contradict each other.
+        files, unrelated files or state dicts, weights that contradict each other or
+        their config, sizes beyond sane bounds (checked before anything is allocated),
+        expanded tensors, NaN or infinite weights, malformed ``meta`` / ``activation``
+        entries (an invalid normalization included).
     TypeError
         An unknown override.
     """

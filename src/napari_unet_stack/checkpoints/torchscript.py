@@ -3,7 +3,7 @@
 An exported archive runs without this package (``torch.jit.load``); its
 ``napari_unet_stack.json`` entry carries the channels, depth, halo, valid margin,
 activation and ``meta``. TorchScript archives hold TorchScript code, not Python, and load
-without ``trust``.
+without ``trust`` when loading runs none of it (see `load_torchscript`).
 """
 
 from __future__ import annotations
