@@ -149,6 +149,10 @@ def test_output_is_checked_before_training(run, one_line_error, tmp_path, pair, 
     assert not (tmp_path / "ro").exists() or os.listdir(tmp_path / "ro") == []
 
 
+#: a small new network: saving and loading it is quick
+SMALL = ("--base-channels", "4", "--depth", "2")
+
+
 def _failing_save(monkeypatch, fails):
     """torch.save fails for temporary files of the names in ``fails`` (a full disk's RuntimeError)."""
     import torch
@@ -171,7 +175,7 @@ def test_a_failed_save_keeps_the_model_in_a_named_fallback_file(run, tmp_path, p
     monkeypatch.setenv("TMPDIR", str(rescue))
     monkeypatch.setattr("tempfile.tempdir", None)
     _failing_save(monkeypatch, ["m.pt"])
-    code, out, err = run("train", *pair, "-o", tmp_path / "m.pt", "-q")
+    code, out, err = run("train", *pair, "-o", tmp_path / "m.pt", "-q", *SMALL)
     assert code == 2 and "Traceback" not in err
     assert f"cannot save {str(tmp_path / 'm.pt')!r}" in err and "unexpected pos" in err
     found = re.search(r"the trained model is kept in '([^']+)'", err)
@@ -185,6 +189,6 @@ def test_a_failed_save_keeps_the_model_in_a_named_fallback_file(run, tmp_path, p
 def test_when_no_fallback_can_be_written_the_error_says_so(run, tmp_path, pair, fake_train, monkeypatch):
     monkeypatch.chdir(tmp_path)
     _failing_save(monkeypatch, ["m.pt", "unet-stack-m-"])
-    code, _, err = run("train", *pair, "-o", tmp_path / "m.pt", "-q")
+    code, _, err = run("train", *pair, "-o", tmp_path / "m.pt", "-q", *SMALL)
     assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert "cannot save" in err and "could not keep the trained model either (tried" in err
