@@ -38,7 +38,8 @@ def test_cancel_raises_with_the_best_model_so_far(data, fast, tiny_unet):
     err = caught.value
     assert err.step == 3 and len(err.history["loss"]) == 3
     assert isinstance(err.model, UNet) and not err.model.training
-    assert err.model.training_state["step"] == 2  # the weights and state of the best step
+    # the weights of the best step; the training state of the last one (resume goes on there)
+    assert err.model.training_state["step"] == 3 and "weights" in err.model.training_state
     assert (
         err.model.meta["provenance"]["steps"] == 3
         and err.model.meta["provenance"]["best_step"] == 2
@@ -98,7 +99,9 @@ def _straight_and_cancelled(data, fast, tiny_unet, *, steps, cancel_at, **kw):
     return straight, caught.value
 
 
-def test_cancelled_run_resumes_from_its_checkpoint_to_the_planned_total(data, tmp_path, fast, tiny_unet):
+def test_cancelled_run_resumes_from_its_checkpoint_to_the_planned_total(
+    data, tmp_path, fast, tiny_unet
+):
     (straight, straight_history), err = _straight_and_cancelled(
         data, fast, tiny_unet, steps=12, cancel_at=5, val_fraction=0
     )
@@ -138,17 +141,52 @@ def test_cancelled_run_resumes_from_its_checkpoint_to_the_planned_total(data, tm
         train(data.image, data.labels, resumed, resume=True, **fast)
 
 
-def test_cancelled_run_with_validation_resumes_from_its_best_step(data, fast, tiny_unet):
-    (_, straight_history), err = _straight_and_cancelled(
+def test_cancelled_run_with_validation_resumes_from_its_last_step(data, fast, tiny_unet):
+    (straight, straight_history), err = _straight_and_cancelled(
         data, fast, tiny_unet, steps=8, cancel_at=3, val_every=2
     )
-    # the cancelled model holds the step-2 weights (last validation): its state is step 2's
+    # the cancelled model holds the step-2 weights (last validation), its state is step 3's
     assert err.model.meta["provenance"]["best_step"] == 2
-    assert err.model.training_state["step"] == 2
-    _, history = train(data.image, data.labels, err.model, resume=True, val_every=2, **fast)
-    assert history["step"] == list(range(3, 9)) and history["val_step"] == [4, 6, 8]
-    assert history["lr"] == straight_history["lr"][2:]
-    np.testing.assert_allclose(history["loss"], straight_history["loss"][2:], rtol=1e-5)
+    assert err.model.training_state["step"] == 3
+    resumed, history = train(data.image, data.labels, err.model, resume=True, val_every=2, **fast)
+    # issue 11, item 25: steps 4..8, the very same run as the uninterrupted one
+    assert history["step"] == list(range(4, 9)) and history["val_step"] == [4, 6, 8]
+    assert history["lr"] == straight_history["lr"][3:]
+    np.testing.assert_allclose(history["loss"], straight_history["loss"][3:], rtol=1e-5)
+    np.testing.assert_allclose(history["val_dice"], straight_history["val_dice"][1:], rtol=1e-5)
+    for key, value in straight.state_dict().items():
+        torch.testing.assert_close(resumed.state_dict()[key], value, rtol=1e-5, atol=1e-6)
+
+
+def test_resume_goes_on_from_the_last_step_not_the_best(
+    data, fast, tiny_unet, tmp_path, monkeypatch
+):
+    """Issue 11, item 25: a run whose best validation is at step 2 of 8, resumed with
+    ``steps=3``, records steps 9-11; without ``steps`` it has run its planned 8 steps."""
+    import napari_unet_stack.training.run as run_module
+
+    real, scores = run_module.validation_metrics, iter([0.9, 0.5, 0.4, 0.3, 0.2, 0.1, 0.05])
+
+    def falling(*args, **kwargs):
+        return {**real(*args, **kwargs), "dice": next(scores)}
+
+    monkeypatch.setattr(run_module, "validation_metrics", falling)
+    model, _ = train(data.image, data.labels, tiny_unet(), steps=8, val_every=2, **fast)
+    assert model.meta["provenance"]["best_step"] == 2
+    state = model.training_state
+    assert (state["step"], state["total"], state["finished"]) == (8, 8, True)
+    assert torch.equal(state["optimizer"]["state"][0]["step"], torch.tensor(8.0))
+    assert any(not torch.equal(state["weights"][k], v) for k, v in model.state_dict().items())
+    with pytest.raises(ValueError, match="already ran its planned 8 steps; pass `steps`"):
+        train(data.image, data.labels, model, resume=True, **fast)
+    path = save_model(model, tmp_path / "best_at_2.pt")  # the last weights travel in the file
+    more, history = train(
+        data.image, data.labels, path, resume=True, steps=3, val_fraction=0, **fast
+    )
+    assert history["step"] == [9, 10, 11]
+    assert more.meta["provenance"]["resumed_from_step"] == 8
+    assert (more.training_state["step"], more.training_state["total"]) == (11, 11)
+    assert "weights" not in more.training_state  # no validation: the last weights are the result
 
 
 @pytest.mark.slow
@@ -157,7 +195,7 @@ def test_resume_with_steps_runs_that_many_more(trained, data, tmp_path, fast):
 
     model, _, _ = trained
     reached = model.training_state["step"]
-    assert reached == model.meta["provenance"]["best_step"] and model.training_state["finished"]
+    assert reached == 50 and model.training_state["finished"]  # the last step, not the best
     path = save_model(model, tmp_path / "first.pt")  # the fixture's model stays untouched
     more, history = train(
         data.image, data.labels, path, resume=True, steps=4, val_fraction=0, **fast
@@ -168,9 +206,7 @@ def test_resume_with_steps_runs_that_many_more(trained, data, tmp_path, fast):
     assert history["lr"] == pytest.approx([fast["lr"] * schedule(s - 1) for s in history["step"]])
     state = more.training_state
     assert (state["step"], state["total"]) == (reached + 4, reached + 4)
-    assert torch.equal(
-        state["optimizer"]["state"][0]["step"], torch.tensor(float(reached + 4))
-    )
+    assert torch.equal(state["optimizer"]["state"][0]["step"], torch.tensor(float(reached + 4)))
     assert more.meta["provenance"]["resumed_from_step"] == reached
 
 

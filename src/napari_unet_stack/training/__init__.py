@@ -6,6 +6,8 @@ holds the defaults of a new network. `dice` / `iou` score label arrays per class
 """
 
 from .augment import AugmentConfig, augment_pair
+from .classes import MAX_CLASSES, classes_for
+from .errors import TrainingFailed
 from .loop import TrainingCancelled, TrainProgress, iter_train, select_fast_head, train
 from .losses import segmentation_loss
 from .metrics import confusion_counts, dice, foreground_dice, iou, mean_score
@@ -24,12 +26,15 @@ __all__ = [
     "DEFAULT_MODEL",
     "DEFAULT_STEPS",
     "DEFAULT_WEIGHT_DECAY",
+    "MAX_CLASSES",
     "AugmentConfig",
     "ModelSettings",
     "TrainProgress",
     "TrainSettings",
     "TrainingCancelled",
+    "TrainingFailed",
     "augment_pair",
+    "classes_for",
     "confusion_counts",
     "default_model",
     "dice",

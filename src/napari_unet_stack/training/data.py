@@ -29,6 +29,25 @@ from typing import Any
 import numpy as np
 
 from ..normalization import apply_normalization, fit_normalization, validate_normalization
+from .classes import (
+    binary_or_checked,
+    describe_capacity,
+    integer_labels,
+    label_capacity,
+    to_targets,
+)
+
+__all__ = [
+    "IGNORE",
+    "PreparedData",
+    "Slice",
+    "check_capacity",
+    "describe_capacity",
+    "index_centres",
+    "label_capacity",
+    "prepare_data",
+    "split_validation",
+]
 
 IGNORE = -1
 #: at most this many candidate crop centres are remembered per slice
@@ -110,70 +129,6 @@ def _channel_first(image: np.ndarray, channel_axis: int | None, name: str) -> np
     return image.reshape(c, -1, h, w)
 
 
-def _integer_labels(labels: np.ndarray, name: str) -> np.ndarray:
-    if labels.dtype.kind == "b":
-        return labels.astype(np.int64)
-    if labels.dtype.kind == "f":
-        if not np.isfinite(labels).all():
-            raise ValueError(f"`{name}` contains NaN or infinite values; labels must be integers")
-        rounded = np.rint(labels)
-        if not np.array_equal(rounded, labels):
-            raise ValueError(
-                f"`{name}` has dtype {labels.dtype} with non-integer values; labels must be integers"
-            )
-        return rounded.astype(np.int64)
-    if labels.dtype == np.uint64 and labels.max() > np.iinfo(np.int64).max:
-        raise ValueError(f"`{name}` has label values too large ({labels.max()})")
-    return labels.astype(np.int64, copy=False)
-
-
-def label_capacity(model: Any) -> int:
-    """How many class indices a model's targets can hold (softmax K; sigmoid 1 -> 2; K -> K + 1)."""
-    k = int(model.out_channels)
-    if model.activation == "sigmoid":
-        return k + 1
-    return k
-
-
-def describe_capacity(model: Any, sparse: bool) -> str:
-    n = label_capacity(model)
-    if sparse:
-        return f"painted values 1..{n} (0 = unlabelled)"
-    return f"values 0..{n - 1}"
-
-
-def _to_targets(
-    labels: np.ndarray, *, sparse: bool, class_values: Sequence[int] | None, name: str
-) -> np.ndarray:
-    """Label values -> class indices (IGNORE where unlabelled)."""
-    if labels.min() < 0:
-        raise ValueError(
-            f"`{name}` has negative label values (min {labels.min()}); labels must be >= 0"
-        )
-    if sparse:
-        return labels - 1  # 0 (unlabelled) -> -1 = IGNORE
-    if class_values is not None:
-        # class index k is written as class_values[k] (an int, or a list of ints)
-        pairs = [
-            (int(v), k)
-            for k, entry in enumerate(class_values)
-            for v in (entry if isinstance(entry, (list, tuple)) else [entry])
-        ]
-        values = np.array(sorted({v for v, _ in pairs}), dtype=np.int64)
-        lut = np.full(int(max(values.max(), labels.max())) + 1, -2, dtype=np.int64)
-        for v, k in pairs:
-            lut[v] = k
-        out = lut[labels]
-        if (out == -2).any():
-            bad = np.unique(labels[out == -2])[:8].tolist()
-            raise ValueError(
-                f"`{name}` has label values {bad} that are not among the model's class values "
-                f"{values.tolist()}"
-            )
-        return out
-    return labels
-
-
 def _checked_pair(
     img: Any, lab: Any, names: tuple[str, str], channel_axis: int | None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -241,6 +196,18 @@ def _check_classes(slices: list[Slice], sparse: bool) -> None:
         )
 
 
+def _channel_count(pairs: list, names: list) -> int:
+    """The images' common channel count, else ValueError naming the first that differs."""
+    counts = [chw.shape[0] for _, _, chw in pairs]
+    for (iname, _), n in zip(names, counts, strict=True):
+        if n != counts[0]:
+            raise ValueError(
+                f"`{iname}` has {n} channel(s) but `images[0]` has {counts[0]}; "
+                f"all images must have the same number of channels"
+            )
+    return int(counts[0])
+
+
 def prepare_data(
     images: Any,
     labels: Any,
@@ -249,13 +216,17 @@ def prepare_data(
     sparse: bool = False,
     normalization: dict,
     class_values: Sequence[int] | None = None,
+    capacity: int | None = None,
 ) -> PreparedData:
     """Validate, normalize and convert images and labels into `Slice` objects.
 
     Raises ValueError / TypeError naming the argument, what was expected and what was
     received (with shapes) for: different numbers of images and labels, mismatched
     shapes, empty arrays, NaN or infinite pixels, non-integer or negative labels,
-    inconsistent channel counts, no labelled pixel, fewer than two classes.
+    inconsistent channel counts, no labelled pixel, fewer than two classes, more classes
+    than a new model is built for. ``capacity``: the class indices the model holds (None:
+    a model is to be built for these labels); a two-valued mask beyond it is binary (see
+    `classes`).
     """
     norm = validate_normalization(normalization)
     image_list = _as_list(images, "images")
@@ -266,30 +237,26 @@ def prepare_data(
             f"must have the same length"
         )
     single = len(image_list) == 1 and not isinstance(images, (list, tuple))
+    names = [("images", "labels") if single else (f"images[{i}]", f"labels[{i}]")
+             for i in range(len(image_list))]  # fmt: skip
+    pairs = [_checked_pair(img, lab, where, channel_axis)
+             for img, lab, where in zip(image_list, label_list, names, strict=True)]  # fmt: skip
+    in_channels = _channel_count(pairs, names)
+    values = [
+        integer_labels(lab, where[1]) for (_, lab, _), where in zip(pairs, names, strict=True)
+    ]
+    if class_values is None:
+        values = binary_or_checked(values, sparse=sparse, capacity=capacity)
     slices: list[Slice] = []
-    shapes, dtypes = [], []
-    in_channels = None
-    for i, (img, lab) in enumerate(zip(image_list, label_list, strict=True)):
-        iname = "images" if single else f"images[{i}]"
-        lname = "labels" if single else f"labels[{i}]"
-        img, lab, chw = _checked_pair(img, lab, (iname, lname), channel_axis)
-        if in_channels is None:
-            in_channels = chw.shape[0]
-        elif chw.shape[0] != in_channels:
-            raise ValueError(
-                f"`{iname}` has {chw.shape[0]} channel(s) but `images[0]` has {in_channels}; "
-                f"all images must have the same number of channels"
-            )
-        targets = _to_targets(
-            _integer_labels(lab, lname), sparse=sparse, class_values=class_values, name=lname
-        )
-        shapes.append(tuple(img.shape))
-        dtypes.append(str(img.dtype))
+    for i, ((_, lab, chw), lab_values) in enumerate(zip(pairs, values, strict=True)):
+        targets = to_targets(lab_values, sparse=sparse, class_values=class_values, name=names[i][1])
         targets = targets.reshape(-1, *chw.shape[-2:])
         slices += _slices_of(chw, targets, lab.shape[:-2], i, norm=norm, sparse=sparse)
+    shapes = [tuple(img.shape) for img, _, _ in pairs]
+    dtypes = [str(img.dtype) for img, _, _ in pairs]
     _check_classes(slices, sparse)
     n_targets = max(int(s.target.max()) for s in slices) + 1
-    return PreparedData(slices, int(in_channels), n_targets, shapes, dtypes, norm)
+    return PreparedData(slices, in_channels, n_targets, shapes, dtypes, norm)
 
 
 def check_capacity(data: PreparedData, model: Any, sparse: bool) -> None:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..models import SegmentationNetwork
+from .errors import TrainingFailed
 from .evaluate import select_fast_head
 from .run import TrainRun
 from .settings import (
@@ -34,6 +35,7 @@ __all__ = [
     "TRAINING_STATE_VERSION",
     "TrainProgress",
     "TrainingCancelled",
+    "TrainingFailed",
     "default_model",
     "iter_train",
     "select_fast_head",
@@ -48,7 +50,8 @@ class TrainingCancelled(RuntimeError):
     ----------
     model : SegmentationNetwork or None
         The best model so far (by validation Dice, else the latest weights), finished like
-        a normal result: eval mode, on the CPU, metadata and ``training_state`` set, so
+        a normal result: eval mode, on the CPU, metadata and ``training_state`` (of the last
+        step completed, its weights included) set, so
         ``train(..., model=err.model, resume=True)`` continues to the planned total. None
         if no step was done.
     history : dict
@@ -175,7 +178,8 @@ def train(
         `save_model` and `segment`. ``model.training_state`` (not part of ``meta``) holds
         what ``resume=True`` needs: a dict of tensors and plain values (``step``,
         ``total``, ``warmup``, ``finished``, ``lr``, ``weight_decay``, ``seed``, ``rng``,
-        ``optimizer``, ``grad_scaler``), at the step of the returned weights.
+        ``optimizer``, ``grad_scaler``, and ``weights``: the last step's, when the returned
+        weights are the best validated ones of an earlier step), at the last step run.
     history : dict of lists
         One entry per step of this call under ``step``, ``loss``, ``lr``, ``seconds``; one entry per
         validation under ``val_step``, ``val_loss``, ``val_dice``, ``val_iou`` (mean over
@@ -189,6 +193,9 @@ def train(
         label values the model has no output for, bad settings.
     TrainingCancelled
         When ``cancel`` is set.
+    TrainingFailed
+        (a ValueError) When the loss or the weights stop being finite (``lr`` too high);
+        ``err.model`` is the last good model, ``err.step`` the step.
 
     Examples
     --------

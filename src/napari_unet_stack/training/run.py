@@ -16,13 +16,14 @@ import torch
 from ..devices import precision_name
 from ..models import NestedUNet, SegmentationNetwork, unwrap_logits
 from .augment import PatchSampler
+from .errors import TrainingFailed
 from .evaluate import choose_fast_head, validation_metrics
 from .losses import multi_head_loss
 from .provenance import RunRecord, provenance
 from .setup import Plan
-from .state import load_optimizer, lr_lambda, snapshot
+from .state import cpu_copy, load_optimizer, lr_lambda, snapshot
 
-__all__ = ["HISTORY_KEYS", "TrainRun", "head_outputs"]
+__all__ = ["HISTORY_KEYS", "TrainRun", "finite_weights", "head_outputs"]
 
 #: The history's lists: one entry per step, then one per validation.
 HISTORY_KEYS = (
@@ -40,6 +41,13 @@ def head_outputs(model: SegmentationNetwork, x: torch.Tensor) -> list[torch.Tens
     if getattr(model, "deep_supervision", False) and hasattr(model, "forward_heads"):
         return list(model.forward_heads(x))
     return [unwrap_logits(model(x))]
+
+
+def finite_weights(model: torch.nn.Module) -> bool:
+    """Whether every floating-point parameter and buffer of ``model`` is finite."""
+    return all(
+        bool(torch.isfinite(t).all()) for t in model.state_dict().values() if t.is_floating_point()
+    )
 
 
 class TrainRun:
@@ -72,9 +80,10 @@ class TrainRun:
         self.precision = precision_name(plan.autocast_dtype)
         self.history: dict[str, list] = {key: [] for key in HISTORY_KEYS}
         self.best: dict[str, Any] = {
-            "dice": -math.inf, "step": 0, "state": None, "metrics": None, "training": None,
+            "dice": -math.inf, "step": 0, "state": None, "metrics": None,
         }  # fmt: skip
         self.bad_steps = 0
+        self.good: dict[str, torch.Tensor] | None = None  # weights of the last finite loss
 
     def _resume_optimizer(self) -> int:
         """Load the resumed AdamW moments and GradScaler; the warm-up length goes on."""
@@ -110,6 +119,7 @@ class TrainRun:
         loss_value = float(loss.detach())
         if math.isfinite(loss_value):
             self.bad_steps = 0
+            self._keep_good()
             self.scaler.scale(loss).backward()
             self.scaler.unscale_(self.optimizer)
             torch.nn.utils.clip_grad_norm_(self.params, CLIP_NORM)
@@ -117,11 +127,6 @@ class TrainRun:
             self.scaler.update()
         else:
             self.bad_steps += 1
-            if self.bad_steps >= MAX_BAD_STEPS:
-                raise FloatingPointError(
-                    f"the loss is {loss_value} at step {step} ({MAX_BAD_STEPS} steps in a row); "
-                    f"lower `lr` (now {plan.lr}) or use precision='float32'"
-                )
         lr_now = self.optimizer.param_groups[0]["lr"]
         self.scheduler.step()
         elapsed = time.perf_counter() - self.t0
@@ -132,6 +137,13 @@ class TrainRun:
             ("seconds", elapsed),
         ):
             self.history[key].append(value)
+        if not math.isfinite(loss_value):
+            if not finite_weights(plan.net):
+                raise self.failure(step, f"the loss is {loss_value} at step {step} of {plan.total} "
+                                         f"(the weights are not finite)")  # fmt: skip
+            if self.bad_steps >= MAX_BAD_STEPS:
+                raise self.failure(step, f"the loss is {loss_value} at step {step} of {plan.total} "
+                                         f"({MAX_BAD_STEPS} steps in a row)")  # fmt: skip
         info: dict[str, Any] = {"loss": loss_value, "lr": lr_now, "seconds": elapsed}
         if plan.val_slices and (step % plan.val_every == 0 or step == plan.total):
             info.update(self.validate(step))
@@ -140,7 +152,17 @@ class TrainRun:
     def validate(self, step: int) -> dict[str, float]:
         """Validate after ``step``, keep the weights if they are the best; the progress info."""
         plan = self.plan
-        metrics = validation_metrics(plan.net, plan.val_slices, plan.device, self.precision)
+        if not finite_weights(plan.net):
+            raise self.failure(
+                step, f"the weights are not finite after step {step} of {plan.total}"
+            )
+        try:
+            metrics = validation_metrics(plan.net, plan.val_slices, plan.device, self.precision)
+        except FloatingPointError:  # non-finite logits (finite but huge weights)
+            metrics = {"loss": math.nan}
+        if not math.isfinite(metrics["loss"]):
+            raise self.failure(step, f"the outputs are not finite at step {step} of {plan.total} "
+                                     f"(validation)")  # fmt: skip
         self.history["val_step"].append(step)
         for key in ("loss", "dice", "iou", "dice_per_class", "iou_per_class"):
             self.history[f"val_{key}"].append(metrics[key])
@@ -152,22 +174,55 @@ class TrainRun:
                 step=step,
                 metrics=metrics,
                 state={k: v.detach().clone() for k, v in plan.net.state_dict().items()},
-                training=self.training_state(step),
             )
         return {
             "val_loss": metrics["loss"], "val_dice": metrics["dice"], "val_iou": metrics["iou"],
             "best_val_dice": best["dice"],
         }  # fmt: skip
 
-    def finish(self, done: int) -> SegmentationNetwork:
-        """The result after ``done`` steps of this call (best weights, metadata, training state)."""
+    def _keep_good(self) -> None:
+        """Copy the weights that gave a finite loss: the last good model, should a later one not."""
+        state = self.plan.net.state_dict()
+        if self.good is None:
+            self.good = {key: value.detach().clone() for key, value in state.items()}
+            return
+        for key, value in state.items():
+            self.good[key].copy_(value)
+
+    def failure(self, step: int, what: str) -> TrainingFailed:
+        """The `TrainingFailed` of ``step``, carrying the last good model (see its docstring)."""
+        plan = self.plan
+        model = None
+        if self.best["state"] is not None or self.good is not None:
+            model = self.finish(step - plan.start, failed=True)
+        hint = " or use precision='float32'" if plan.autocast_dtype is not None else ""
+        kept = ("err.model holds the last good model" if model is not None
+                else "no step had a finite loss (err.model is None)")  # fmt: skip
+        return TrainingFailed(
+            f"training stopped: {what}; lower `lr` (now {plan.lr:g}){hint}. {kept}",
+            model=model, history=self.history, step=step,
+        )  # fmt: skip
+
+    def finish(self, done: int, *, failed: bool = False) -> SegmentationNetwork:
+        """The result after ``done`` steps of this call: the best weights (else the last ones),
+        metadata and the training state of the last step (``failed``: the last good weights,
+        no training state). TrainingFailed when the last weights are not finite.
+        """
         plan, best, net = self.plan, self.best, self.plan.net
-        if best["state"] is not None:
-            net.load_state_dict(best["state"])
-            state = best["training"]
+        last = plan.start + done
+        if failed:
+            state = None
+            net.load_state_dict(best["state"] if best["state"] is not None else self.good)
+        elif not finite_weights(net):
+            raise self.failure(
+                last, f"the weights are not finite after step {last} of {plan.total}"
+            )
         else:
-            state = self.training_state(plan.start + done)
-        state["finished"] = plan.start + done >= plan.total
+            state = self.training_state(last)  # resume goes on from the last step
+            state["finished"] = last >= plan.total
+            if best["state"] is not None and best["step"] != last:
+                state["weights"] = cpu_copy(net.state_dict())  # the last step's, to resume from
+                net.load_state_dict(best["state"])
         net.training_state = state
         net.eval()
         head_scores = None

@@ -5,6 +5,7 @@ one set of defaults (steps, network) that the library, the CLI and the Train wid
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,10 +35,12 @@ DEFAULT_WEIGHT_DECAY = 1e-4
 
 
 def _number(name: str, value: Any, *, minimum: float, strict: bool, allow_none: bool = False):
-    """``value`` as a float > (or >=) ``minimum``, else ValueError naming ``name``."""
+    """``value`` as a finite float > (or >=) ``minimum``, else ValueError naming ``name``."""
     if value is None and allow_none:
         return None
     ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+    if ok and not math.isfinite(value):
+        raise ValueError(f"`{name}` must be finite, got {value!r}")
     if not ok or not (value > minimum if strict else value >= minimum):
         what = "a positive number" if strict and minimum == 0 else f"a number >= {minimum}"
         raise ValueError(f"`{name}` must be {what}, got {value!r}")

@@ -18,9 +18,17 @@ import torch
 from ..devices import resolve_device, resolve_precision
 from ..models import SegmentationNetwork
 from ..normalization import resolve_normalization, validate_normalization
-from .data import PreparedData, Slice, check_capacity, index_centres, prepare_data, split_validation
+from .data import (
+    PreparedData,
+    Slice,
+    check_capacity,
+    index_centres,
+    label_capacity,
+    prepare_data,
+    split_validation,
+)
 from .settings import DEFAULT_LR, DEFAULT_STEPS, DEFAULT_WEIGHT_DECAY, TrainSettings, default_model
-from .state import check_training_state, restore_rng
+from .state import check_training_state, load_last_weights, restore_rng
 
 __all__ = ["Plan", "patch_shapes", "plan_run", "resolve_model"]
 
@@ -160,8 +168,9 @@ def plan_run(images: Any, labels: Any, model: Any, s: TrainSettings) -> Plan:
         weight_decay = float(earlier.get("weight_decay", DEFAULT_WEIGHT_DECAY))
     norm = _normalization(s, net)
     class_values = net.meta.get("class_values") if net is not None and not s.sparse else None
+    capacity = label_capacity(net) if net is not None else None
     data = prepare_data(images, labels, channel_axis=s.channel_axis, sparse=s.sparse,
-                        normalization=norm, class_values=class_values)  # fmt: skip
+                        normalization=norm, class_values=class_values, capacity=capacity)  # fmt: skip
     rng = np.random.default_rng(s.seed)
     if net is None:
         with torch.random.fork_rng(devices=[]):  # seeded init, global RNG untouched
@@ -181,6 +190,7 @@ def plan_run(images: Any, labels: Any, model: Any, s: TrainSettings) -> Plan:
     steps = _count_steps(s, resumed, start, train_slices, label_shape)
     if resumed is not None:
         restore_rng(rng, resumed, s.seed)
+        load_last_weights(net, resumed)  # go on from the last step, not the best one
     return Plan(
         settings=s, net=net, data=data, train_slices=train_slices, val_slices=val_slices,
         image_shape=image_shape, label_shape=label_shape, rng=rng, device=dev,

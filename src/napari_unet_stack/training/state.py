@@ -15,10 +15,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..validation import first_line
+
 __all__ = [
     "TRAINING_STATE_VERSION",
     "check_training_state",
     "cpu_copy",
+    "load_last_weights",
     "load_optimizer",
     "lr_lambda",
     "restore_rng",
@@ -106,6 +109,11 @@ def check_training_state(state: Any) -> dict[str, Any]:
         raise ValueError(
             f"`model.training_state` is past its end (step {state['step']} of {state['total']})"
         )
+    weights = state.get("weights")
+    if weights is not None and not (
+        isinstance(weights, dict) and all(isinstance(v, torch.Tensor) for v in weights.values())
+    ):
+        raise ValueError("`model.training_state['weights']` is not a state_dict of tensors")
     opt = state.get("optimizer")
     if not (
         isinstance(opt, dict)
@@ -152,3 +160,18 @@ def restore_rng(rng: np.random.Generator, resumed: dict[str, Any], seed: int) ->
             f"afresh from seed={seed}",
             stacklevel=4,
         )
+
+
+def load_last_weights(net: torch.nn.Module, resumed: dict[str, Any]) -> None:
+    """Give ``net`` the weights of the step the resumed run stopped at (``resumed["weights"]``,
+    kept when the model holds the best validated weights of an earlier step instead)."""
+    weights = resumed.get("weights")
+    if weights is None:
+        return
+    try:
+        net.load_state_dict(weights)
+    except (RuntimeError, KeyError) as err:
+        raise ValueError(
+            f"`resume=True`: the last step's weights in model.training_state do not fit the model "
+            f"({first_line(err)}); pass resume=False to fine-tune instead"
+        ) from None
