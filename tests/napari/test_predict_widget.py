@@ -558,3 +558,32 @@ def test_cancel_at_once_and_a_second_run_while_one_runs(make_napari_viewer, qtbo
     assert widget.results.eager["img labels"].labels is viewer.layers["img labels"].data
     image = viewer.layers["img"].data
     np.testing.assert_array_equal(viewer.layers["img labels"].data, segment(image, model, threshold=0.9))
+
+
+@pytest.mark.parametrize("what", ["image", "labels"])
+@pytest.mark.slow
+def test_a_run_stops_when_its_layer_goes_in_the_widget_napari_makes(make_napari_viewer, qtbot, user_model, errors,
+                                                                     what):
+    """Issue 11, item 21: napari gives a plugin's widget a PublicOnlyProxy of the viewer (its
+    ``add_labels`` returns a proxy, ``layers.events.removed`` the layer itself): removing the
+    labels layer mid-run must still cancel the run, and no result is kept for a layer gone."""
+    viewer = make_napari_viewer()
+    image = viewer.add_image(np.random.default_rng(0).random((16, 64, 64)).astype(np.float32), name="img")
+    _dock, widget = viewer.window.add_plugin_dock_widget("napari-unet-stack", "Predict")
+    assert type(widget._viewer).__name__ == "PublicOnlyProxy"  # what napari hands plugins
+    widget.image.value = viewer.layers["img"]
+    widget.batch_size.value = 1
+    model = Threshold(delay=0.05)
+    widget.model.value = user_model(model, "slow")
+    worker = widget.run()
+    finished: list = []
+    worker.finished.connect(lambda: finished.append(True))
+    qtbot.waitUntil(lambda: model.calls >= 2, timeout=10_000)
+    viewer.layers.remove(image if what == "image" else "img labels")
+    qtbot.waitUntil(lambda: bool(finished), timeout=10_000)
+    qtbot.wait(50)
+    assert not errors and model.calls < 16  # stopped early
+    removed = "img" if what == "image" else "img labels"
+    assert widget.status.value == f"cancelled: layer {removed!r} was removed"
+    assert [layer.name for layer in viewer.layers] == ([] if what == "image" else ["img"])
+    assert "img labels" not in widget.results.eager

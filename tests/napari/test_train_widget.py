@@ -396,3 +396,29 @@ def test_the_form_starts_from_the_librarys_defaults(make_napari_viewer):
     assert (train.patch_size.value, train.batch_size.value) == (settings.patch_size, settings.batch_size)
     assert train.val_fraction.value == pytest.approx(settings.val_fraction)
     assert train.device.value == settings.device
+
+
+def test_a_failed_save_says_so_in_the_status(make_napari_viewer, clean_registry, tmp_path, monkeypatch):
+    """Issue 11, item 24: after a failed save the status says it failed, not "saved to ..."."""
+    import torch
+
+    from napari_unet_stack.models import UNet
+    from napari_unet_stack.napari._train_widget import TrainWidget
+
+    widget = TrainWidget(make_napari_viewer())
+    widget.model = UNet(1, 2, base_channels=2, depth=1)  # as a finished run leaves it
+    widget.save_path.value = tmp_path / "first.pt"
+    assert widget.save() == tmp_path / "first.pt"
+    assert widget.status.value == f"saved to {tmp_path / 'first.pt'}"
+
+    def disk_full(obj, f, *args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", disk_full)
+    widget.save_path.value = tmp_path / "second.pt"
+    assert widget.save() is None
+    assert widget.status.value.startswith("not saved: ") and "No space left on device" in widget.status.value
+    assert not (tmp_path / "second.pt").exists()
+    widget.save_path.value = tmp_path  # a folder: not saved either, and the status says why
+    assert widget.save() is None
+    assert widget.status.value == "not saved: choose a file name to save the model to"

@@ -72,8 +72,15 @@ class OutputLayers:
             for key, value in geometry.items():
                 setattr(old, key, value)
             return old, undo
-        layer = self.viewer.add_labels(data, name=name, metadata={METADATA_KEY: {"source": source}}, **geometry)
+        added = self.viewer.add_labels(data, name=name, metadata={METADATA_KEY: {"source": source}}, **geometry)
+        layer = self.own(added)
         return layer, Undo(layer)
+
+    def own(self, layer: Any) -> Any:
+        """The viewer's own object for ``layer``: a plugin's viewer is a PublicOnlyProxy, whose
+        ``add_*`` return proxies, while ``layers.events.removed`` and the layer list hand out
+        the layers themselves, which a proxy is not (``is`` is False)."""
+        return next((own for own in self.viewer.layers if own == layer), layer)
 
     def probability(self, image: str, data: np.ndarray, geometry: dict) -> None:
         """The ``<image> probability`` layer (uint8, 255 = 1.0) with ``data``."""

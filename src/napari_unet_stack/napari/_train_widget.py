@@ -209,22 +209,23 @@ class TrainWidget(WorkerDock):
         from ..checkpoints import save_model
 
         if self.model is None:
-            show_error("napari-unet-stack: train a model first")
-            return None
+            return self._not_saved("train a model first")
         path = Path(self.save_path.value)
         if path.is_dir() or str(path) in ("", "."):  # before adding a suffix: not "<folder>.pt" beside it
-            show_error("napari-unet-stack: choose a file name to save the model to")
-            return None
+            return self._not_saved("choose a file name to save the model to")
         if path.suffix == "":
             path = path.with_suffix(".pt")
         if path.is_dir():
-            show_error(f"napari-unet-stack: {str(path)!r} is a folder; choose a file name to save the model to")
-            return None
+            return self._not_saved(f"{str(path)!r} is a folder; choose a file name to save the model to")
         try:
             saved = Path(save_model(self.model, path, include_training_state=self.save_state.value))
         except EXPECTED_ERRORS as err:
-            show_error(f"napari-unet-stack: cannot save the model: {err}")
-            return None
+            return self._not_saved(f"cannot save the model: {err}")
         self.model_name = USER_MODELS.add(saved.stem, self.model, saved, replace=self.model_name)
         self.status.value = f"saved to {saved}"
         return saved
+
+    def _not_saved(self, why: str) -> None:
+        """Say why nothing was saved (a notification, and the status: not an earlier "saved to")."""
+        show_error(f"napari-unet-stack: {why}")
+        self.status.value = f"not saved: {why}"
