@@ -98,6 +98,8 @@ def test_tensor_and_list_images(net):
     np.testing.assert_array_equal(nus.segment(torch.from_numpy(image), net), expected)
     np.testing.assert_array_equal(nus.segment(torch.from_numpy(image).requires_grad_(), net), expected)
     np.testing.assert_array_equal(nus.segment(image.tolist(), net), expected)
+    half = torch.from_numpy(image).to(torch.bfloat16)
+    np.testing.assert_array_equal(nus.segment(half, net), nus.segment(half.float().numpy(), net))
     np.testing.assert_allclose(nus.predict(torch.from_numpy(image), net), nus.predict(image, net), atol=1e-6)
     for bad in ({"a": 1}, "image.tif", 3.0):
         with pytest.raises(TypeError, match=r"`image` must be an array .* a torch tensor or a list"):

@@ -77,7 +77,10 @@ def as_image(image: Any) -> Any:
     """``image`` as an array the engine reads: torch tensors move to numpy, lists become
     numpy arrays; numpy, memmap, zarr and dask arrays stay as they are."""
     if isinstance(image, torch.Tensor):
-        return image.detach().cpu().numpy()
+        tensor = image.detach().cpu()
+        if tensor.dtype in (torch.bfloat16, torch.float16):  # numpy has no bfloat16
+            tensor = tensor.float()
+        return tensor.numpy()
     if isinstance(image, (list, tuple)):
         try:
             return np.asarray(image)
