@@ -6,6 +6,9 @@ import tifffile
 
 from napari_unet_stack import io
 
+# what plain tifffile.imwrite does with 3 planes (the case the override is for)
+pytestmark = pytest.mark.filterwarnings("ignore:.*stored as RGB with separate component planes")
+
 
 @pytest.fixture
 def planar_stack(tmp_path):

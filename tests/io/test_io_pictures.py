@@ -80,6 +80,7 @@ def test_pictures_are_read_not_written(tmp_path):
 
 
 
+@pytest.mark.slow
 def test_cli_predicts_a_gray_png(tmp_path, capsys):
     """``unet-stack predict cells.png`` segments it (the CLI said "unsupported extension")."""
     import torch

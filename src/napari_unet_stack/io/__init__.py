@@ -34,7 +34,8 @@ the OME-Zarr (UDUNITS) spelling: ``"micrometer"``, ``"nanometer"``, ``"second"``
 
 The modules: `formats` (extensions, `kind_of`, `is_zarr_dir`), `axes` (letters and units),
 `find` (`find_images`), `image` (`ImageData`), `read` (`read_image`), `tiff_read`,
-`tiff_write`, `zarr_read`, `zarr_write`, `npy`, `pictures`, `atomic` (temporary names, replacing),
+`tiff_write`, `zarr_read`, `zarr_chunks` (damaged chunks named), `zarr_write`, `npy`,
+`pictures`, `atomic` (temporary names, replacing),
 `write` (`create_image`, `write_image`), `lazy` (`as_dask`).
 None imports napari or Qt.
 """
