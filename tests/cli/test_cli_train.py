@@ -192,3 +192,15 @@ def test_when_no_fallback_can_be_written_the_error_says_so(run, tmp_path, pair, 
     code, _, err = run("train", *pair, "-o", tmp_path / "m.pt", "-q", *SMALL)
     assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert "cannot save" in err and "could not keep the trained model either (tried" in err
+
+
+@pytest.mark.parametrize("which", [0, 1])
+def test_train_output_is_never_an_input(run, one_line_error, tmp_path, pair, fake_train, which):
+    """Issue 11, item 14 for train: ``-o`` through a symlinked folder naming IMAGES or LABELS."""
+    before = pair[which].read_bytes()
+    (tmp_path / "here").mkdir()
+    (tmp_path / "here" / "up").symlink_to(tmp_path, target_is_directory=True)
+    alias = tmp_path / "here" / "up" / pair[which].name
+    code, _, err = run("train", *pair, "-o", alias, "--overwrite")
+    one_line_error(code, err, "is an input", command="train")
+    assert pair[which].read_bytes() == before and fake_train == []

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from .. import io
 
-__all__ = ["DERIVED_EXT", "plan_outputs"]
+__all__ = ["DERIVED_EXT", "InputSet", "plan_outputs"]
 
 #: output extension for names derived from inputs, by input format
 DERIVED_EXT = {"tiff": ".tif", "ome-tiff": ".ome.tif", "zarr": ".zarr", "ome-zarr": ".ome.zarr", "npy": ".npy"}
@@ -42,15 +42,24 @@ def _identity(path) -> tuple[int, int] | None:
     return st.st_dev, st.st_ino
 
 
-def _check_collisions(inputs, jobs, overwrite: bool) -> None:
-    """No two jobs write the same path, none writes an input, none replaces a file unasked.
+class InputSet:
+    """The inputs of a command, to tell whether an output path names one of them however it
+    is spelled: resolved (`os.path.realpath`: symlinked folders, links, ``..``) and, where
+    it exists, by identity (a hard link to an input is that input)."""
 
-    Paths are compared resolved (`os.path.realpath`: symlinked folders, links, ``..``) and,
-    where they exist, by identity (a hard link to an input is that input).
-    """
+    def __init__(self, inputs) -> None:
+        self.paths = {os.path.realpath(src) for src in inputs}
+        self.ids = {_identity(src) for src in inputs} - {None}
+
+    def __contains__(self, path) -> bool:
+        return os.path.realpath(path) in self.paths or _identity(path) in self.ids
+
+
+def _check_collisions(inputs, jobs, overwrite: bool) -> None:
+    """No two jobs write the same path (compared resolved), none writes an input (see
+    `InputSet`), none replaces a file unasked."""
     seen: dict[str, str] = {}
-    sources = {os.path.realpath(src) for src in inputs}
-    source_ids = {_identity(src) for src in inputs} - {None}
+    sources = InputSet(inputs)
     for src, *targets in jobs:
         for path in targets:
             if path is None:
@@ -58,7 +67,7 @@ def _check_collisions(inputs, jobs, overwrite: bool) -> None:
             key = os.path.realpath(path)
             if key in seen:
                 raise ValueError(f"{str(src)!r} and {seen[key]!r} would both write {str(path)!r}")
-            if key in sources or _identity(path) in source_ids:
+            if path in sources:
                 raise ValueError(f"output {str(path)!r} is an input; choose another OUTPUT")
             seen[key] = str(src)
             if os.path.lexists(path) and not overwrite:

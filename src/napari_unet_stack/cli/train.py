@@ -20,6 +20,7 @@ from .common import (
     load_cli_model,
     parse_channel,
 )
+from .outputs import InputSet
 
 __all__ = ["add_parser", "run"]
 
@@ -106,6 +107,8 @@ def _read_pairs(args):
         raise ValueError(
             f"IMAGES ({len(image_paths)} files) and LABELS ({len(label_paths)} files) must pair up one to one"
         )
+    if args.output in InputSet([*image_paths, *label_paths]):
+        raise ValueError(f"output {args.output!r} is an input; choose another -o/--output")
     images, labels, axes = [], [], set()
     for ipath, lpath in zip(image_paths, label_paths, strict=True):
         with io.read_image(ipath, axes=args.axes) as img:
