@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from ..channels import check_channel, pick_channels
 from ..normalization import apply_normalization, fit_normalization, validate_normalization
 from .classes import (
     binary_or_checked,
@@ -130,13 +131,17 @@ def _channel_first(image: np.ndarray, channel_axis: int | None, name: str) -> np
 
 
 def _checked_pair(
-    img: Any, lab: Any, names: tuple[str, str], channel_axis: int | None
+    img: Any, lab: Any, names: tuple[str, str], channel_axis: int | None, channel: Any = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(image, labels, channel-first image ``(C, N, Y, X)``), their shapes and pixels checked."""
+    """(image, labels, channel-first image ``(C, N, Y, X)``: the ``channel`` choice of
+    `napari_unet_stack.channels`), their shapes and pixels checked."""
     iname, lname = names
     img = _as_array(img, iname)
     lab = _as_array(lab, lname)
     chw = _channel_first(img, channel_axis, iname)
+    if channel is not None:
+        choice = check_channel(channel, chw.shape[0], channel_axis=channel_axis, where=f"`{iname}`")
+        chw = pick_channels(chw, choice)
     spatial = tuple(
         s for ax, s in enumerate(img.shape) if channel_axis is None or ax != int(channel_axis) % img.ndim
     )  # fmt: skip
@@ -213,6 +218,7 @@ def prepare_data(
     labels: Any,
     *,
     channel_axis: int | None = None,
+    channel: int | str | None = None,
     sparse: bool = False,
     normalization: dict,
     class_values: Sequence[int] | None = None,
@@ -239,7 +245,7 @@ def prepare_data(
     single = len(image_list) == 1 and not isinstance(images, (list, tuple))
     names = [("images", "labels") if single else (f"images[{i}]", f"labels[{i}]")
              for i in range(len(image_list))]  # fmt: skip
-    pairs = [_checked_pair(img, lab, where, channel_axis)
+    pairs = [_checked_pair(img, lab, where, channel_axis, channel)
              for img, lab, where in zip(image_list, label_list, names, strict=True)]  # fmt: skip
     in_channels = _channel_count(pairs, names)
     values = [
@@ -273,6 +279,11 @@ def check_capacity(data: PreparedData, model: Any, sparse: bool) -> None:
         raise ValueError(
             f"`images` have {data.in_channels} channel(s) but the model takes {model.in_channels}; "
             f"check `channel_axis` (got the image shapes {data.shapes})"
+            + (
+                "; for a one-channel model pick one with channel=<index> or channel='mean'"
+                if int(model.in_channels) == 1
+                else ""
+            )
         )
 
 

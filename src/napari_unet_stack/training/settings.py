@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from ..channels import check_channel
 from ..models import NestedUNet, SegmentationNetwork, architecture_class, architecture_name
 from ..normalization import validate_normalization
 from ..validation import check_int
@@ -179,6 +180,11 @@ class TrainSettings:
         would.
     channel_axis : int or None
         Axis of ``images`` holding channels (as for `predict`).
+    channel : None, int or 'mean'
+        To train a one-channel model on multichannel images: that channel index along
+        ``channel_axis`` (negative from the end), or ``'mean'`` of the channels (the rule of
+        `napari_unet_stack.channels`, as ``predict(..., channel=)`` then takes it). None:
+        every channel. Stored as the checked choice (``'mean'`` in lower case).
     sparse : bool
         False (dense masks): 0 is background, 1..K-1 are classes, every pixel counts.
         True (painted annotations): **0 means unlabelled**, a painted value v means class
@@ -213,6 +219,7 @@ class TrainSettings:
     precision: str = "auto"
     seed: int = 0
     channel_axis: int | None = None
+    channel: int | str | None = None
     sparse: bool = False
     class_names: tuple[str, ...] | None = None
     normalization: dict | str | None = None
@@ -253,6 +260,7 @@ class TrainSettings:
                 "fast_head_tolerance", self.fast_head_tolerance, minimum=0, strict=False
             ),
             "seed": check_int("seed", self.seed, 0),
+            "channel": check_channel(self.channel, channel_axis=self.channel_axis),
             "sparse": bool(self.sparse),
             "class_names": _class_names(self.class_names),
             "normalization": None

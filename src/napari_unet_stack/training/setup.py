@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..channels import check_channel
 from ..devices import resolve_device, resolve_precision
 from ..models import SegmentationNetwork
 from ..normalization import resolve_normalization, validate_normalization
@@ -169,7 +170,9 @@ def plan_run(images: Any, labels: Any, model: Any, s: TrainSettings) -> Plan:
     norm = _normalization(s, net)
     class_values = net.meta.get("class_values") if net is not None and not s.sparse else None
     capacity = label_capacity(net) if net is not None else None
-    data = prepare_data(images, labels, channel_axis=s.channel_axis, sparse=s.sparse,
+    if s.channel is not None and net is not None and int(net.in_channels) != 1:
+        check_channel(s.channel, None, int(net.in_channels), channel_axis=s.channel_axis)
+    data = prepare_data(images, labels, channel_axis=s.channel_axis, channel=s.channel, sparse=s.sparse,
                         normalization=norm, class_values=class_values, capacity=capacity)  # fmt: skip
     rng = np.random.default_rng(s.seed)
     if net is None:
