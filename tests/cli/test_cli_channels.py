@@ -58,10 +58,20 @@ def test_axes_that_do_not_fit_name_the_file(run, one_line_error, tmp_path, plana
     assert not (tmp_path / "l.tif").exists()
 
 
-def test_axes_and_channel_axis_must_agree(run, one_line_error, tmp_path, rgb, checkpoint):
-    code, _, err = run("predict", rgb[0], "-o", tmp_path / "l.tif", "--model", checkpoint, "--axes", "YXC",
-                       "--channel-axis", "0", "--channel", "0")
-    one_line_error(code, err, "--channel-axis 0 contradicts --axes YXC")
+@pytest.mark.parametrize(("axes", "channel_axis", "match"), [
+    ("YXC", "0", "--channel-axis 0 contradicts --axes YXC (C is axis 2)"),
+    ("ZYX", "0", "--channel-axis 0 contradicts --axes ZYX (it has no C)"),
+    ("CYX", "none", "--channel-axis none contradicts --axes CYX (C is axis 0)"),
+    ("YXC", "-1", None),
+])
+def test_axes_and_channel_axis_must_agree(run, one_line_error, tmp_path, rgb, checkpoint, axes, channel_axis,
+                                          match):
+    code, _, err = run("predict", rgb[0], "-o", tmp_path / "l.tif", "--model", checkpoint, "--axes", axes,
+                       "--channel-axis", channel_axis, "--channel", "0")
+    if match is None:
+        assert code == 0, err
+    else:
+        one_line_error(code, err, match)
 
 
 @pytest.mark.parametrize("choice", ["0", "2", "-1", "mean", "MEAN"])

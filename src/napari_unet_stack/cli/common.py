@@ -117,9 +117,9 @@ def _channel_option(image, option, axes_option) -> int | None:
             raise ValueError(f"--channel-axis {value} is out of range for an image of shape {image.shape}")
         channel_axis = value % image.ndim
     axes = image.axes
-    if axes_option is not None and axes is not None and (
-            (channel_axis is None) != ("C" not in axes) or (channel_axis is not None and axes[channel_axis] != "C")):
-        where = f"C is axis {axes.index('C')}" if "C" in axes else "it has no C"
+    named = axes.index("C") if axes is not None and "C" in axes else None
+    if axes_option is not None and axes is not None and channel_axis != named:
+        where = "it has no C" if named is None else f"C is axis {named}"
         raise ValueError(f"--channel-axis {option} contradicts --axes {axes} ({where}); give one of them")
     return channel_axis
 
