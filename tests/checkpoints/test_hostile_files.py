@@ -280,3 +280,25 @@ def test_torchscript_running_code_while_loading_is_refused_without_trust(tmp_pat
         pytest.raises(UnsafeCheckpointError, match=r"setstate\.ts.*__setstate__.*trust=True"),
     ):
         load_model(path, in_channels=1, n_classes=1)
+
+
+@pytest.mark.filterwarnings("ignore:.*torch.jit:DeprecationWarning")
+def test_non_finite_torchscript_weights_are_refused(tmp_path):
+    net = UNet(1, 2, base_channels=4, depth=2).eval()
+    with torch.no_grad():
+        net.head.weight[0] = float("inf")
+    traced = torch.jit.trace(net, torch.zeros(1, 1, 16, 16))
+    torch.jit.save(traced, str(tmp_path / "inf.ts"))
+    with pytest.raises(CheckpointError, match=r"inf\.ts.*head\.weight.*non-finite"):
+        load_model(tmp_path / "inf.ts", in_channels=1, n_classes=2)
+
+
+def test_expanded_training_state_is_ignored_with_a_warning(tmp_path):
+    path, checkpoint = _own_checkpoint(tmp_path, "resume.pt")
+    checkpoint["training_state"] = {
+        "optimizer": {"state": {0: {"exp_avg": torch.zeros(1).expand(10**4, 10**4)}}}
+    }
+    torch.save(checkpoint, path)
+    with pytest.warns(UserWarning, match=r"training state of .*resume\.pt.*exp_avg.*expanded"):
+        model = load_model(path)
+    assert model.training_state is None

@@ -18,6 +18,7 @@ from .own_format import FORMAT, load_own
 from .registry import resolve_source
 from .safety import load_pickle
 from .torchscript import is_torchscript, load_torchscript
+from .weights import check_tensors
 from .wrapped import wrap_module
 
 __all__ = ["OVERRIDES", "apply_overrides", "load_model", "load_object", "set_head"]
@@ -112,6 +113,7 @@ def load_object(obj: Any, path: Path, overrides: dict) -> SegmentationNetwork:
     """The model in ``obj``, what `load_pickle` read from ``path``: a pickled network or
     module, our format's dict, or a reference code's state dict in its container."""
     if isinstance(obj, SegmentationNetwork):
+        check_tensors(obj.state_dict(), path)
         return obj
     if isinstance(obj, nn.Module):
         return wrap_module(obj, path, overrides, None, "pickled module")

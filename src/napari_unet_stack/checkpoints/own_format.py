@@ -28,7 +28,7 @@ from ..labels import check_activation
 from ..models import ARCHITECTURE_CLASSES, REFERENCE_ARCHITECTURES, SegmentationNetwork
 from .errors import CheckpointError, cannot_load
 from .metadata import check_loaded_meta, check_meta, plain, plain_training_state
-from .weights import build_checked, non_finite
+from .weights import build_checked, expanded, non_finite
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "architectures", "config_of", "load_own", "save_model"]
 
@@ -196,13 +196,18 @@ def load_own(checkpoint: Mapping[str, Any], path: Path) -> SegmentationNetwork:
     if checkpoint.get("activation") is not None:
         model.activation = checkpoint["activation"]
     training_state = checkpoint.get("training_state")
+    problem = None
     if isinstance(training_state, Mapping):  # for train(resume=True); inference ignores it
-        model.training_state = dict(training_state)
+        problem = expanded(training_state, "training_state")
+        if problem is None:
+            model.training_state = dict(training_state)
     elif training_state is not None:
+        problem = f"a {type(training_state).__name__}"
+    if problem is not None:
         # stacklevel 4: load_own, load_object, load_model, then load_model's caller
         warnings.warn(
-            f"ignoring the malformed training state of {str(path)!r} (a "
-            f"{type(training_state).__name__}); the model loads, but cannot resume training",
+            f"ignoring the malformed training state of {str(path)!r} ({problem}); the model "
+            f"loads, but cannot resume training",
             stacklevel=4,
         )
     return model

@@ -30,6 +30,7 @@ __all__ = [
     "check_claims",
     "check_fit",
     "check_tensors",
+    "expanded",
     "load_weights",
     "non_finite",
 ]
@@ -124,19 +125,37 @@ def non_finite(state: Mapping[str, Any]) -> list[str]:
     return found
 
 
+def expanded(value: Any, where: str) -> str | None:
+    """``"tensor 'where' claims shape ... but the file stores n value(s) for it"`` for the
+    first tensor in ``value`` (nested dicts, lists, tuples) that shares values between its
+    entries (an expanded, stride-0 tensor), else None."""
+    if isinstance(value, torch.Tensor):
+        if value.is_meta:
+            return None
+        stored = value.untyped_storage().nbytes() // max(value.element_size(), 1)
+        strided = any(s == 0 and n > 1 for s, n in zip(value.stride(), value.shape, strict=True))
+        if stored < value.numel() or strided:
+            return (
+                f"tensor {where!r} claims shape {tuple(value.shape)} but the file stores "
+                f"{stored} value(s) for it (an expanded tensor)"
+            )
+        return None
+    if not isinstance(value, (Mapping, list, tuple)):
+        return None
+    items = value.items() if isinstance(value, Mapping) else enumerate(value)
+    for key, item in items:
+        found = expanded(item, f"{where}[{key!r}]" if where else str(key))
+        if found:
+            return found
+    return None
+
+
 def check_tensors(state: Mapping[str, Any], path: Path) -> None:
     """`CheckpointError` for a tensor whose file stores fewer values than its shape claims
-    (expanded, stride 0), or for weights holding NaN or infinity."""
-    for key, value in state.items():
-        if not isinstance(value, torch.Tensor) or value.is_meta:
-            continue
-        stored = value.untyped_storage().nbytes() // max(value.element_size(), 1)
-        expanded = any(s == 0 and n > 1 for s, n in zip(value.stride(), value.shape, strict=True))
-        if stored < value.numel() or expanded:
-            raise CheckpointError(
-                f"{str(path)!r}: tensor {key!r} claims shape {tuple(value.shape)} but the file "
-                f"stores {stored} value(s) for it (an expanded tensor); it is corrupt or not what it seems"
-            )
+    (`expanded`), or for weights holding NaN or infinity."""
+    found = expanded(state, "")
+    if found:
+        raise CheckpointError(f"{str(path)!r}: {found}; it is corrupt or not what it seems")
     bad = non_finite(state)
     if bad:
         more = f" and {len(bad) - 3} more tensor(s)" if len(bad) > 3 else ""

@@ -14,6 +14,7 @@ from ..labels import ACTIVATIONS
 from ..models import SegmentationNetwork, WrappedNetwork, unwrap_logits
 from .errors import CheckpointError, error_summary
 from .metadata import check_loaded_meta
+from .weights import check_tensors
 
 __all__ = ["ExportedNetwork", "check_probe_terminates", "probe_channels", "wrap_module"]
 
@@ -106,6 +107,7 @@ def wrap_module(
     required. ``info``'s ``meta`` is restored unchanged (checked by `check_loaded_meta`);
     without it the model's provenance names ``imported_from`` and ``path``.
     """
+    check_tensors(module.state_dict(), path)
     info = dict(info or {})
     depth = int(overrides.get("depth", info.get("depth", 4)))
     in_channels = overrides.get("in_channels", info.get("in_channels"))
