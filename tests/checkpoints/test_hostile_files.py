@@ -302,3 +302,14 @@ def test_expanded_training_state_is_ignored_with_a_warning(tmp_path):
     with pytest.warns(UserWarning, match=r"training state of .*resume\.pt.*exp_avg.*expanded"):
         model = load_model(path)
     assert model.training_state is None
+
+
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
+@pytest.mark.parametrize("protocol", [2, 4])
+def test_torch_save_archive_calling_os_system_is_unsafe(tmp_path, protocol):
+    path = tmp_path / f"evil{protocol}.pt"
+    torch.save({"state_dict": _System()}, path, pickle_protocol=protocol)
+    with pytest.raises(
+        UnsafeCheckpointError, match=rf"evil{protocol}\.pt.*(posix|os)\.system.*trust=True"
+    ):
+        load_model(path)
