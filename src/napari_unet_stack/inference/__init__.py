@@ -5,7 +5,8 @@ The rooms, from the door inwards:
 - `api`: `predict`, `segment`, `iter_predict`, `iter_segment` (check the options, then
   dispatch numpy / zarr to the engine and dask to the chunk tasks);
 - `spec`: what the engine reads off a model (`ModelSpec`);
-- `layout`: the input's axes and reading one normalized slice;
+- `layout`: what is accepted as an image, its axes and channel choice
+  (`napari_unet_stack.channels`), reading one normalized slice;
 - `plan`: the checked options (`Request`) and the tile plan, device and batch size
   (`RunPlan`);
 - `engine`: the batch loop, progress, cancel and the out-of-memory back-off;
