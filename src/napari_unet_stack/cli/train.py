@@ -220,9 +220,10 @@ def _save(model, out) -> None:
             save_model(model, fallback)
         except (OSError, RuntimeError):
             continue
-        raise OSError(f"cannot save {str(out)!r} ({reason}); the trained model is kept in {str(fallback)!r}")
-    raise OSError(f"cannot save {str(out)!r} ({reason}); could not keep the trained model either "
-                  f"(tried {', '.join(tried)})")
+        raise OSError(f"cannot save {str(out)!r}: writing failed ({reason}; is the disk full?); the trained "
+                      f"model is kept in {str(fallback)!r}")
+    raise OSError(f"cannot save {str(out)!r}: writing failed ({reason}; is the disk full?); could not keep "
+                  f"the trained model either (tried {', '.join(tried)})")
 
 
 def run(args) -> int:
