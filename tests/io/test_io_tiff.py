@@ -53,7 +53,8 @@ def test_tiff_reading_is_lazy(tmp_path, make_stack):
     io.write_image(tmp_path / "zip.tif", data, compression="zlib")
     with io.read_image(tmp_path / "raw.tif") as raw, io.read_image(tmp_path / "zip.tif") as packed:
         assert isinstance(raw.data, np.memmap)
-        assert isinstance(packed.data, zarr.Array)  # page by page through tifffile's store
+        assert isinstance(packed.data.array, zarr.Array)  # page by page through tifffile's store
+        assert type(packed.data).__name__ == "CheckedZarr"  # (a damaged page is named)
         np.testing.assert_array_equal(raw.data, data)
         np.testing.assert_array_equal(packed.data[1], data[1])
     assert os.path.getsize(tmp_path / "zip.tif") < os.path.getsize(tmp_path / "raw.tif")

@@ -77,3 +77,31 @@ def test_cli_predict_reports_the_chunk_in_one_line(damaged, tmp_path, capsys):
     assert len(lines) == 1 and "Traceback" not in err, err
     assert "chunk '0/1/0/0' of zarr store" in lines[0] and "a.ome.zarr" in lines[0]
     assert os.listdir(out) == []
+
+
+def _damage_page(path, index):
+    """Overwrite the middle of page ``index``'s compressed data with zeros."""
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        page = tif.pages[index]
+        offset, count = page.dataoffsets[0], page.databytecounts[0]
+    raw = bytearray(path.read_bytes())
+    raw[offset + 8:offset + count - 8] = bytes(count - 16)
+    path.write_bytes(bytes(raw))
+
+
+@pytest.mark.parametrize(("shape", "axes", "lead", "page"), [
+    ((3, 40, 56), "ZYX", (1,), 1), ((2, 3, 40, 56), "TZYX", (1, 2), 5),
+])
+def test_damaged_compressed_tiff_page_names_file_and_page(tmp_path, make_stack, shape, axes, lead, page):
+    """A compressed TIFF is read through tifffile's zarr store: a corrupt page is named too."""
+    data = make_stack(np.uint16, shape)
+    path = tmp_path / "a.tif"
+    io.write_image(path, data, axes=axes)  # zlib
+    _damage_page(path, page)
+    with io.read_image(path) as image:
+        np.testing.assert_array_equal(np.asarray(image.data[(0,) * len(lead)]), data[(0,) * len(lead)])
+        with pytest.raises(OSError, match=rf"page {page} of TIFF file '.*a\.tif' is damaged and cannot be read: ") as info:
+            image.data[lead]
+        assert "\n" not in str(info.value)

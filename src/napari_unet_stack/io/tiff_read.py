@@ -18,6 +18,7 @@ import numpy as np
 from .axes import canonical_unit, normalize_axes
 from .image import ImageData
 from .tiff_write import LABELS_SOFTWARE
+from .zarr_chunks import CheckedZarr
 
 __all__ = ["read_tiff"]
 
@@ -72,7 +73,8 @@ def _pixels(path: Path, tif, s, series: int) -> tuple[Any, list]:
     else:
         import zarr
 
-        data = zarr.open(s.aszarr(), mode="r")
+        page_ndim = len(s.keyframe.shape)
+        data = CheckedZarr(zarr.open(s.aszarr(), mode="r"), path, pages=tuple(s.shape[:len(s.shape) - page_ndim]))
         handles = [tif]
     if tuple(data.shape) != tuple(s.shape):
         data = data.reshape(s.shape) if isinstance(data, np.ndarray) else data

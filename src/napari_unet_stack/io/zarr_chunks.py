@@ -1,4 +1,5 @@
-"""`CheckedZarr`: a zarr array whose damaged chunks are one error naming the store and chunk.
+"""`CheckedZarr`: a zarr array whose damaged chunks are one error naming the store and chunk
+(or, for a compressed TIFF read through tifffile's zarr store, the file and the page).
 
 zarr decodes a chunk when it is read, so a corrupt chunk file shows deep inside zarr and
 numcodecs (``RuntimeError: Zstd decompression error``, a Blosc error, a reshape error for a
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +24,7 @@ from ..validation import first_line
 __all__ = ["CheckedZarr"]
 
 #: what zarr and numcodecs raise for a chunk they cannot decode
-_DECODE_ERRORS = (RuntimeError, ValueError, OSError, TypeError, EOFError, KeyError)
+_DECODE_ERRORS = (RuntimeError, ValueError, OSError, TypeError, EOFError, KeyError, zlib.error)
 
 
 class CheckedZarr:
@@ -36,15 +38,19 @@ class CheckedZarr:
     ----------
     array : zarr.Array
     store : Path
-        The zarr store (folder) the array belongs to, as messages name it.
+        The zarr store (folder) the array belongs to, or the TIFF file, as messages name it.
+    pages : tuple of int, optional
+        For a TIFF: the shape of the axes before each page's (a damaged chunk is then named
+        by its page number).
     """
 
-    def __init__(self, array: Any, store: Path) -> None:
+    def __init__(self, array: Any, store: Path, pages: tuple[int, ...] | None = None) -> None:
         self.array = array
         self.store = Path(store)
+        self.pages = pages
 
     def __getattr__(self, name: str) -> Any:
-        if name.startswith("__") or name in ("array", "store"):  # unpickling: not yet set
+        if name.startswith("__") or name in ("array", "store", "pages"):  # unpickling: not yet set
             raise AttributeError(name)
         return getattr(self.array, name)
 
@@ -70,10 +76,17 @@ class CheckedZarr:
             if damaged is None:
                 raise
             coords, cause = damaged
-            raise OSError(
-                f"chunk {self._chunk_key(coords)!r} of zarr store {str(self.store)!r} is damaged and "
-                f"cannot be read: {first_line(cause)}"
-            ) from err
+            raise OSError(f"{self._where(coords)} is damaged and cannot be read: {first_line(cause)}") from err
+
+    def _where(self, coords: tuple[int, ...]) -> str:
+        """The damaged chunk as messages name it."""
+        if self.pages is not None:
+            try:
+                page = int(np.ravel_multi_index(coords[: len(self.pages)], self.pages)) if self.pages else 0
+            except ValueError:  # a series whose pages do not match its shape
+                return f"a page of TIFF file {str(self.store)!r}"
+            return f"page {page} of TIFF file {str(self.store)!r}"
+        return f"chunk {self._chunk_key(coords)!r} of zarr store {str(self.store)!r}"
 
     def _damaged_chunk(self, key: Any) -> tuple[tuple[int, ...], BaseException] | None:
         """The first chunk of the selection ``key`` that cannot be read, and why; None when
