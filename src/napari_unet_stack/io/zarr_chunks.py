@@ -5,7 +5,8 @@ zarr decodes a chunk when it is read, so a corrupt chunk file shows deep inside 
 numcodecs (``RuntimeError: Zstd decompression error``, a Blosc error, a reshape error for a
 truncated uncompressed chunk) long after the store was opened. `CheckedZarr` reads
 through the array and, when a read fails, reads the chunks of the selection one by one:
-the first that fails is reported as an OSError naming the store and the chunk's key. A read
+the first that fails is reported as an OSError naming the store and the chunk's key
+(``cannot read chunk '1.0.0' of zarr store 'a.zarr': damaged compressed data (...)``). A read
 that fails for another reason (an index out of range, ...) keeps its own error.
 """
 
@@ -76,7 +77,13 @@ class CheckedZarr:
             if damaged is None:
                 raise
             coords, cause = damaged
-            raise OSError(f"{self._where(coords)} is damaged and cannot be read: {first_line(cause)}") from err
+            what = "damaged compressed data" if self._compressed() else "damaged data"
+            raise OSError(f"cannot read {self._where(coords)}: {what} ({first_line(cause)})") from err
+
+    def _compressed(self) -> bool:
+        """Whether the chunks are compressed (TIFF pages read through zarr always are)."""
+        array = self.array
+        return self.pages is not None or bool(getattr(array, "compressors", None) or getattr(array, "compressor", None))
 
     def _where(self, coords: tuple[int, ...]) -> str:
         """The damaged chunk as messages name it."""
