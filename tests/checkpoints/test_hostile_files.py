@@ -313,3 +313,17 @@ def test_torch_save_archive_calling_os_system_is_unsafe(tmp_path, protocol):
         UnsafeCheckpointError, match=rf"evil{protocol}\.pt.*(posix|os)\.system.*trust=True"
     ):
         load_model(path)
+
+
+@pytest.mark.filterwarnings("ignore:.*torch.jit:DeprecationWarning")
+def test_torchscript_metadata_claiming_huge_sizes_is_refused(tmp_path):
+    import json
+
+    from napari_unet_stack.checkpoints import TORCHSCRIPT_META
+
+    traced = torch.jit.trace(UNet(1, 2, base_channels=4, depth=2).eval(), torch.zeros(1, 1, 16, 16))
+    info = {"in_channels": 1, "n_classes": 2, "depth": 30}
+    path = tmp_path / "deep.ts"
+    torch.jit.save(traced, str(path), _extra_files={TORCHSCRIPT_META: json.dumps(info)})
+    with pytest.raises(CheckpointError, match=r"deep\.ts.*depth=30"):
+        load_model(path)

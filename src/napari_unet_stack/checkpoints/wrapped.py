@@ -14,7 +14,7 @@ from ..labels import ACTIVATIONS
 from ..models import SegmentationNetwork, WrappedNetwork, unwrap_logits
 from .errors import CheckpointError, error_summary
 from .metadata import check_loaded_meta
-from .weights import check_tensors
+from .weights import check_claims, check_tensors
 
 __all__ = ["ExportedNetwork", "check_probe_terminates", "probe_channels", "wrap_module"]
 
@@ -117,6 +117,8 @@ def wrap_module(
             f"(and optionally n_classes=..., depth=..., halo=...) to load_model"
         )
     n_classes = overrides.get("n_classes", info.get("n_classes"))
+    claims = {"depth": depth, "in_channels": in_channels, "n_classes": n_classes}
+    check_claims(claims, path, imported_from)
     if n_classes is None:
         check_probe_terminates(module, path, trust)
         n_classes = probe_channels(module, int(in_channels), depth, path)
