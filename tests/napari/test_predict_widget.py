@@ -587,3 +587,38 @@ def test_a_run_stops_when_its_layer_goes_in_the_widget_napari_makes(make_napari_
     assert widget.status.value == f"cancelled: layer {removed!r} was removed"
     assert [layer.name for layer in viewer.layers] == ([] if what == "image" else ["img"])
     assert "img labels" not in widget.results.eager
+
+
+@pytest.mark.parametrize("channel", [1, "mean"])
+def test_a_one_channel_model_on_an_rgb_image_offers_a_channel_choice(make_napari_viewer, qtbot, user_model,
+                                                                      channel):
+    """Issue 11, item 2: the channel counts differ, so the form offers each channel and their
+    mean; the labels are segment's with that ``channel=``."""
+    viewer = make_napari_viewer()
+    rgb = np.random.default_rng(0).integers(0, 60, (48, 40, 3), dtype=np.uint8)
+    rgb[10:30, 10:25, 1] = 250  # an object in green only
+    image = viewer.add_image(rgb, name="photo")
+    widget = PredictWidget(viewer)
+    model = Threshold()
+    widget.model.value = user_model(model)
+    widget.image.value = image
+    assert widget.channel.choices == (0, 1, 2, "mean") and widget.channel.enabled
+    widget.channel.value = channel
+    _run(qtbot, widget)
+    assert widget.status.value.startswith("photo:"), widget.status.value
+    expected = segment(rgb, model, channel_axis=-1, channel=channel, tile_size=None)
+    np.testing.assert_array_equal(viewer.layers["photo labels"].data, expected)
+    # a model taking the three colours: nothing to choose
+    widget.model.value = user_model(Threshold(in_channels=3), "three")
+    assert widget.channel.choices == (None,) and not widget.channel.enabled
+
+
+def test_the_channel_choice_follows_the_channel_axis(make_napari_viewer, user_model):
+    viewer = make_napari_viewer()
+    viewer.add_image(np.random.default_rng(0).random((2, 3, 32, 32)).astype(np.float32), name="img")
+    widget = PredictWidget(viewer)
+    widget.model.value = user_model(Threshold())
+    widget.channel_axis.value = 1
+    assert widget.channel.choices == (0, 1, 2, "mean")
+    widget.channel_axis.value = None  # one channel: the choice no longer applies
+    assert widget.channel.choices == (None,) and not widget.channel.enabled

@@ -422,3 +422,31 @@ def test_a_failed_save_says_so_in_the_status(make_napari_viewer, clean_registry,
     widget.save_path.value = tmp_path  # a folder: not saved either, and the status says why
     assert widget.save() is None
     assert widget.status.value == "not saved: choose a file name to save the model to"
+
+
+def test_train_on_one_channel_of_a_multichannel_image_then_predict(make_napari_viewer, qtbot, clean_registry):
+    """Issue 11, item 2: the Train widget trains a one-channel model on the channel chosen (or
+    their mean); Predict then offers the same choice for that image."""
+    import torch
+
+    from napari_unet_stack import train as train_api
+
+    viewer, train, predict = _two_channels(make_napari_viewer)
+    assert train.channel.choices == (None,) and not train.channel.enabled  # no channel axis yet
+    train.channel_axis.value = 1
+    assert train.channel.choices == (None, 0, 1, "mean") and train.channel.value is None
+    train.channel.value = 1
+    torch.manual_seed(0)
+    train.train(wait=True)
+    assert train.model is not None, train.status.value
+    assert train.model.in_channels == 1
+    image, labels = viewer.layers["two"].data, viewer.layers["painted"].data
+    options = {"steps": 3, "patch_size": 16, "batch_size": 2, "val_fraction": 0.0, "device": "cpu"}
+    torch.manual_seed(0)
+    expected, _ = train_api(image, labels, train.model.__class__(1, 2, base_channels=2, depth=1),
+                            channel_axis=1, channel=1, **options)
+    for key, value in expected.state_dict().items():
+        torch.testing.assert_close(train.model.state_dict()[key], value)
+    predict.image.value = viewer.layers["two"]
+    predict.channel_axis.value = 1
+    assert predict.channel.choices == (0, 1, "mean") and predict.channel.enabled

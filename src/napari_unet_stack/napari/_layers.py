@@ -11,7 +11,9 @@ __all__ = [
     "METADATA_KEY",
     "channel_axis_for",
     "channel_choices",
+    "channel_picks",
     "check_channels",
+    "given_channels",
     "image_input",
     "output_geometry",
     "spatial_shape",
@@ -65,21 +67,52 @@ def channel_axis_for(layer: Any, in_channels: int) -> int | None:
     return matches[-1] if matches else None
 
 
-def check_channels(layer: Any, data: Any, channel_axis: int | None, model: Any) -> None:
-    """Raise ValueError, naming the layer, when its channels do not fit ``model``'s input."""
+def given_channels(layer: Any, channel_axis: int | None) -> int:
+    """How many channels ``layer`` has with ``channel_axis`` (RGB: its colours; 1 without
+    an axis, or with an axis that does not fit the image: Run reports that)."""
+    if layer is None:
+        return 1
+    try:
+        data, axis = image_input(layer, channel_axis)
+    except ValueError:
+        return 1
+    return 1 if axis is None else int(data.shape[axis])
+
+
+def channel_picks(n_channels: int, *, every: bool) -> list[tuple[str, int | str | None]]:
+    """(text, choice) of a widget's "channel": each channel and their mean (the choices of
+    `napari_unet_stack.channels`), after "all" (None) when ``every``; only "all" for one."""
+    if n_channels <= 1:
+        return [("all", None)]
+    picks = [*((f"channel {k}", k) for k in range(n_channels)), ("mean", "mean")]
+    return [("all", None), *picks] if every else picks
+
+
+def check_channels(layer: Any, data: Any, channel_axis: int | None, model: Any, channel: Any = None) -> None:
+    """Raise ValueError, naming the layer, when its channels (or the ``channel`` chosen of
+    them) do not fit ``model``'s input."""
+    from ..channels import check_channel
+
     wanted = getattr(model, "in_channels", None)
     given = 1 if channel_axis is None else int(data.shape[channel_axis])
+    name = getattr(layer, "name", "image")
+    if channel is not None:
+        check_channel(channel, given, wanted, channel_axis=channel_axis, where=f"image {name!r}")
+        return
     if wanted is None or given == wanted:
         return
-    name = getattr(layer, "name", "image")
     if getattr(layer, "rgb", False):
         kind = "RGBA" if given == 4 else "RGB"
         hint = ("; add it without its alpha channel (viewer.add_image(layer.data[..., :3]))"
                 if given == 4 and wanted == 3 else "")
+        if wanted == 1:
+            hint = "; choose one of its channels (or their mean) under 'channel'"
         raise ValueError(f"image {name!r} is {kind} ({given} channels) but the model expects {wanted}{hint}")
     where = "no channel axis chosen" if channel_axis is None else f"channel axis {channel_axis}"
     fits = [ax for ax, n in enumerate(data.shape) if n == wanted and ax < len(data.shape) - 2]
     hint = f"; choose channel axis {fits[-1]}" if fits else ""
+    if wanted == 1 and given > 1:
+        hint = "; choose one of its channels (or their mean) under 'channel'"
     raise ValueError(f"the model expects {wanted} input channel(s) but image {name!r} (shape {tuple(data.shape)}, "
                      f"{where}) has {given}{hint}")
 

@@ -49,7 +49,7 @@ class LazyRunner:
         from ..devices import device_name, precision_name, resolve_device, resolve_precision
 
         data, channel_axis = image_input(layer, channel_axis)
-        check_channels(layer, data, channel_axis, model)
+        check_channels(layer, data, channel_axis, model, options.get("channel"))
         lazy = lazy_labels(layer.name, data, channel_axis, model, options, threshold, head=head)
         name = f"{layer.name} labels"
         # made with zeros, then given the lazy data: napari computes only the slice on view

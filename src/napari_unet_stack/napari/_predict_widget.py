@@ -27,7 +27,9 @@ from ._jobs import EXPECTED_ERRORS, PredictJob, describe_model, device_choices, 
 from ._layers import (
     channel_axis_for,
     channel_choices,
+    channel_picks,
     check_channels,
+    given_channels,
     image_input,
     output_geometry,
     spatial_shape,
@@ -74,6 +76,8 @@ class PredictWidget(WorkerDock):
         self.instances.changed.connect(lambda v: setattr(self.min_size, "visible", v))
         for widget in (self.lazy, self.image, self.channel_axis):
             widget.changed.connect(self._update_outputs)
+        # Qt's signal: magicgui's `changed` is not emitted for "none" (a None value)
+        self.channel_axis.native.currentIndexChanged.connect(lambda _index: self._update_channel())
         self.threshold.changed.connect(self._on_threshold_changed)
         self.run_button.changed.connect(lambda: self.run())
         USER_MODELS.changed.connect(self._on_registry_changed)  # weakly: no leak
@@ -88,6 +92,9 @@ class PredictWidget(WorkerDock):
         self.channel_axis = ComboBox(label="channel axis", choices=self._channel_choices)
         self.model = ComboBox(label="model", choices=self._model_choices)
         self.checkpoint = FileEdit(label="checkpoint", mode="r", filter="*.pt *.pth *.ckpt *.pkl")
+        self.channel = ComboBox(label="channel", choices=self._pick_choices,  # after model, checkpoint
+                                tooltip="for a one-channel model and a multichannel image: the channel "
+                                        "it sees, or their mean")
         self.model_info = Label(label="")
         self.device = ComboBox(label="device", choices=device_choices(), value="auto")
         self.device_used = Label(label="")
@@ -109,7 +116,7 @@ class PredictWidget(WorkerDock):
                                      "computed when napari shows it")
         self.lazy_note = Label(label="")
         self.extend([
-            self.image, self.channel_axis, self.model, self.checkpoint, self.model_info, self.device,
+            self.image, self.channel_axis, self.channel, self.model, self.checkpoint, self.model_info, self.device,
             self.device_used, self.tile_size, self.threshold, self.threshold_note, self.semantic,
             self.instances, self.min_size, self.probability, self.lazy, self.lazy_note,
             Container(widgets=[self.run_button, self.cancel_button], layout="horizontal", labels=False),
@@ -128,6 +135,25 @@ class PredictWidget(WorkerDock):
 
     def _channel_choices(self, _widget=None) -> list:
         return channel_choices(self.image.value)
+
+    def _pick_choices(self, _widget=None) -> list:
+        """Each channel and their mean when a one-channel model meets a multichannel image."""
+        try:
+            model = self._current_model(quiet=True)
+        except EXPECTED_ERRORS:
+            model = None
+        given = given_channels(self.image.value, self.channel_axis.value)
+        if model is None or getattr(model, "in_channels", None) != 1:
+            given = 1
+        return channel_picks(given, every=False)
+
+    def _update_channel(self, _value=None) -> None:
+        """Offer the channel choice where it applies (mean first seen, for RGB)."""
+        fresh = self.channel.value is None
+        self.channel.reset_choices()
+        self.channel.enabled = self.channel.choices != (None,)
+        if fresh and self.channel.enabled and getattr(self.image.value, "rgb", False):
+            self.channel.value = "mean"
 
     def _model_choices(self, _widget=None) -> list:
         return model_choices()
@@ -155,6 +181,7 @@ class PredictWidget(WorkerDock):
         axis = None if model is None else channel_axis_for(self.image.value, model.in_channels)
         if axis is not None and self.channel_axis.value is None:
             self.channel_axis.value = axis
+        self._update_channel()
 
     # -- models ------------------------------------------------------------------------
     def set_model(self, source: Any) -> None:
@@ -180,9 +207,11 @@ class PredictWidget(WorkerDock):
         except EXPECTED_ERRORS as err:
             self.model_info.value = f"cannot load: {err}"
             show_error(f"napari-unet-stack: {err}")
+            self._update_channel()
             return
         if model is None:
             self.model_info.value = "choose a checkpoint file" if is_file else ""
+            self._update_channel()
             return
         self.model_info.value = describe_model(model, self.checkpoint.value if is_file else None)
         self.head.enabled = bool(getattr(model, "deep_supervision", False))
@@ -233,7 +262,7 @@ class PredictWidget(WorkerDock):
     def _prepare(self) -> PredictJob:
         layer, model = self._chosen()
         data, channel_axis = image_input(layer, self.channel_axis.value)
-        check_channels(layer, data, channel_axis, model)
+        check_channels(layer, data, channel_axis, model, self._channel())
         spatial = spatial_shape(data.shape, channel_axis)
         if len(spatial) < 2:
             raise ValueError(f"image {layer.name!r} (shape {data.shape}) has fewer than 2 spatial axes")
@@ -251,9 +280,15 @@ class PredictWidget(WorkerDock):
                           undo, self.instances.value, self.probability.value, self.min_size.value, geometry,
                           head=head, image_layer=layer)
 
+    def _channel(self):
+        """The channel chosen, where the choice applies (else None: every channel)."""
+        self._update_channel()
+        return self.channel.value if self.channel.enabled else None
+
     def _options(self) -> dict:
         return dict(tile_size=self.tile_size.value, halo=self.halo.value, blend=self.blend.value,
-                    batch_size=self.batch_size.value, device=self.device.value, precision=self.precision.value)
+                    batch_size=self.batch_size.value, device=self.device.value, precision=self.precision.value,
+                    channel=self._channel())
 
     def _head(self, model: Any):
         """The UNet++ head chosen for ``model``, or None where the choice does not apply."""

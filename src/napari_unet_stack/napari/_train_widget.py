@@ -29,7 +29,7 @@ from napari.utils.notifications import show_error
 from ..models import ARCHITECTURES
 from ..training.settings import DEFAULT_STEPS, ModelSettings, TrainSettings
 from ._jobs import EXPECTED_ERRORS, TrainJob, device_choices, run_training
-from ._layers import channel_choices, image_input, spatial_shape
+from ._layers import channel_choices, channel_picks, given_channels, image_input, spatial_shape
 from ._plot import CurvePlot
 from ._registry import USER_MODELS
 from ._runner import WorkerDock
@@ -62,6 +62,8 @@ class TrainWidget(WorkerDock):
         self.model_name: str | None = None  # its name in USER_MODELS
         self._make_form()
         self.image.changed.connect(self._on_image_changed)
+        # Qt's signal: magicgui's `changed` is not emitted for "none" (a None value)
+        self.channel_axis.native.currentIndexChanged.connect(lambda _index: self._on_axis_changed())
         self.train_button.changed.connect(lambda: self.train())
         self.save_button.changed.connect(lambda: self.save())
         self.reset_choices()
@@ -71,6 +73,9 @@ class TrainWidget(WorkerDock):
         self.image = ComboBox(label="image", choices=self._layers(Image))
         self.channel_axis = ComboBox(label="channel axis", choices=lambda _w=None: channel_choices(self.image.value),
                                      tooltip="the image's axis that holds channels (RGB: the colours)")
+        self.channel = ComboBox(label="channel", choices=self._pick_choices,
+                                tooltip="all: a model of as many input channels; one channel, or their "
+                                        "mean: a one-channel model")
         self.annotations = ComboBox(label="labels", choices=self._layers(Labels))
         self.sparse = CheckBox(text="sparse: 0 = unlabelled, paint 1 = background, 2 = object",
                                value=False)
@@ -92,7 +97,7 @@ class TrainWidget(WorkerDock):
                                    tooltip="keep the optimizer and schedule state, for train(resume=True); "
                                            "off: a smaller file for inference only")
         self.extend([
-            self.image, self.channel_axis, self.annotations, self.sparse, self.binarize, self.architecture,
+            self.image, self.channel_axis, self.channel, self.annotations, self.sparse, self.binarize, self.architecture,
             self.base_channels, self.depth, self.steps, self.patch_size, self.batch_size, self.val_fraction, self.device,
             Container(widgets=[self.train_button, self.cancel_button], layout="horizontal", labels=False),
             self.status, self.save_path,
@@ -105,10 +110,18 @@ class TrainWidget(WorkerDock):
     def _layers(self, kind):
         return lambda _widget=None: [(layer.name, layer) for layer in self._viewer.layers if isinstance(layer, kind)]
 
+    def _pick_choices(self, _widget=None) -> list:
+        return channel_picks(given_channels(self.image.value, self.channel_axis.value), every=True)
+
     def _on_image_changed(self, _value=None) -> None:
         self.channel_axis.reset_choices()
         layer = self.image.value
         self.channel_axis.enabled = layer is not None and not layer.rgb  # RGB: always the last axis
+        self._on_axis_changed()
+
+    def _on_axis_changed(self, _value=None) -> None:
+        self.channel.reset_choices()
+        self.channel.enabled = self.channel.choices != (None,)
 
     # -- training ----------------------------------------------------------------------
     def train(self, *, wait: bool = False):
@@ -160,11 +173,13 @@ class TrainWidget(WorkerDock):
             raise ValueError(
                 f"labels {labels.name!r} hold {top} values: tick 'any label is foreground' for instance labels"
             )
-        in_channels = 1 if channel_axis is None else data.shape[channel_axis]
+        self._on_axis_changed()
+        channel = self.channel.value if self.channel.enabled else None
+        in_channels = 1 if channel_axis is None or channel is not None else data.shape[channel_axis]
         settings = ModelSettings(self.architecture.value, self.base_channels.value, self.depth.value)
         model = settings.build(in_channels, n_classes)
         options = dict(steps=self.steps.value, patch_size=self.patch_size.value, batch_size=self.batch_size.value,
-                       val_fraction=self.val_fraction.value, channel_axis=channel_axis, sparse=sparse,
+                       val_fraction=self.val_fraction.value, channel_axis=channel_axis, channel=channel, sparse=sparse,
                        device=self.device.value)
         name = f"{image.name} {self.architecture.value} w{self.base_channels.value} d{self.depth.value}"
         return TrainJob(name, np.asarray(data), target, model, options)
