@@ -158,3 +158,12 @@ def test_cli_predict_outputs_open_as_labels(tmp_path, capsys, name):
     [(_, kwargs, layer_type)] = _read(tmp_path / name)
     assert layer_type == "labels"
     assert kwargs["scale"] == pytest.approx((2.0, 0.5, 0.5))
+
+
+def test_rgb_tiff_is_one_rgb_image(tmp_path):
+    rgb = (np.arange(16 * 12 * 3) % 251).astype(np.uint8).reshape(16, 12, 3)
+    tifffile.imwrite(tmp_path / "rgb.tif", rgb, imagej=True, resolution=(2.0, 2.0), metadata={"unit": "um"})
+    [(back, kwargs, layer_type)] = _read(tmp_path / "rgb.tif")
+    assert layer_type == "image" and kwargs["rgb"] is True and "channel_axis" not in kwargs
+    assert kwargs["scale"] == pytest.approx((0.5, 0.5)) and tuple(kwargs["axis_labels"]) == ("y", "x")
+    np.testing.assert_array_equal(np.asarray(back), rgb)

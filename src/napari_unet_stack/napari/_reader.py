@@ -7,7 +7,7 @@ does: OME-Zarr ``image-label`` metadata or this package's TIFF Software tag) bec
 Labels layer, read into memory so that it can be painted (above `LABELS_IN_MEMORY` bytes it
 stays on disk, read-only). Everything else becomes an Image layer, read lazily (a dask array
 reading the file by its path), split into one layer per channel when the file has a ``C``
-axis. A TIFF without OME or ImageJ metadata (and not marked as labels) and other formats are
+axis (one RGB(A) layer for 8-bit pictures with 3 or 4 channels last). A TIFF without OME or ImageJ metadata (and not marked as labels) and other formats are
 left to other readers: `get_reader` returns None.
 
 Like the rest of ``napari_unet_stack`` outside the widgets, nothing here imports napari or Qt:
@@ -92,7 +92,7 @@ def read_layers(path: str | os.PathLike | Sequence) -> list[LayerData]:
     -------
     list of (data, kwargs, layer type)
         kwargs hold ``name``, ``scale``, ``units``, ``axis_labels`` (and ``channel_axis``
-        for an image with channels).
+        for an image with channels, or ``rgb``).
 
     Raises
     ------
@@ -117,11 +117,19 @@ def read_layers(path: str | os.PathLike | Sequence) -> list[LayerData]:
             return [(data, kwargs, "labels")]
         channel = image.channel_axis
         kwargs.update(_geometry(image, axes, skip=channel))
-        if channel is not None:
+        if _is_rgb(image, channel):
+            kwargs["rgb"] = True
+        elif channel is not None:
             kwargs["channel_axis"] = channel
         return [(as_dask(image), kwargs, "image")]
     finally:
         image.close()  # (the dask array reopens the file by its path)
+
+
+def _is_rgb(image, channel: int | None) -> bool:
+    """An 8-bit image whose last axis holds 3 or 4 channels: one RGB(A) layer, as napari shows it."""
+    return (channel is not None and channel == image.ndim - 1 and image.shape[-1] in (3, 4)
+            and image.dtype == np.uint8)
 
 
 def _geometry(image, axes: str, skip: int | None) -> dict[str, tuple]:
