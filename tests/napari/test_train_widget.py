@@ -424,6 +424,7 @@ def test_a_failed_save_says_so_in_the_status(make_napari_viewer, clean_registry,
     assert widget.status.value == "not saved: choose a file name to save the model to"
 
 
+@pytest.mark.slow
 def test_train_on_one_channel_of_a_multichannel_image_then_predict(make_napari_viewer, qtbot, clean_registry):
     """Issue 11, item 2: the Train widget trains a one-channel model on the channel chosen (or
     their mean); Predict then offers the same choice for that image."""
