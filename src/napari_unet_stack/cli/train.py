@@ -127,17 +127,15 @@ def _read_pairs(args):
 
 def _start_model(args, images, labels, channel_axis):
     """The checkpoint named by ``--model``, else a new network for the data (seeded)."""
-    import numpy as np
     import torch
 
-    from ..training import default_model
+    from ..training import classes_for, default_model
 
     if args.model is not None:
         if args.base_channels is not None or args.depth is not None:
             raise ValueError("--base-channels / --depth build a new network; they do not apply with --model")
         return load_cli_model(args.model, args.trust)
-    top = max(int(np.max(lab)) if lab.size else 0 for lab in labels)
-    n_classes = max(2, top if args.sparse else top + 1)
+    n_classes = classes_for(labels, sparse=args.sparse)  # the training rule: binary 0/v masks, bounded
     in_channels = 1 if channel_axis is None else images[0].shape[channel_axis]
     kwargs = {k: v for k, v in (("base_channels", args.base_channels), ("depth", args.depth)) if v is not None}
     with torch.random.fork_rng(devices=[]):
