@@ -451,3 +451,15 @@ def test_train_on_one_channel_of_a_multichannel_image_then_predict(make_napari_v
     predict.image.value = viewer.layers["two"]
     predict.channel_axis.value = 1
     assert predict.channel.choices == (0, 1, "mean") and predict.channel.enabled
+
+
+def test_a_0_255_mask_makes_a_two_class_network_in_the_widget(make_napari_viewer, clean_registry):
+    """Issue 11, item 22: the widget sizes its network by the training rule (a 0/255 mask is
+    binary, with the note), not by the largest value."""
+    viewer, train, _predict = _two_channels(make_napari_viewer)
+    viewer.layers["painted"].data = viewer.layers["painted"].data * 255
+    train.channel_axis.value = 1
+    train.binarize.value = False
+    with pytest.warns(UserWarning, match="only the values 0 and 255: trained as a binary mask"):
+        job = train._prepare()
+    assert job.model.out_channels == 2

@@ -27,6 +27,7 @@ from napari.layers import Image, Labels
 from napari.utils.notifications import show_error
 
 from ..models import ARCHITECTURES
+from ..training.classes import classes_for
 from ..training.settings import DEFAULT_STEPS, ModelSettings, TrainSettings
 from ._jobs import EXPECTED_ERRORS, TrainJob, device_choices, run_training
 from ._layers import channel_choices, channel_picks, given_channels, image_input, spatial_shape
@@ -168,7 +169,7 @@ class TrainWidget(WorkerDock):
             target = np.minimum(target, 2) if sparse else (target > 0)
             target = target.astype(np.uint8)
         top = int(target.max(initial=0))
-        n_classes = max(2, top if sparse else top + 1)
+        n_classes = classes_for(target, sparse=sparse)  # the training rule: 0/v masks are binary
         if n_classes > 64:
             raise ValueError(
                 f"labels {labels.name!r} hold {top} values: tick 'any label is foreground' for instance labels"
