@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 from importlib import resources
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -34,6 +33,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from . import synthetic
+from .io.atomic import write_atomically
 
 __all__ = ["SAMPLES", "Sample", "load_sample", "sample_cache_dir"]
 
@@ -169,6 +169,11 @@ def _cache_file(name: str, cache_dir: Path) -> Path:
     return cache_dir / f"{name}-v{synthetic.GENERATOR_VERSION}-seed{seed}.npz"
 
 
+def _save_npz(tmp: str, sample: Sample) -> None:
+    with open(tmp, "wb") as fh:  # a file object: np.savez would add ".npz" to a bare name
+        np.savez(fh, **{part: getattr(sample, part) for part in _PARTS})
+
+
 def _load_cached(name: str, cache_dir: Path) -> Sample:
     path = _cache_file(name, cache_dir)
     if path.is_file():
@@ -181,14 +186,7 @@ def _load_cached(name: str, cache_dir: Path) -> Sample:
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
         # write beside the target and rename, so concurrent first uses never see half a file
-        fd, tmp = tempfile.mkstemp(suffix=".npz", dir=cache_dir)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.savez(fh, **{part: getattr(sample, part) for part in _PARTS})
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        write_atomically(path, lambda tmp: _save_npz(tmp, sample))
     except OSError:
         pass  # a read-only cache is not an error: the sample was made anyway
     return sample

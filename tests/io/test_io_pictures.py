@@ -101,3 +101,9 @@ def test_cli_predicts_a_gray_png(tmp_path, capsys):
         assert labels.shape == (48, 64)
         expected = segment(gray, model, device="cpu")
         np.testing.assert_array_equal(np.asarray(labels.data), expected)
+    # labels named from a picture input are a TIFF (pictures are read, never written)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    code = cli.main(["predict", str(tmp_path / "cells.png"), "-o", f"{out_dir}/", "--model", str(checkpoint), "-q"])
+    assert code == 0, capsys.readouterr().err
+    assert [p.name for p in out_dir.iterdir()] == ["cells_labels.tif"]

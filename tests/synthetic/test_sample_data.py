@@ -53,6 +53,17 @@ def test_large_image_is_generated_once_then_cached(tmp_path, monkeypatch):
     for a, b in zip(first[1:], second[1:], strict=True):
         np.testing.assert_array_equal(a, b)
     assert first.image.shape == (192, 160)
+    # written with the user's permissions (umask), and nothing but the cache file left
+    assert sorted(p.name for p in tmp_path.iterdir()) == [files[0].name]
+    assert files[0].stat().st_mode & 0o777 == 0o666 & ~_umask()
+
+
+def _umask() -> int:
+    import os
+
+    old = os.umask(0)
+    os.umask(old)
+    return old
 
 
 def test_damaged_cache_is_regenerated(tmp_path, monkeypatch):

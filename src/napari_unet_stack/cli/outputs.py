@@ -12,7 +12,9 @@ from .. import io
 __all__ = ["DERIVED_EXT", "InputSet", "plan_outputs"]
 
 #: output extension for names derived from inputs, by input format
-DERIVED_EXT = {"tiff": ".tif", "ome-tiff": ".ome.tif", "zarr": ".zarr", "ome-zarr": ".ome.zarr", "npy": ".npy"}
+DERIVED_EXT = {"tiff": ".tif", "ome-tiff": ".ome.tif", "zarr": ".zarr", "ome-zarr": ".ome.zarr", "npy": ".npy",
+               # pictures are read, not written: their labels are TIFFs
+               "png": ".tif", "jpeg": ".tif", "bmp": ".tif"}
 
 
 def _is_folder(text: str) -> bool:
