@@ -28,6 +28,8 @@ EXPECTED = [
     "list_models",
     "load_model",
     "load_sample",
+    "match_instances",
+    "mean_average_precision",
     "predict",
     "save_model",
     "segment",

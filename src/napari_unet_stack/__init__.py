@@ -36,6 +36,8 @@ _LAZY = {
     "dice": "training",
     "iou": "training",
     "foreground_dice": "training",
+    "match_instances": "training",
+    "mean_average_precision": "training",
     "load_sample": "samples",
 }
 
@@ -62,6 +64,8 @@ __all__ = [
     "list_models",
     "load_model",
     "load_sample",
+    "match_instances",
+    "mean_average_precision",
     "predict",
     "save_model",
     "segment",

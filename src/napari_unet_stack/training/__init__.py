@@ -2,7 +2,8 @@
 
 `train` is the entry point (`iter_train` is its generator form for worker threads); both
 take the same arguments, their settings being the fields of `TrainSettings`. `ModelSettings`
-holds the defaults of a new network. `dice` / `iou` score label arrays per class.
+holds the defaults of a new network. `dice` / `iou` score label arrays per class;
+`match_instances` / `mean_average_precision` score instance labels object by object.
 """
 
 from .augment import AugmentConfig, augment_pair
@@ -10,7 +11,17 @@ from .classes import MAX_CLASSES, classes_for
 from .errors import TrainingFailed
 from .loop import TrainingCancelled, TrainProgress, iter_train, select_fast_head, train
 from .losses import segmentation_loss
-from .metrics import confusion_counts, dice, foreground_dice, iou, mean_score
+from .metrics import (
+    AP_THRESHOLDS,
+    InstanceMatch,
+    confusion_counts,
+    dice,
+    foreground_dice,
+    iou,
+    match_instances,
+    mean_average_precision,
+    mean_score,
+)
 from .settings import (
     DEFAULT_LR,
     DEFAULT_MODEL,
@@ -22,12 +33,14 @@ from .settings import (
 )
 
 __all__ = [
+    "AP_THRESHOLDS",
     "DEFAULT_LR",
     "DEFAULT_MODEL",
     "DEFAULT_STEPS",
     "DEFAULT_WEIGHT_DECAY",
     "MAX_CLASSES",
     "AugmentConfig",
+    "InstanceMatch",
     "ModelSettings",
     "TrainProgress",
     "TrainSettings",
@@ -41,6 +54,8 @@ __all__ = [
     "foreground_dice",
     "iou",
     "iter_train",
+    "match_instances",
+    "mean_average_precision",
     "mean_score",
     "segmentation_loss",
     "select_fast_head",
