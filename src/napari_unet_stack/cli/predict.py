@@ -20,6 +20,8 @@ from .common import (
 )
 from .outputs import plan_outputs
 
+DEFAULT_MIN_DISTANCE, DEFAULT_SMOOTHING, DEFAULT_LINK_IOU = 3, 1.0, 0.1  # postprocess's (checked by a test)
+
 __all__ = ["add_parser", "engine_options", "run"]
 
 THRESHOLD_HELP = (
@@ -50,9 +52,22 @@ def add_parser(sub) -> None:
     p.add_argument("--tile-size", default="auto", metavar="PX", help="tile core size, 'auto' or 'none'")
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument("--batch-size", default="auto", metavar="N", help="tiles per forward pass, or 'auto'")
-    p.add_argument("--instances", action="store_true",
-                   help="instance labels (connected components; needs the stack's labels in memory)")
+    p.add_argument("--instances", nargs="?", const="watershed", choices=("watershed", "components"),
+                   help="instance labels (each object its own id): 'watershed' (the default when given "
+                        "alone) splits touching objects by a distance-transform watershed and links "
+                        "them across Z by IoU; 'components': connected components (3D over Z). T axes "
+                        "of the file are never linked. Put it after the inputs or write --instances=NAME")
     p.add_argument("--min-size", default="0", metavar="PX", help="with --instances: drop smaller objects")
+    p.add_argument("--min-distance", default=str(DEFAULT_MIN_DISTANCE), metavar="PX",
+                   help=f"with --instances watershed: markers at least PX apart (default {DEFAULT_MIN_DISTANCE})")
+    p.add_argument("--smoothing", default=str(DEFAULT_SMOOTHING), metavar="SIGMA",
+                   help=f"with --instances watershed: Gaussian sigma of the distance transform "
+                        f"(default {DEFAULT_SMOOTHING})")
+    p.add_argument("--link-iou", default=str(DEFAULT_LINK_IOU), metavar="IOU",
+                   help=f"with --instances watershed: link objects of neighbouring Z slices with at least "
+                        f"this IoU (default {DEFAULT_LINK_IOU})")
+    p.add_argument("--per-slice", action="store_true",
+                   help="with --instances: objects per slice, not linked across Z")
     p.add_argument("--threshold", default="0.5", metavar="T", help=THRESHOLD_HELP)
     p.add_argument("--probabilities", metavar="PATH",
                    help="also write the class probabilities (float32, classes first); a folder for several inputs")
@@ -148,13 +163,14 @@ def _write(data, dst, probs_dst, model, model_ref, args, options, client, bar, l
     import numpy as np
 
     from .. import io
-    from ..labels import LabelRule
+    from ..labels import LabelRule, smallest_uint
     from ..postprocess import instance_labels
 
     shape, axes, meta = layout["shape"], layout["axes"], layout["meta"]
     rule = LabelRule.for_model(model, options["threshold"])
     dtype = rule.dtype
-    semantic = np.zeros(shape, dtype) if args.instances else None
+    # the semantic labels, then the instance ids in place (uint32: as many ids as pixels)
+    semantic = np.zeros(shape, np.uint32 if np.prod(shape) < 2**32 else np.uint64) if args.instances else None
     if probs_dst is not None:
         prob_options = {k: v for k, v in options.items() if k != "threshold"}
         with io.create_image(probs_dst, (model.out_channels, *shape), np.float32, axes="C" + axes,
@@ -177,9 +193,50 @@ def _write(data, dst, probs_dst, model, model_ref, args, options, client, bar, l
             _compute("labels", data, model, model_ref, out, client, bar, options)
     if semantic is None:
         return dtype
-    labels = instance_labels(semantic, ndim=min(3, semantic.ndim), min_size=args.min_size)
+    labels = instance_labels(semantic, out=semantic if semantic.dtype.itemsize >= 4 else None,
+                             **instance_options(args, axes))
+    if labels is semantic:
+        labels = labels.astype(smallest_uint(int(labels.max(initial=0))), copy=False)
     io.write_image(dst, labels, axes=axes, labels=True, **meta)
     return labels.dtype
+
+
+def instance_options(args, axes: str) -> dict:
+    """The keywords of `postprocess.instance_labels` from the options and the labels' axes
+    (its T axes are time: never linked)."""
+    return {"method": args.instances, "min_size": args.min_size, "min_distance": args.min_distance,
+            "smoothing": args.smoothing, "link_iou": args.link_iou, "ndim": 2 if args.per_slice else None,
+            "time_axes": tuple(i for i, a in enumerate(axes[:-2]) if a == "T")}
+
+
+def _instance_numbers(args) -> None:
+    """--min-size and the watershed's numbers, checked (before any work)."""
+    from ..postprocess import instance_labels
+    from ..validation import parse_int
+
+    args.min_size = parse_int("--min-size", args.min_size, 0)
+    args.min_distance = parse_int("--min-distance", args.min_distance, 1)
+    for name in ("smoothing", "link_iou"):
+        flag = "--" + name.replace("_", "-")
+        try:
+            setattr(args, name, float(getattr(args, name)))
+        except ValueError:
+            raise ValueError(f"{flag} must be a number, got {getattr(args, name)!r}") from None
+    if args.instances is None:
+        given = [f for f, v, d in (("--min-size", args.min_size, 0), ("--per-slice", args.per_slice, False),
+                                   ("--min-distance", args.min_distance, DEFAULT_MIN_DISTANCE),
+                                   ("--smoothing", args.smoothing, DEFAULT_SMOOTHING),
+                                   ("--link-iou", args.link_iou, DEFAULT_LINK_IOU)) if v != d]
+        if given:
+            what = "filters instances" if given[0] == "--min-size" else "is an instance option"
+            raise ValueError(f"{given[0]} {what}: add --instances")
+        return
+    import numpy as np
+
+    try:
+        instance_labels(np.zeros((2, 2), np.uint8), **instance_options(args, "YX"))
+    except ValueError as err:
+        raise ValueError(str(err).replace("`smoothing`", "--smoothing").replace("`link_iou`", "--link-iou")) from None
 
 
 def _predict_file(src, dst, probs_dst, model, model_ref, args, options, client) -> None:
@@ -218,12 +275,9 @@ def run(args) -> int:
 
     from .. import io
     from ..inference import ModelSource
-    from ..validation import parse_int
 
     options = engine_options(args)
-    args.min_size = parse_int("--min-size", args.min_size, 0)
-    if args.min_size and not args.instances:
-        raise ValueError("--min-size filters instances: add --instances")
+    _instance_numbers(args)
     inputs = io.find_images(args.inputs)
     model = load_cli_model(args.model, args.trust)
     jobs = plan_outputs(inputs, args)

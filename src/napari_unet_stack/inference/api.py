@@ -10,12 +10,20 @@ Widgets run the generators in a worker.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Generator
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from ..postprocess import instance_labels
+from ..labels import smallest_uint
+from ..postprocess import (
+    DEFAULT_LINK_IOU,
+    DEFAULT_MIN_DISTANCE,
+    DEFAULT_SMOOTHING,
+    METHODS,
+    instance_labels,
+)
 from .dask_tasks import dask_apply, is_dask
 from .engine import iterate
 from .events import Progress, drain
@@ -68,28 +76,92 @@ def iter_predict(image, model, **options) -> Generator[Progress, None, np.ndarra
     return _iterate(image, model, "probabilities", _options(options))
 
 
-def iter_segment(image, model, *, instances: bool = False, min_size: int = 0, instance_ndim: int | None = None,
+def iter_segment(image, model, *, instances: bool | str = False, min_size: int = 0, instance_ndim: int | None = None,
+                 time_axis: int | Sequence[int] | None = None, min_distance: int = DEFAULT_MIN_DISTANCE,
+                 smoothing: float = DEFAULT_SMOOTHING, link_iou: float = DEFAULT_LINK_IOU,
                  **options) -> Generator[Progress, None, np.ndarray]:
     """Generator form of `segment`: yields `Progress`, returns the labels."""
-    return _segment(image, model, instances, min_size, instance_ndim, _options(options))
+    decoding = _Decoding(instances, min_size, instance_ndim, time_axis, min_distance, smoothing, link_iou)
+    return _segment(image, model, decoding, _options(options))
 
 
-def _segment(image, model, instances: bool, min_size: int, instance_ndim: int | None,
-             options: dict[str, Any]) -> Generator[Progress, None, np.ndarray]:
-    out = options.pop("out", None) if instances else None
+@dataclass(frozen=True)
+class _Decoding:
+    """The instance options of `segment`, as passed."""
+
+    instances: bool | str
+    min_size: int
+    ndim: int | None
+    time_axis: Any
+    min_distance: int
+    smoothing: float
+    link_iou: float
+
+    @property
+    def method(self) -> str | None:
+        if self.instances is False or self.instances is None:
+            return None
+        if self.instances is True:
+            return "watershed"
+        if isinstance(self.instances, str) and self.instances in METHODS:
+            return self.instances
+        raise ValueError(f"`instances` must be True, False or one of {METHODS}, got {self.instances!r}")
+
+    def time_axes(self, image_ndim: int, channel_axis: int | None) -> tuple[int, ...]:
+        """The time axes as axes of the labels (the channel axis dropped)."""
+        if self.time_axis is None:
+            return ()
+        given = (self.time_axis,) if isinstance(self.time_axis, (int, np.integer)) else tuple(self.time_axis)
+        found = []
+        for axis in given:
+            a = int(axis) + (image_ndim if int(axis) < 0 else 0)
+            channel = None if channel_axis is None else channel_axis % image_ndim
+            label_axis = a - (1 if channel is not None and a > channel else 0)
+            leading = image_ndim - (channel is not None) - 2
+            if not 0 <= a < image_ndim or a == channel or label_axis >= leading:
+                raise ValueError(f"`time_axis` {axis} is not a leading (stack) axis of the image (ndim {image_ndim})")
+            found.append(label_axis)
+        return tuple(found)
+
+    def apply(self, semantic: Any, shape: tuple[int, ...], time_axes: tuple[int, ...], out: Any = None) -> Any:
+        return instance_labels(semantic, ndim=self.ndim, method=self.method, min_size=self.min_size,
+                               min_distance=self.min_distance, smoothing=self.smoothing, link_iou=self.link_iou,
+                               time_axes=time_axes, out=out)
+
+    def check(self, shape: tuple[int, ...], time_axes: tuple[int, ...]) -> None:
+        """The options' errors, before any work (an empty array of the labels' rank)."""
+        self.apply(np.zeros((1,) * (len(shape) - 2) + (2, 2), np.uint8), shape, time_axes)
+
+
+def _prepare(image, decoding: _Decoding, options: dict[str, Any]):
+    """(labels shape, time axes, the array the semantic labels go into), checked."""
+    out = options.pop("out", None)
+    channel_axis = options.get("channel_axis")
+    shape = spatial_shape(image.shape, channel_axis)
+    time_axes = decoding.time_axes(len(image.shape), channel_axis)
+    decoding.check(shape, time_axes)
+    if out is not None:  # checked before the work
+        _check_instance_out(out, shape)
+        return shape, time_axes, out, True
+    return shape, time_axes, np.zeros(shape, np.uint32 if np.prod(shape) < 2**32 else np.uint64), False
+
+
+def _segment(image, model, decoding: _Decoding, options: dict[str, Any]) -> Generator[Progress, None, np.ndarray]:
+    if decoding.method is None:
+        return (yield from _iterate(image, model, "labels", options))
     image = as_image(image)
-    if out is not None:  # checked before the work: instance ids are only known at the end
-        _check_instance_out(out, spatial_shape(image.shape, options.get("channel_axis")))
-    semantic = yield from _iterate(image, model, "labels", options)
-    if not instances:
-        return semantic
-    labels = _instances(semantic, instance_ndim, min_size)
-    if out is None:
-        return labels
-    if np.dtype(out.dtype).kind not in "ui" or np.iinfo(out.dtype).max < labels.max(initial=0):
-        raise ValueError(f"`out` (dtype {out.dtype}) cannot hold {int(labels.max())} instance labels")
-    out[...] = labels
-    return out
+    shape, time_axes, work, given = _prepare(image, decoding, options)
+    yield from _iterate(image, model, "labels", dict(options, out=work))
+    return _finish(decoding, work, shape, time_axes, given)
+
+
+def _finish(decoding: _Decoding, work: Any, shape, time_axes, given: bool) -> Any:
+    """The semantic labels in ``work`` replaced by instance ids, slice by slice."""
+    decoding.apply(work, shape, time_axes, out=work)
+    if given:
+        return work
+    top = int(work.max(initial=0))
+    return work.astype(smallest_uint(top), copy=False)
 
 
 def _check_instance_out(out: Any, shape: tuple[int, ...]) -> None:
@@ -100,13 +172,12 @@ def _check_instance_out(out: Any, shape: tuple[int, ...]) -> None:
     check_writable(out)
 
 
-def _instances(semantic: np.ndarray, instance_ndim: int | None, min_size: int) -> np.ndarray:
-    ndim = min(3, semantic.ndim) if instance_ndim is None else int(instance_ndim)
-    if not 2 <= ndim <= semantic.ndim:
-        raise ValueError(f"`instance_ndim` must be between 2 and {semantic.ndim}, got {instance_ndim}")
-    if min_size < 0:
-        raise ValueError(f"`min_size` must be >= 0, got {min_size}")
-    return instance_labels(semantic, ndim=ndim, min_size=min_size)
+def _dask_instances(image, model, decoding: _Decoding, options: dict[str, Any]) -> Any:
+    """A dask image's semantic labels computed chunk by chunk into ``out`` (or a new
+    array), then its instances in place: not lazy (Z links run slice after slice)."""
+    shape, time_axes, work, given = _prepare(image, decoding, options)
+    dask_apply(image, model, mode="labels", options=dict(options, out=work))
+    return _finish(decoding, work, shape, time_axes, given)
 
 
 def predict(image, model, *, channel_axis=None, channel=None, tile_size="auto", halo="auto", blend="crop", pad_mode="reflect",
@@ -190,7 +261,8 @@ def predict(image, model, *, channel_axis=None, channel=None, tile_size="auto", 
     return drain(_iterate(image, model, "probabilities", options))
 
 
-def segment(image, model, *, threshold=0.5, instances=False, min_size=0, instance_ndim=None, channel_axis=None,
+def segment(image, model, *, threshold=0.5, instances=False, min_size=0, instance_ndim=None, time_axis=None,
+            min_distance=DEFAULT_MIN_DISTANCE, smoothing=DEFAULT_SMOOTHING, link_iou=DEFAULT_LINK_IOU, channel_axis=None,
             channel=None, tile_size="auto", halo="auto", blend="crop", pad_mode="reflect", batch_size="auto", device="auto",
             precision="auto", normalization="auto", progress=None, cancel=None, out=None, info=None,
             normalize=NOT_GIVEN):
@@ -204,13 +276,34 @@ def segment(image, model, *, threshold=0.5, instances=False, min_size=0, instanc
         sigmoid model, the largest channel probability for a multilabel sigmoid model; a
         foreground pixel gets the most probable foreground class. For a two-class softmax
         model at 0.5 this is the argmax. See `napari_unet_stack.labels`.
-    instances : bool
-        Connected components of each class as instance labels (ids unique in the result).
+    instances : bool or {'watershed', 'components'}
+        Instance labels (each object its own id, unique over the result) instead of classes.
+        True or 'watershed': each slice's foreground (per class) split by a watershed of its
+        distance transform, seeded by the transform's maxima, so touching nuclei separate;
+        across Z, objects of neighbouring slices whose IoU is at least ``link_iou`` become
+        one. 'components': connected components (3D 6-connected over Z, as before 0.x).
+        See `napari_unet_stack.postprocess.instance_labels`.
     min_size : int
-        With ``instances``, components smaller than this many pixels are removed.
-    instance_ndim : int, optional
-        Connectivity over the last 2 or 3 spatial axes (default: 3 for stacks, so a nucleus
-        spanning several Z slices is one instance; leading axes such as T are separate).
+        With ``instances``, objects (all their slices together) with fewer pixels become 0.
+    instance_ndim : {None, 2, 3}
+        2: objects per slice. 3 (default when there is a Z axis): linked across the Z axis,
+        the last leading axis that is not a time axis; other leading axes are independent.
+    time_axis : int or sequence of int, optional
+        Axes of ``image`` (numbered like ``channel_axis``) that are time: each time point's
+        objects are labelled on their own, never linked. A (T, Y, X) image without it is
+        taken as (Z, Y, X). The CLI sets it from the file's axes.
+    min_distance : int
+        Watershed markers: maxima of the distance transform at least this many pixels apart.
+    smoothing : float
+        Gaussian sigma of the distance transform before its maxima are taken (0: none).
+    link_iou : float
+        Watershed Z links: objects of neighbouring slices with at least this IoU.
+
+    With ``instances`` the semantic labels are written into ``out`` (or an array of the
+    result's shape) slice by slice, then replaced by instance ids slice by slice: besides
+    the output only a slice and its neighbour are held, so ``out`` can be a zarr array.
+    A dask image is then computed chunk by chunk (the result is not lazy: Z links run in
+    order), into ``out`` when given.
 
     Returns
     -------
@@ -225,11 +318,9 @@ def segment(image, model, *, threshold=0.5, instances=False, min_size=0, instanc
                    batch_size=batch_size, device=device, precision=precision,
                    normalization=_pick_normalization(normalization, normalize, 2),
                    threshold=threshold, progress=progress, cancel=cancel, out=out, info=info)
+    decoding = _Decoding(instances, min_size, instance_ndim, time_axis, min_distance, smoothing, link_iou)
     if is_dask(image):
-        if instances:
-            raise ValueError(
-                "instances=True needs the whole result: compute the lazy labels first "
-                "(labels.compute()) and call napari_unet_stack.postprocess.instance_labels"
-            )
+        if decoding.method is not None:
+            return _dask_instances(image, model, decoding, options)
         return dask_apply(image, model, mode="labels", options=options)
-    return drain(_segment(image, model, instances, min_size, instance_ndim, options))
+    return drain(_segment(image, model, decoding, options))

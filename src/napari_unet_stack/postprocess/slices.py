@@ -1,0 +1,87 @@
+"""One 2D slice of semantic labels -> its objects: connected components or a watershed.
+
+Both return local ids 1..n (int32) and n; each foreground class is decoded on its own,
+so a class border is an object border.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["DEFAULT_MIN_DISTANCE", "DEFAULT_SMOOTHING", "components_slice", "watershed_slice"]
+
+#: Distance-transform maxima closer than this (pixels, chessboard) give one marker.
+DEFAULT_MIN_DISTANCE = 3
+#: Gaussian sigma (pixels) applied to the distance transform before its maxima are taken.
+DEFAULT_SMOOTHING = 1.0
+
+
+def components_slice(semantic: np.ndarray) -> tuple[np.ndarray, int]:
+    """Connected components (4-connectivity) of equal non-zero values."""
+    from skimage.measure import label
+
+    labels, n = label(np.asarray(semantic), background=0, connectivity=1, return_num=True)
+    return labels.astype(np.int32, copy=False), int(n)
+
+
+def watershed_slice(semantic: np.ndarray, *, min_distance: int = DEFAULT_MIN_DISTANCE,
+                    smoothing: float = DEFAULT_SMOOTHING) -> tuple[np.ndarray, int]:
+    """Touching objects split by a watershed of the distance transform of the foreground.
+
+    Parameters
+    ----------
+    semantic : (Y, X) integer array
+        0 is background; each other value a class, decoded on its own.
+    min_distance : int
+        Markers are the maxima of the (smoothed) distance transform at least this many
+        pixels apart; a larger value merges more. At least 1.
+    smoothing : float
+        Gaussian sigma of the distance transform (0: none); removes the spurious maxima
+        of ragged outlines.
+
+    Returns
+    -------
+    labels : (Y, X) int32 ndarray
+        Objects 1..n (every connected region has at least one).
+    n : int
+    """
+    semantic = np.asarray(semantic)
+    out = np.zeros(semantic.shape, np.int32)
+    n = 0
+    for value in np.unique(semantic):
+        if value == 0:
+            continue
+        mask = semantic == value
+        part, k = _split(mask, min_distance, smoothing)
+        out[mask] = part[mask] + n
+        n += k
+    return out, n
+
+
+def _split(mask: np.ndarray, min_distance: int, smoothing: float) -> tuple[np.ndarray, int]:
+    from scipy import ndimage as ndi
+    from skimage.feature import peak_local_max
+    from skimage.measure import label
+    from skimage.segmentation import watershed
+
+    dist = ndi.distance_transform_edt(mask)
+    if smoothing > 0:
+        dist = ndi.gaussian_filter(dist, smoothing)
+    regions = label(mask, connectivity=1)
+    peaks = peak_local_max(dist, min_distance=int(min_distance), labels=regions, exclude_border=False)
+    markers = np.zeros(mask.shape, np.int32)
+    markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
+    # a region without a peak (a flat one) gets one marker: its first pixel
+    unmarked = np.setdiff1d(np.unique(regions), np.append(regions[tuple(peaks.T)], 0))
+    if unmarked.size:
+        firsts = _first_pixels(regions, unmarked)
+        markers[firsts] = np.arange(len(peaks) + 1, len(peaks) + 1 + unmarked.size)
+    split = watershed(-dist, markers, mask=mask)
+    return split.astype(np.int32, copy=False), int(markers.max())
+
+
+def _first_pixels(regions: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, ...]:
+    flat = regions.ravel()
+    order = np.flatnonzero(np.isin(flat, ids))
+    _, first = np.unique(flat[order], return_index=True)
+    return np.unravel_index(order[first], regions.shape)

@@ -1,0 +1,209 @@
+"""Instance labels of a whole array, slice by slice into ``out``.
+
+Leading axes have roles: *time* axes (each index independent), one *Z* axis (objects of
+neighbouring slices linked into one, unless ``ndim=2``) and any others (independent).
+Only a slice and its neighbour are held at a time (plus one integer per object), so the
+semantic input and ``out`` can be zarr arrays or memmaps, and ``out`` may be the semantic
+array itself (each slice is read before it is overwritten).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+from ..labels import smallest_uint
+from .linking import DEFAULT_LINK_IOU, iou_links, overlap_pairs
+from .slices import DEFAULT_MIN_DISTANCE, DEFAULT_SMOOTHING, components_slice, watershed_slice
+
+__all__ = ["METHODS", "instance_labels", "slice_groups"]
+
+#: How objects are found in a slice.
+METHODS = ("watershed", "components")
+
+
+def slice_groups(shape: Sequence[int], ndim: int | None = None, time_axes: Sequence[int] = ()
+                 ) -> Iterator[list[tuple[int, ...]]]:
+    """The slice indices of ``shape`` (..., Y, X), in groups whose objects are linked.
+
+    Each group is one run along the Z axis (the last leading axis that is not a time
+    axis) when ``ndim`` is 3, else a single slice. ``ndim=None``: 3 when there is a Z axis.
+    """
+    lead = tuple(int(s) for s in shape[:-2])
+    times = {int(a) + (len(lead) if int(a) < 0 else 0) for a in time_axes}
+    if any(not 0 <= a < len(lead) for a in times):
+        raise ValueError(f"time axes {tuple(time_axes)} must be leading axes of the labels' shape {tuple(shape)}")
+    spatial = [a for a in range(len(lead)) if a not in times]
+    if ndim is None:
+        ndim = 3 if spatial else 2
+    if ndim not in (2, 3):
+        raise ValueError(f"`ndim` (instance_ndim) must be 2 (per slice) or 3 (linked across Z), got {ndim}")
+    if ndim == 3 and not spatial:
+        raise ValueError(f"no Z axis to link over: the leading axes of {tuple(shape)} are all time axes (use 2)")
+    z = spatial[-1] if ndim == 3 else None
+    others = [a for a in range(len(lead)) if a != z]
+    for index in np.ndindex(*(lead[a] for a in others)):
+        if z is None:
+            yield [index]
+            continue
+        keys = []
+        for k in range(lead[z]):
+            key = list(index)
+            key.insert(z, k)
+            keys.append(tuple(key))
+        yield keys
+
+
+class _Ids:
+    """The next free id, checked against the output dtype, and each id's pixel count."""
+
+    def __init__(self, dtype: np.dtype):
+        self.next = 0
+        self.limit = int(np.iinfo(dtype).max)
+        self.dtype = dtype
+        self.sizes = np.zeros(1024, np.int64)
+
+    def take(self, n: int) -> np.ndarray:
+        ids = np.arange(self.next + 1, self.next + n + 1, dtype=np.int64)
+        self.next += n
+        if self.next > self.limit:
+            raise ValueError(f"`out` (dtype {self.dtype}) cannot hold {self.next} instance labels")
+        return ids
+
+    def count(self, labels: np.ndarray) -> None:
+        counts = np.bincount(labels.ravel())
+        if len(counts) > len(self.sizes):
+            self.sizes = np.concatenate([self.sizes, np.zeros(2 * len(counts), np.int64)])
+        self.sizes[: len(counts)] += counts
+
+
+def instance_labels(semantic: Any, *, ndim: int | None = None, method: str = "watershed", min_size: int = 0,
+                    min_distance: int = DEFAULT_MIN_DISTANCE, smoothing: float = DEFAULT_SMOOTHING,
+                    link_iou: float = DEFAULT_LINK_IOU, time_axes: Sequence[int] = (), out: Any = None) -> Any:
+    """Instance labels (each object its own id, unique over the array) from semantic labels.
+
+    Parameters
+    ----------
+    semantic : (..., Y, X) integer array_like
+        0 is background, each other value a class (numpy, memmap or zarr: read slice by slice).
+    ndim : {None, 2, 3}
+        2: objects per slice. 3: objects of neighbouring slices along Z linked into one.
+        None: 3 when there is a Z axis (a leading axis that is not a time axis).
+    method : {'watershed', 'components'}
+        'watershed': each slice's foreground split by a watershed of its distance
+        transform (touching objects separated), objects linked across Z when their IoU
+        is at least ``link_iou``. 'components': connected components (4-connected in a
+        slice; with ``ndim=3`` the 3D 6-connected components).
+    min_size : int
+        Objects (over all their slices) with fewer pixels become 0.
+    min_distance, smoothing : int, float
+        The watershed's markers: see `napari_unet_stack.postprocess.watershed_slice`.
+    link_iou : float
+        The watershed's Z links: objects of neighbouring slices with at least this IoU.
+    time_axes : sequence of int
+        Leading axes that are time: never linked, each index labelled on its own.
+    out : integer array_like, optional
+        Written slice by slice (may be ``semantic`` itself) and returned.
+
+    Returns
+    -------
+    labels : ndarray or ``out``
+        Without ``out``, in the smallest unsigned dtype holding the ids.
+    """
+    shape = tuple(semantic.shape)
+    _check(method, min_size, min_distance, smoothing, link_iou)
+    groups = list(slice_groups(shape, ndim, time_axes))
+    target = np.zeros(shape, np.uint32 if np.prod(shape) < 2**32 else np.uint64) if out is None else out
+    if out is not None and (tuple(out.shape) != shape or np.dtype(out.dtype).kind not in "ui"):
+        raise ValueError(f"`out` must be an integer array of shape {shape}, got {out.dtype} {tuple(out.shape)}")
+    ids = _Ids(np.dtype(target.dtype))
+    for keys in groups:
+        if method == "components":
+            _components(semantic, target, keys, ids, min_size)
+        else:
+            _watershed(semantic, target, keys, ids, (min_distance, smoothing, link_iou))
+    if method == "watershed" and min_size > 0:
+        _drop_small(target, [k for keys in groups for k in keys], ids, min_size)
+    if out is not None:
+        return out
+    return target.astype(smallest_uint(ids.next), copy=False)
+
+
+def _check(method: str, min_size: int, min_distance: int, smoothing: float, link_iou: float) -> None:
+    if method not in METHODS:
+        raise ValueError(f"instance method must be one of {METHODS}, got {method!r}")
+    if int(min_size) != min_size or min_size < 0:
+        raise ValueError(f"`min_size` must be an integer >= 0, got {min_size}")
+    if int(min_distance) != min_distance or min_distance < 1:
+        raise ValueError(f"`min_distance` must be an integer >= 1, got {min_distance}")
+    if not smoothing >= 0:
+        raise ValueError(f"`smoothing` must be >= 0, got {smoothing}")
+    if not 0 < link_iou <= 1:
+        raise ValueError(f"`link_iou` must be in (0, 1], got {link_iou}")
+
+
+def _watershed(semantic, out, keys, ids: _Ids, params) -> None:
+    """One group in one pass: each slice's objects take the ids of their IoU links."""
+    min_distance, smoothing, link_iou = params
+    prev = prev_sem = None
+    for key in keys:
+        sem = np.array(semantic[key])  # a copy: ``out`` may be ``semantic``
+        local, n = watershed_slice(sem, min_distance=min_distance, smoothing=smoothing)
+        lut = np.zeros(n + 1, np.int64)
+        fresh = np.ones(n + 1, bool)
+        fresh[0] = False
+        if prev is not None and n:
+            cur_ids, prev_ids = iou_links(prev, prev_sem, local, sem, link_iou)
+            lut[cur_ids] = prev_ids
+            fresh[cur_ids] = False
+        lut[fresh] = ids.take(int(fresh.sum()))
+        labels = lut[local]
+        out[key] = labels
+        ids.count(labels)
+        prev, prev_sem = labels, sem
+
+
+def _components(semantic, out, keys, ids: _Ids, min_size: int) -> None:
+    """One group in two passes: unions of overlapping components, then the final ids."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    offsets, sizes, edges = [], [], []
+    total, prev, prev_sem = 0, None, None
+    for key in keys:
+        sem = np.asarray(semantic[key])
+        local, n = components_slice(sem)
+        provisional = np.where(local > 0, local + total, 0)
+        if prev is not None:
+            a, b, _ = overlap_pairs(prev, prev_sem, provisional, sem)
+            edges.append((a - 1, b - 1))
+        offsets.append(total)
+        sizes.append(np.bincount(local.ravel(), minlength=n + 1)[1:])
+        total += n
+        prev, prev_sem = provisional, sem
+    a = np.concatenate([e[0] for e in edges]) if edges else np.zeros(0, np.int64)
+    b = np.concatenate([e[1] for e in edges]) if edges else np.zeros(0, np.int64)
+    graph = coo_matrix((np.ones(len(a)), (a, b)), shape=(total, total))
+    n_sets, sets = connected_components(graph, directed=False)
+    set_sizes = np.bincount(sets, weights=np.concatenate(sizes) if sizes else None, minlength=n_sets)
+    keep = set_sizes >= min_size
+    final = np.zeros(n_sets, np.int64)
+    final[keep] = ids.take(int(keep.sum()))
+    lut = np.concatenate([[0], final[sets]])
+    for key, offset in zip(keys, offsets, strict=True):
+        local, _ = components_slice(np.asarray(semantic[key]))
+        out[key] = lut[np.where(local > 0, local + offset, 0)]
+
+
+def _drop_small(out, keys, ids: _Ids, min_size: int) -> None:
+    """Objects under ``min_size`` pixels -> 0, the others renumbered 1..n in order."""
+    sizes = ids.sizes[: ids.next + 1]
+    keep = sizes >= min_size
+    keep[0] = False
+    lut = np.zeros(len(sizes), np.int64)
+    lut[keep] = np.arange(1, int(keep.sum()) + 1)
+    for key in keys:
+        out[key] = lut[np.asarray(out[key])]
+    ids.next = int(keep.sum())

@@ -1,0 +1,68 @@
+"""`unet-stack predict --instances`: the watershed by default, components on request,
+the file's T axis never linked, the instance options checked (issue 14)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tifffile
+
+from napari_unet_stack import io, postprocess, segment
+from napari_unet_stack.cli import predict as cli_predict
+
+
+def _read(path):
+    with io.read_image(path) as labels:
+        return np.asarray(labels.data[...]), labels.axes
+
+
+def test_cli_defaults_are_the_library_defaults():
+    assert cli_predict.DEFAULT_MIN_DISTANCE == postprocess.DEFAULT_MIN_DISTANCE
+    assert cli_predict.DEFAULT_SMOOTHING == postprocess.DEFAULT_SMOOTHING
+    assert cli_predict.DEFAULT_LINK_IOU == postprocess.DEFAULT_LINK_IOU
+
+
+@pytest.mark.slow
+def test_watershed_and_components(run, tmp_path, inputs, checkpoint, model, stack):
+    for method, argv in (("watershed", ["--instances"]), ("components", ["--instances", "components"])):
+        code, _, err = run("predict", inputs / "a.tif", "-o", tmp_path / f"{method}.tif", "--model", checkpoint,
+                           *argv, "--min-size", "5", "--min-distance", "4")
+        assert code == 0, err
+        expected = segment(stack, model, device="cpu", instances=method, min_size=5, min_distance=4)
+        labels, axes = _read(tmp_path / f"{method}.tif")
+        assert axes == "ZYX" and labels.dtype == expected.dtype
+        np.testing.assert_array_equal(labels, expected)
+
+
+@pytest.mark.slow
+def test_time_frames_of_an_imagej_file_are_not_linked(run, tmp_path, checkpoint, model, stack):
+    tifffile.imwrite(tmp_path / "movie.tif", stack, imagej=True, metadata={"axes": "TYX"})
+    code, _, err = run("predict", tmp_path / "movie.tif", "-o", tmp_path / "cells.tif", "--model", checkpoint,
+                       "--instances")
+    assert code == 0, err
+    labels, axes = _read(tmp_path / "cells.tif")
+    assert axes == "TYX"
+    np.testing.assert_array_equal(labels, segment(stack, model, device="cpu", instances=True, time_axis=0))
+    frames = [set(np.unique(f)) - {0} for f in labels]
+    assert all(not a & b for i, a in enumerate(frames) for b in frames[i + 1:])  # no id in two frames
+    linked = segment(stack, model, device="cpu", instances=True)  # read as Z: shares ids
+    assert len(np.unique(linked)) < len(np.unique(labels))
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--min-distance", "2"], "--min-distance is an instance option: add --instances"),
+    (["--per-slice"], "--per-slice is an instance option"),
+    (["--instances", "--min-distance", "0"], "--min-distance must be >= 1"),
+    (["--instances", "--link-iou", "2"], "--link-iou must be in"),
+    (["--instances", "--smoothing", "x"], "--smoothing must be a number"),
+])
+def test_bad_instance_options(run, tmp_path, inputs, checkpoint, argv, message):
+    code, _, err = run("predict", inputs / "a.tif", "-o", tmp_path / "x.tif", "--model", checkpoint, *argv)
+    assert code != 0 and message in err
+    assert not (tmp_path / "x.tif").exists()
+
+
+def test_unknown_method_is_a_usage_error(run, tmp_path, inputs, checkpoint, capsys):
+    with pytest.raises(SystemExit):
+        run("predict", inputs / "a.tif", "-o", tmp_path / "x.tif", "--model", checkpoint, "--instances", "stardist")
+    assert "invalid choice: 'stardist'" in capsys.readouterr().err
