@@ -52,22 +52,7 @@ def add_parser(sub) -> None:
     p.add_argument("--tile-size", default="auto", metavar="PX", help="tile core size, 'auto' or 'none'")
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument("--batch-size", default="auto", metavar="N", help="tiles per forward pass, or 'auto'")
-    p.add_argument("--instances", nargs="?", const="watershed", choices=("watershed", "components"),
-                   help="instance labels (each object its own id): 'watershed' (the default when given "
-                        "alone) splits touching objects by a distance-transform watershed and links "
-                        "them across Z by IoU; 'components': connected components (3D over Z). T axes "
-                        "of the file are never linked. Put it after the inputs or write --instances=NAME")
-    p.add_argument("--min-size", default="0", metavar="PX", help="with --instances: drop smaller objects")
-    p.add_argument("--min-distance", default=str(DEFAULT_MIN_DISTANCE), metavar="PX",
-                   help=f"with --instances watershed: markers at least PX apart (default {DEFAULT_MIN_DISTANCE})")
-    p.add_argument("--smoothing", default=str(DEFAULT_SMOOTHING), metavar="SIGMA",
-                   help=f"with --instances watershed: Gaussian sigma of the distance transform "
-                        f"(default {DEFAULT_SMOOTHING})")
-    p.add_argument("--link-iou", default=str(DEFAULT_LINK_IOU), metavar="IOU",
-                   help=f"with --instances watershed: link objects of neighbouring Z slices with at least "
-                        f"this IoU (default {DEFAULT_LINK_IOU})")
-    p.add_argument("--per-slice", action="store_true",
-                   help="with --instances: objects per slice, not linked across Z")
+    _add_instance_options(p)
     p.add_argument("--threshold", default="0.5", metavar="T", help=THRESHOLD_HELP)
     p.add_argument("--probabilities", metavar="PATH",
                    help="also write the class probabilities (float32, classes first); a folder for several inputs")
@@ -87,6 +72,26 @@ def add_parser(sub) -> None:
                    help="allow checkpoints that unpickle arbitrary Python objects (trusted files only)")
     add_quiet(p)
     p.set_defaults(func=run)
+
+
+def _add_instance_options(p) -> None:
+    """--instances and the options of its decoding (`postprocess.instance_labels`)."""
+    p.add_argument("--instances", nargs="?", const="watershed", choices=("watershed", "components"),
+                   help="instance labels (each object its own id): 'watershed' (the default when given "
+                        "alone) splits touching objects by a distance-transform watershed and links "
+                        "them across Z by IoU; 'components': connected components (3D over Z). T axes "
+                        "of the file are never linked. Put it after the inputs or write --instances=NAME")
+    p.add_argument("--min-size", default="0", metavar="PX", help="with --instances: drop smaller objects")
+    p.add_argument("--min-distance", default=str(DEFAULT_MIN_DISTANCE), metavar="PX",
+                   help=f"with --instances watershed: markers at least PX apart (default {DEFAULT_MIN_DISTANCE})")
+    p.add_argument("--smoothing", default=str(DEFAULT_SMOOTHING), metavar="SIGMA",
+                   help=f"with --instances watershed: Gaussian sigma of the distance transform "
+                        f"(default {DEFAULT_SMOOTHING})")
+    p.add_argument("--link-iou", default=str(DEFAULT_LINK_IOU), metavar="IOU",
+                   help=f"with --instances watershed: link objects of neighbouring Z slices with at least "
+                        f"this IoU (default {DEFAULT_LINK_IOU})")
+    p.add_argument("--per-slice", action="store_true",
+                   help="with --instances: objects per slice, not linked across Z")
 
 
 def engine_options(args) -> dict:
