@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 
@@ -57,11 +58,50 @@ _PRECISIONS = {"float32": None, "fp32": None, "bfloat16": torch.bfloat16, "bf16"
                "float16": torch.float16, "fp16": torch.float16}
 
 
+@functools.cache
+def cpu_native_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX-512 BF16 or AMX), as oneDNN reports it.
+
+    Returns
+    -------
+    bool
+        False where torch has no oneDNN or cannot tell.
+    """
+    try:
+        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # pragma: no cover - torch builds without the op
+        return False
+
+
+def channels_last_for(device: torch.device) -> bool:
+    """Whether the engine runs the network in channels-last memory format on ``device``.
+
+    CUDA: yes (tensor cores). CPU: yes where oneDNN is available -- on 2-core AVX-512 Xeons
+    it took 0.50-0.68x of the NCHW float32 time, UNet and UNet++, 256^2 and 512^2 slices
+    (issue 13). MPS: no.
+
+    Parameters
+    ----------
+    device : torch.device
+        The run's device.
+
+    Returns
+    -------
+    bool
+    """
+    if device.type == "cuda":
+        return True
+    return device.type == "cpu" and bool(torch.backends.mkldnn.is_available())
+
+
 def resolve_precision(precision: str | None, device: torch.device) -> torch.dtype | None:
     """The autocast dtype (None = plain float32).
 
     ``"auto"``: bfloat16 on CUDA devices that support it, else float16 on CUDA; float32
-    on CPU and MPS.
+    on CPU and MPS. (On CPUs with native bfloat16, ``precision="bfloat16"`` kept 99.976%
+    (nuclei-unet) and 99.963% (nuclei-unetpp) of the float32 labels of the held-out sample at
+    0.19-0.26x of the float32 NCHW time, but it flattens near-constant logits, e.g. of
+    untrained networks, to all-background; issue 13.)
     """
     if precision is not None and not isinstance(precision, str):
         raise TypeError(f"`precision` must be 'auto', 'float32', 'bfloat16' or 'float16', got {precision!r}")

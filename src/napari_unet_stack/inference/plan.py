@@ -16,7 +16,7 @@ import torch
 
 from .. import tiling
 from ..channels import check_channel
-from ..devices import memory_budget, resolve_device, resolve_precision
+from ..devices import channels_last_for, memory_budget, resolve_device, resolve_precision
 from ..labels import LabelRule, check_threshold
 from ..normalization import resolve_normalization
 from .forward import probe_classes
@@ -133,9 +133,17 @@ def plan_axes(spec: ModelSpec, hw: tuple[int, int], cores: tuple[int | None, int
     )
 
 
+#: The largest ``batch_size="auto"`` per device type. On the CPU a larger batch is slower
+#: per pixel (its activations thrash the caches): batch 1 took 0.71-0.87x of batch 4's time in
+#: float32 (UNet, UNet++, 256^2 and 512^2 slices, 2-core AVX-512 Xeon; issue 13).
+BATCH_CAPS = {"cuda": 64, "cpu": 1}
+
+
 def resolve_batch(batch_size: Any, device: torch.device, budget: int, window_px: int, bpp: float) -> int:
+    """The batch size: for ``"auto"`` the most windows the budget holds, capped per device
+    (`BATCH_CAPS`; 4 on other devices)."""
     if batch_size == "auto":
-        cap = 64 if device.type == "cuda" else 4
+        cap = BATCH_CAPS.get(device.type, 4)
         return int(max(1, min(cap, budget // max(window_px * bpp, 1))))
     if isinstance(batch_size, (int, np.integer)) and not isinstance(batch_size, bool) and batch_size >= 1:
         return int(batch_size)
@@ -160,7 +168,7 @@ class RunPlan:
 
     @property
     def channels_last(self) -> bool:
-        return self.device.type == "cuda"
+        return channels_last_for(self.device)
 
     @property
     def tiles_per_slice(self) -> int:
