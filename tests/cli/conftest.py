@@ -86,3 +86,38 @@ def one_line_error():
         assert "Traceback" not in err
 
     return check
+
+
+@pytest.fixture
+def signal_predict(tmp_path, stack, checkpoint):
+    """``signal_predict(name, signum, settle=0.0)``: start a real `unet-stack predict` of a
+    320-slice stack into ``out/<name>``, send ``signum`` once its temporary output exists
+    (after ``settle`` more seconds), and return ``(returncode, stderr, out folder)``."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    def run_and_signal(name, signum, settle=0.0):
+        src = tmp_path / "big.npy"
+        np.save(src, np.concatenate([stack] * 80))  # seconds of work (it stops long before)
+        out_dir = tmp_path / "out"
+        out_dir.mkdir()
+        env = dict(os.environ, OMP_NUM_THREADS="1")
+        code = "import sys; from napari_unet_stack.cli import main; sys.exit(main())"
+        proc = subprocess.Popen([sys.executable, "-c", code, "predict", str(src), "-o", str(out_dir / name),
+                                 "--model", checkpoint, "--device", "cpu", "-q"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        try:
+            deadline = time.monotonic() + 60
+            while not os.listdir(out_dir) and proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.01)  # until its temporary output exists: it is writing
+            assert os.listdir(out_dir) and proc.poll() is None, "the run did not start writing"
+            time.sleep(settle)
+            proc.send_signal(signum)
+            _out, err = proc.communicate(timeout=60)
+        finally:
+            proc.kill()
+        return proc.returncode, err, out_dir
+
+    return run_and_signal

@@ -104,32 +104,12 @@ def test_interrupted_run_leaves_no_partial_output(run, monkeypatch, tmp_path, st
 
 
 @pytest.mark.slow
-def test_ctrl_c_in_a_real_process_leaves_no_partial_output(tmp_path, stack, checkpoint):
+def test_ctrl_c_in_a_real_process_leaves_no_partial_output(signal_predict):
     """SIGINT to a running `unet-stack predict`: exit code 130, no output, no temporary file."""
     import signal
-    import subprocess
-    import sys
-    import time
 
-    src = tmp_path / "big.npy"
-    np.save(src, np.concatenate([stack] * 80))  # 320 slices: seconds of work (it stops long before)
-    out_dir = tmp_path / "out"
-    out_dir.mkdir()
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    code = "import sys; from napari_unet_stack.cli import main; sys.exit(main())"
-    proc = subprocess.Popen([sys.executable, "-c", code, "predict", str(src), "-o", str(out_dir / "labels.tif"),
-                             "--model", checkpoint, "--device", "cpu", "-q"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    try:
-        deadline = time.monotonic() + 60
-        while not os.listdir(out_dir) and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.01)  # until its temporary output exists: it is writing
-        assert os.listdir(out_dir) and proc.poll() is None, "the run did not start writing"
-        proc.send_signal(signal.SIGINT)
-        _out, err = proc.communicate(timeout=60)
-    finally:
-        proc.kill()
-    assert proc.returncode == 130 and "interrupted" in err, err
+    code, err, out_dir = signal_predict("labels.tif", signal.SIGINT)
+    assert code == 130 and "interrupted" in err, err
     assert os.listdir(out_dir) == []
 
 

@@ -4,11 +4,8 @@ temporary file (``.out.tif.scratch-*``, ``.out.zarr.tmp-*``, ``.out.npy.scratch-
 
 import os
 import signal
-import subprocess
-import sys
 import time
 
-import numpy as np
 import pytest
 
 from napari_unet_stack import cli
@@ -23,27 +20,9 @@ pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGHUP"), reason="POSIX sig
     (getattr(signal, "SIGHUP", 1), "labels.zarr"),
     (getattr(signal, "SIGTERM", 15), "labels.npy"),
 ])
-def test_termination_signal_leaves_no_partial_output(tmp_path, stack, checkpoint, signum, name):
-    src = tmp_path / "big.npy"
-    np.save(src, np.concatenate([stack] * 80))  # 320 slices: seconds of work (it stops long before)
-    out_dir = tmp_path / "out"
-    out_dir.mkdir()
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    code = "import sys; from napari_unet_stack.cli import main; sys.exit(main())"
-    proc = subprocess.Popen([sys.executable, "-c", code, "predict", str(src), "-o", str(out_dir / name),
-                             "--model", checkpoint, "--device", "cpu", "-q"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    try:
-        deadline = time.monotonic() + 60
-        while not os.listdir(out_dir) and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.01)  # until its temporary output exists: it is writing
-        assert os.listdir(out_dir) and proc.poll() is None, "the run did not start writing"
-        time.sleep(0.2)
-        proc.send_signal(signum)
-        _out, err = proc.communicate(timeout=60)
-    finally:
-        proc.kill()
-    assert proc.returncode == 128 + signum, err
+def test_termination_signal_leaves_no_partial_output(signal_predict, signum, name):
+    code, err, out_dir = signal_predict(name, signum, settle=0.2)
+    assert code == 128 + signum, err
     assert f"terminated by {signal.Signals(signum).name}" in err and "Traceback" not in err, err
     assert os.listdir(out_dir) == []
 
