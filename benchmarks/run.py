@@ -137,10 +137,11 @@ class ForwardTimer:
 
 def engine_network(model: nn.Module, device: str = "cpu") -> nn.Module:
     """The module `predict` calls for ``model`` on ``device`` (cached after a first run)."""
+    from napari_unet_stack.devices import channels_last_for
     from napari_unet_stack.inference.placement import on_device
 
     dev = torch.device(device)
-    return on_device(model, dev, dev.type == "cuda")
+    return on_device(model, dev, channels_last_for(dev))
 
 
 def interleaved(fns: dict[str, Callable[[], object]], repeats: int, keep_first: bool = True,
@@ -531,6 +532,7 @@ def section_rss(cfg) -> dict:
 # ----------------------------------------------------------------------------- (d) GPU
 def _gpu_case(name: str, model, stack: np.ndarray, precision: str, repeats: int, device) -> dict:
     """End-to-end predict (host numpy in and out) vs the bare forward of the same windows."""
+    from napari_unet_stack.devices import channels_last_for
     from napari_unet_stack.inference.placement import on_device
 
     info: dict = {}
@@ -539,7 +541,7 @@ def _gpu_case(name: str, model, stack: np.ndarray, precision: str, repeats: int,
     wy, wx = info["window_shape"]
     batch = info["batch_size"]
     n_batches = math.ceil(info["n_tiles"] / batch)
-    channels_last = device.type == "cuda"
+    channels_last = channels_last_for(device)
     net = on_device(model, device, channels_last)
     x = torch.randn(batch, stack.shape[1] if stack.ndim == 4 else 1, wy, wx, device=device)
     if channels_last:
