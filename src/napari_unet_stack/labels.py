@@ -18,6 +18,9 @@ sigmoid for K == 1):
 - Class index ``i`` is written as ``values[i]``: the model's ``class_values`` (all of them,
   or for a multilabel sigmoid model one per channel, background then being 0), else ``i``.
 - Pixels whose probabilities are NaN (non-finite input) are background.
+- The *marker map* of an instance model (`LabelRule.with_markers`, what its instance
+  decoding reads): 0 background, 1 foreground (as above), 2 foreground whose marker
+  channel's probability (P(interior)) is above ``marker_threshold``.
 
 The comparison is done in float32 on the device (`LabelRule.classes_torch`) and on the
 host (`LabelRule.classes`) alike, so both give the same labels bit for bit.
@@ -121,6 +124,8 @@ class LabelRule:
     n_channels: int
     values: np.ndarray
     threshold: np.float32
+    marker: int | None = None  # the marker channel of a marker map (see the module docstring)
+    marker_threshold: np.float32 | None = None
 
     @classmethod
     def of(cls, n_channels: int, activation: str | None = None, class_values: Sequence[int] | None = None,
@@ -145,7 +150,25 @@ class LabelRule:
         return cls.of(n, getattr(model, "activation", None), meta.get("class_values"), threshold)
 
     def with_threshold(self, threshold: float) -> LabelRule:
-        return LabelRule(self.activation, self.n_channels, self.values, check_threshold(threshold))
+        return LabelRule(self.activation, self.n_channels, self.values, check_threshold(threshold),
+                         self.marker, self.marker_threshold)
+
+    def with_markers(self, channel: int, marker_threshold: float) -> LabelRule:
+        """The marker-map rule of an instance model (softmax): 0 background, 1 foreground,
+        2 foreground with P(``channel``) > ``marker_threshold``.
+
+        >>> rule = LabelRule.of(3).with_markers(1, 0.5)
+        >>> rule.labels(np.array([[0.9, 0.1, 0.1], [0.05, 0.25, 0.8], [0.05, 0.9, 0.1]])).tolist()
+        [0, 1, 2]
+        """
+        if self.activation != "softmax" or not 0 < int(channel) < self.n_channels:
+            raise ValueError(f"a marker map needs a softmax model and a foreground channel, got "
+                             f"{self.activation} with {self.n_channels} channel(s) and channel {channel}")
+        t = float(marker_threshold)
+        if not 0 < t < 1:
+            raise ValueError(f"`marker_threshold` must be in (0, 1), got {marker_threshold}")
+        return LabelRule(self.activation, self.n_channels, np.arange(3, dtype=np.int64), self.threshold,
+                         int(channel), np.float32(t))
 
     @property
     def dtype(self) -> np.dtype:
@@ -187,10 +210,16 @@ class LabelRule:
     def classes(self, probs: np.ndarray) -> np.ndarray:
         """Class indices (0 = background) from probabilities ``(K, ...)``."""
         fg, cls = self.foreground(probs)
+        if self.marker is not None:
+            passed = fg > self.threshold
+            marked = np.nan_to_num(np.asarray(probs, np.float32)[self.marker], nan=0.0) > self.marker_threshold
+            return passed.astype(np.uint8) + (passed & marked)
         return np.where(fg > self.threshold, 1 if cls is None else cls, 0)
 
     def labels(self, probs: np.ndarray) -> np.ndarray:
         """Label values (`dtype`) from probabilities ``(K, ...)``."""
+        if self.marker is not None:
+            return self.map_values(self.classes(probs))
         return self.decide(*self.foreground(probs))
 
     # -- device (torch) ----------------------------------------------------------------
@@ -212,6 +241,10 @@ class LabelRule:
             fg, cls = probs[:, 0], None
         t = torch.tensor(float(self.threshold), dtype=torch.float32, device=probs.device)
         passed = torch.nan_to_num(fg, nan=0.0) > t
+        if self.marker is not None:
+            m = torch.tensor(float(self.marker_threshold), dtype=torch.float32, device=probs.device)
+            marked = torch.nan_to_num(probs[:, self.marker], nan=0.0) > m
+            return passed.to(small) + (passed & marked).to(small)
         if cls is None:
             return passed.to(small)
         return torch.where(passed, cls, torch.zeros_like(cls)).to(small)

@@ -13,6 +13,7 @@ from ..labels import check_activation
 from ..models import SegmentationNetwork
 from ..models.base import META_KEYS
 from ..normalization import validate_normalization
+from ..postprocess.options import check_instance_info
 from .errors import CheckpointError
 
 __all__ = ["check_loaded_meta", "check_meta", "json_like", "plain", "plain_training_state"]
@@ -101,6 +102,8 @@ def check_meta(model: SegmentationNetwork, key: str, value: Any) -> Any:
     elif key == "fast_head":
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"`fast_head` must be a positive int, got {value!r}")
+    elif key == "instances":
+        check_instance_info(value, k)
     elif key == "provenance" and not isinstance(value, dict):
         raise TypeError(f"`provenance` must be a dict, got {type(value).__name__}")
     return value

@@ -11,25 +11,19 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Generator, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from ..labels import smallest_uint
-from ..postprocess import (
-    DEFAULT_LINK_IOU,
-    DEFAULT_MIN_DISTANCE,
-    DEFAULT_SMOOTHING,
-    METHODS,
-    instance_labels,
-)
+from ..postprocess import DEFAULT_LINK_IOU, DEFAULT_MIN_DISTANCE, DEFAULT_SMOOTHING, InstanceOptions
 from .dask_tasks import dask_apply, is_dask
 from .engine import iterate
 from .events import Progress, drain
 from .layout import as_image, spatial_shape
 from .plan import make_request
-from .spec import model_spec
+from .sources import ModelSource, cached_model, is_source
+from .spec import ModelSpec, model_spec
 from .stitch import check_writable
 
 __all__ = ["NOT_GIVEN", "iter_predict", "iter_segment", "predict", "segment"]
@@ -66,7 +60,7 @@ def _options(options: dict[str, Any]) -> dict[str, Any]:
 
 def _iterate(image, model, mode: str, options: dict[str, Any]) -> Generator[Progress, None, Any]:
     run = {k: options.pop(k, None) for k in _RUN_OPTIONS}
-    spec = model_spec(model)
+    spec = model if isinstance(model, ModelSpec) else model_spec(model)
     request = make_request(spec, mode, **options)
     return (yield from iterate(image, spec, request, **run))
 
@@ -76,88 +70,57 @@ def iter_predict(image, model, **options) -> Generator[Progress, None, np.ndarra
     return _iterate(image, model, "probabilities", _options(options))
 
 
-def iter_segment(image, model, *, instances: bool | str = False, min_size: int = 0, instance_ndim: int | None = None,
-                 time_axis: int | Sequence[int] | None = None, min_distance: int = DEFAULT_MIN_DISTANCE,
-                 smoothing: float = DEFAULT_SMOOTHING, link_iou: float = DEFAULT_LINK_IOU,
+def iter_segment(image, model, *, instances: bool | str | InstanceOptions = False, min_size: int | None = None,
+                 instance_ndim: int | None = None, time_axis: int | Sequence[int] | None = None,
+                 min_distance: int = DEFAULT_MIN_DISTANCE, smoothing: float = DEFAULT_SMOOTHING,
+                 link_iou: float = DEFAULT_LINK_IOU, marker_threshold: float | None = None,
                  **options) -> Generator[Progress, None, np.ndarray]:
     """Generator form of `segment`: yields `Progress`, returns the labels."""
-    decoding = _Decoding(instances, min_size, instance_ndim, time_axis, min_distance, smoothing, link_iou)
+    decoding = _decoding(instances, min_size, instance_ndim, time_axis, min_distance, smoothing, link_iou,
+                         marker_threshold)
     return _segment(image, model, decoding, _options(options))
 
 
-@dataclass(frozen=True)
-class _Decoding:
-    """The instance options of `segment`, as passed."""
-
-    instances: bool | str
-    min_size: int
-    ndim: int | None
-    time_axis: Any
-    min_distance: int
-    smoothing: float
-    link_iou: float
-
-    @property
-    def method(self) -> str | None:
-        if self.instances is False or self.instances is None:
-            return None
-        if self.instances is True:
-            return "watershed"
-        if isinstance(self.instances, str) and self.instances in METHODS:
-            return self.instances
-        raise ValueError(f"`instances` must be True, False or one of {METHODS}, got {self.instances!r}")
-
-    def time_axes(self, image_ndim: int, channel_axis: int | None) -> tuple[int, ...]:
-        """The time axes as axes of the labels (the channel axis dropped)."""
-        if self.time_axis is None:
-            return ()
-        given = (self.time_axis,) if isinstance(self.time_axis, (int, np.integer)) else tuple(self.time_axis)
-        found = []
-        for axis in given:
-            a = int(axis) + (image_ndim if int(axis) < 0 else 0)
-            channel = None if channel_axis is None else channel_axis % image_ndim
-            label_axis = a - (1 if channel is not None and a > channel else 0)
-            leading = image_ndim - (channel is not None) - 2
-            if not 0 <= a < image_ndim or a == channel or label_axis >= leading:
-                raise ValueError(f"`time_axis` {axis} is not a leading (stack) axis of the image (ndim {image_ndim})")
-            found.append(label_axis)
-        return tuple(found)
-
-    def apply(self, semantic: Any, shape: tuple[int, ...], time_axes: tuple[int, ...], out: Any = None) -> Any:
-        return instance_labels(semantic, ndim=self.ndim, method=self.method, min_size=self.min_size,
-                               min_distance=self.min_distance, smoothing=self.smoothing, link_iou=self.link_iou,
-                               time_axes=time_axes, out=out)
-
-    def check(self, shape: tuple[int, ...], time_axes: tuple[int, ...]) -> None:
-        """The options' errors, before any work (an empty array of the labels' rank)."""
-        self.apply(np.zeros((1,) * (len(shape) - 2) + (2, 2), np.uint8), shape, time_axes)
+def _decoding(instances, min_size, ndim, time_axis, min_distance, smoothing, link_iou, marker_threshold):
+    """The `InstanceOptions` of segment's keywords (None: semantic labels)."""
+    if isinstance(instances, InstanceOptions):
+        return instances
+    return InstanceOptions.from_instances(instances, min_size=min_size, ndim=ndim, time_axis=time_axis,
+                                          min_distance=min_distance, smoothing=smoothing, link_iou=link_iou,
+                                          marker_threshold=marker_threshold)
 
 
-def _prepare(image, decoding: _Decoding, options: dict[str, Any]):
-    """(labels shape, time axes, the array the semantic labels go into), checked."""
+def _prepare(image, decoding: InstanceOptions, options: dict[str, Any]):
+    """(labels shape, time axes, the array the engine's labels go into, whether it is
+    the caller's ``out``), checked; ``options`` get the marker threshold of 'markers'."""
     out = options.pop("out", None)
     channel_axis = options.get("channel_axis")
     shape = spatial_shape(image.shape, channel_axis)
     time_axes = decoding.time_axes(len(image.shape), channel_axis)
     decoding.check(shape, time_axes)
+    if decoding.markers:
+        options["markers"] = decoding.marker_threshold
     if out is not None:  # checked before the work
         _check_instance_out(out, shape)
         return shape, time_axes, out, True
     return shape, time_axes, np.zeros(shape, np.uint32 if np.prod(shape) < 2**32 else np.uint64), False
 
 
-def _segment(image, model, decoding: _Decoding, options: dict[str, Any]) -> Generator[Progress, None, np.ndarray]:
-    if decoding.method is None:
+def _segment(image, model, decoding: InstanceOptions | None, options: dict[str, Any]
+             ) -> Generator[Progress, None, np.ndarray]:
+    if decoding is None:
         return (yield from _iterate(image, model, "labels", options))
     image = as_image(image)
-    shape, time_axes, work, given = _prepare(image, decoding, options)
-    yield from _iterate(image, model, "labels", dict(options, out=work))
-    return _finish(decoding, work, shape, time_axes, given)
+    spec = model_spec(model)
+    decoding = decoding.resolve(spec)
+    _, time_axes, work, given = _prepare(image, decoding, options)
+    yield from _iterate(image, spec, "labels", dict(options, out=work))
+    return _finish(decoding, work, time_axes, given)
 
 
-def _finish(decoding: _Decoding, work: Any, shape, time_axes, given: bool) -> Any:
-    """The semantic labels in ``work`` replaced by instance ids, slice by slice."""
-    decoding.apply(work, shape, time_axes, out=work)
+def _finish(decoding: InstanceOptions, work: Any, time_axes, given: bool) -> Any:
+    """The engine's labels in ``work`` replaced by instance ids, slice by slice."""
+    decoding.apply(work, time_axes, out=work)
     if given:
         return work
     top = int(work.max(initial=0))
@@ -172,12 +135,14 @@ def _check_instance_out(out: Any, shape: tuple[int, ...]) -> None:
     check_writable(out)
 
 
-def _dask_instances(image, model, decoding: _Decoding, options: dict[str, Any]) -> Any:
-    """A dask image's semantic labels computed chunk by chunk into ``out`` (or a new
-    array), then its instances in place: not lazy (Z links run slice after slice)."""
-    shape, time_axes, work, given = _prepare(image, decoding, options)
+def _dask_instances(image, model, decoding: InstanceOptions, options: dict[str, Any]) -> Any:
+    """A dask image's semantic labels (or marker maps) computed chunk by chunk into ``out``
+    (or a new array), then its instances in place: not lazy (Z links run slice after slice)."""
+    local = cached_model(ModelSource.of(model)) if is_source(model) else model
+    decoding = decoding.resolve(model_spec(local))
+    _, time_axes, work, given = _prepare(image, decoding, options)
     dask_apply(image, model, mode="labels", options=dict(options, out=work))
-    return _finish(decoding, work, shape, time_axes, given)
+    return _finish(decoding, work, time_axes, given)
 
 
 def predict(image, model, *, channel_axis=None, channel=None, tile_size="auto", halo="auto", blend="crop", pad_mode="reflect",
@@ -261,8 +226,9 @@ def predict(image, model, *, channel_axis=None, channel=None, tile_size="auto", 
     return drain(_iterate(image, model, "probabilities", options))
 
 
-def segment(image, model, *, threshold=0.5, instances=False, min_size=0, instance_ndim=None, time_axis=None,
-            min_distance=DEFAULT_MIN_DISTANCE, smoothing=DEFAULT_SMOOTHING, link_iou=DEFAULT_LINK_IOU, channel_axis=None,
+def segment(image, model, *, threshold=0.5, instances=False, min_size=None, instance_ndim=None, time_axis=None,
+            min_distance=DEFAULT_MIN_DISTANCE, smoothing=DEFAULT_SMOOTHING, link_iou=DEFAULT_LINK_IOU,
+            marker_threshold=None, channel_axis=None,
             channel=None, tile_size="auto", halo="auto", blend="crop", pad_mode="reflect", batch_size="auto", device="auto",
             precision="auto", normalization="auto", progress=None, cancel=None, out=None, info=None,
             normalize=NOT_GIVEN):
@@ -276,15 +242,24 @@ def segment(image, model, *, threshold=0.5, instances=False, min_size=0, instanc
         sigmoid model, the largest channel probability for a multilabel sigmoid model; a
         foreground pixel gets the most probable foreground class. For a two-class softmax
         model at 0.5 this is the argmax. See `napari_unet_stack.labels`.
-    instances : bool or {'watershed', 'components'}
+    instances : bool, {'auto', 'markers', 'watershed', 'components'} or InstanceOptions
         Instance labels (each object its own id, unique over the result) instead of classes.
-        True or 'watershed': each slice's foreground (per class) split by a watershed of its
-        distance transform, seeded by the transform's maxima, so touching nuclei separate;
-        across Z, objects of neighbouring slices whose IoU is at least ``link_iou`` become
-        one. 'components': connected components (3D 6-connected over Z, as before 0.x).
-        See `napari_unet_stack.postprocess.instance_labels`.
-    min_size : int
+        True ('auto'): an instance model (trained with ``instances=True``) is decoded from
+        its own markers ('markers': P(interior) > ``marker_threshold`` inside the
+        foreground, grown into the foreground by a seeded watershed); any other model by
+        'watershed': each slice's foreground (per class) split by a watershed of its
+        distance transform, seeded by the transform's maxima. Across Z, objects of
+        neighbouring slices whose IoU is at least ``link_iou`` become one. 'components':
+        connected components (3D 6-connected over Z, as before 0.x). An `InstanceOptions`
+        carries every decoding option (the keywords below are then ignored). See
+        `napari_unet_stack.postprocess.InstanceOptions`. An instance model without
+        ``instances`` gives its foreground (1).
+    min_size : int or None
         With ``instances``, objects (all their slices together) with fewer pixels become 0.
+        None: the instance model's suggestion (``meta["instances"]["min_size"]``), else 0.
+    marker_threshold : float or None
+        'markers': P(interior) above which a foreground pixel is a marker, in (0, 1).
+        None: the model's ``meta["instances"]["marker_threshold"]`` (else 0.5).
     instance_ndim : {None, 2, 3}
         2: objects per slice. 3 (default when there is a Z axis): linked across the Z axis,
         the last leading axis that is not a time axis; other leading axes are independent.
@@ -318,9 +293,10 @@ def segment(image, model, *, threshold=0.5, instances=False, min_size=0, instanc
                    batch_size=batch_size, device=device, precision=precision,
                    normalization=_pick_normalization(normalization, normalize, 2),
                    threshold=threshold, progress=progress, cancel=cancel, out=out, info=info)
-    decoding = _Decoding(instances, min_size, instance_ndim, time_axis, min_distance, smoothing, link_iou)
+    decoding = _decoding(instances, min_size, instance_ndim, time_axis, min_distance, smoothing, link_iou,
+                         marker_threshold)
     if is_dask(image):
-        if decoding.method is not None:
+        if decoding is not None:
             return _dask_instances(image, model, decoding, options)
         return dask_apply(image, model, mode="labels", options=options)
     return drain(_segment(image, model, decoding, options))

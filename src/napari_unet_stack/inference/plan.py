@@ -49,6 +49,7 @@ class Request:
     precision: Any = "auto"
     normalization: dict | None = None
     threshold: float = 0.5
+    markers: float | None = None  # labels mode: an instance model's marker maps at this threshold
 
     def replace(self, **changes) -> Request:
         return dataclasses.replace(self, **changes)
@@ -56,7 +57,7 @@ class Request:
 
 def make_request(spec: ModelSpec, mode: str, *, channel_axis=None, channel=None, tile_size="auto", halo="auto", blend="crop",
                  pad_mode="reflect", batch_size="auto", device="auto", precision="auto", normalization="auto",
-                 threshold=0.5) -> Request:
+                 threshold=0.5, markers=None) -> Request:
     """Check the options that do not depend on the image; resolve the normalization
     (an explicit option wins over the checkpoint's, which wins over the default)."""
     if mode not in MODES:
@@ -70,7 +71,8 @@ def make_request(spec: ModelSpec, mode: str, *, channel_axis=None, channel=None,
     if spec.margin and blend != "crop":
         raise ValueError("valid-convolution models tile exactly with the overlap-tile strategy: use blend='crop'")
     return Request(mode, channel_axis, channel, tile_size, halo, blend, pad_mode, batch_size, device, precision,
-                   resolve_normalization(normalization, spec.normalization), float(threshold))
+                   resolve_normalization(normalization, spec.normalization), float(threshold),
+                   None if markers is None else float(markers))
 
 
 def resolve_halo(halo: Any, spec: ModelSpec, blend: str, hw: tuple[int, int]) -> int:
@@ -206,5 +208,5 @@ def plan_run(spec: ModelSpec, layout: Layout, request: Request, image) -> RunPla
     n_classes = spec.out_channels
     if n_classes is None:  # a plain callable: one small forward tells the class count
         n_classes = probe_classes(spec, layout.n_inputs, dev)
-    rule = spec.label_rule(n_classes, request.threshold) if request.mode == "labels" else None
+    rule = spec.label_rule(n_classes, request.threshold, request.markers) if request.mode == "labels" else None
     return RunPlan(spec, layout, request, dev, autocast_dtype, stack_params, halo, axes, batch, n_classes, rule)

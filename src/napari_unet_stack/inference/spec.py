@@ -10,6 +10,7 @@ import torch
 
 from ..labels import LabelRule, default_activation
 from ..models.base import SegmentationNetwork
+from ..postprocess.options import model_instances
 
 __all__ = ["ModelSpec", "model_spec"]
 
@@ -34,6 +35,7 @@ class ModelSpec:
     input_size_for: Callable[[int], int] | None = None
     output_size: Callable[[int], int] | None = None
     name: str = "model"  # for messages: the class or function, and the file it came from
+    instances: dict | None = None  # an instance model's ``meta["instances"]`` (how to decode it)
 
     def window_output(self, size: int) -> int:
         """The output length of a network input ``size`` long ("same" models: ``size``)."""
@@ -43,9 +45,15 @@ class ModelSpec:
         """The model's activation, or the default for ``n_channels`` outputs."""
         return default_activation(n_channels, self.activation)
 
-    def label_rule(self, n_channels: int, threshold: float = 0.5) -> LabelRule:
-        """How this model's ``n_channels`` probabilities become labels."""
-        return LabelRule.of(n_channels, self.activation, self.class_values, threshold)
+    def label_rule(self, n_channels: int, threshold: float = 0.5, markers: float | None = None) -> LabelRule:
+        """How this model's ``n_channels`` probabilities become labels; with ``markers`` (a
+        marker threshold) an instance model's marker maps (`LabelRule.with_markers`)."""
+        rule = LabelRule.of(n_channels, self.activation, self.class_values, threshold)
+        if markers is None:
+            return rule
+        if self.instances is None:
+            raise ValueError(f"{self.name} is not an instance model: it has no markers to decode")
+        return rule.with_markers(int(self.instances["classes"]["interior"]), markers)
 
 
 def model_spec(model: Any) -> ModelSpec:
@@ -102,4 +110,5 @@ def _network_spec(model: SegmentationNetwork) -> ModelSpec:
         deep=hasattr(model, "forward_heads"),
         input_size_for=model.input_size_for if margin else None,
         output_size=model.output_size if margin else None,
+        instances=model_instances(model),
     )

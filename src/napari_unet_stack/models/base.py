@@ -18,6 +18,7 @@ META_KEYS = (
     "class_values",  # list[int], label value written for each class (milesial mask_values)
     "provenance",  # dict: training data, steps, metrics, source file of an import
     "fast_head",  # int, UNet++ head used by head="fast"
+    "instances",  # dict: an instance model's classes and decoding (training.instance_meta)
 )
 
 

@@ -5,12 +5,41 @@
   or connected components;
 - `linking`: objects of neighbouring slices matched by IoU (or any overlap);
 - `stack`: a whole array slice by slice into ``out``: Z linked, time axes independent,
-  ids unique over the array.
+  ids unique over the array;
+- `options`: `InstanceOptions`, the one set of decoding options (segment, CLI, widgets);
+- `decode`: `decode_probabilities`, instances from `predict`'s output (no network rerun).
 """
 
+from .decode import decode_probabilities, labels_rule
 from .linking import DEFAULT_LINK_IOU, iou_links, overlap_pairs
-from .slices import DEFAULT_MIN_DISTANCE, DEFAULT_SMOOTHING, components_slice, watershed_slice
+from .options import DEFAULT_MARKER_THRESHOLD, METHOD_CHOICES, InstanceOptions, model_instances
+from .slices import (
+           DEFAULT_MIN_DISTANCE,
+           DEFAULT_SMOOTHING,
+           MARKER,
+           components_slice,
+           marker_slice,
+           watershed_slice,
+)
 from .stack import METHODS, instance_labels, slice_groups
 
-__all__ = ["DEFAULT_LINK_IOU", "DEFAULT_MIN_DISTANCE", "DEFAULT_SMOOTHING", "METHODS", "components_slice",
-           "instance_labels", "iou_links", "overlap_pairs", "slice_groups", "watershed_slice"]
+__all__ = [
+           "DEFAULT_LINK_IOU",
+           "DEFAULT_MARKER_THRESHOLD",
+           "DEFAULT_MIN_DISTANCE",
+           "DEFAULT_SMOOTHING",
+           "MARKER",
+           "METHODS",
+           "METHOD_CHOICES",
+           "InstanceOptions",
+           "components_slice",
+           "decode_probabilities",
+           "instance_labels",
+           "iou_links",
+           "labels_rule",
+           "marker_slice",
+           "model_instances",
+           "overlap_pairs",
+           "slice_groups",
+           "watershed_slice",
+]

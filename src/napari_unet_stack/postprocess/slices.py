@@ -1,6 +1,7 @@
-"""One 2D slice of semantic labels -> its objects: connected components or a watershed.
+"""One 2D slice of semantic labels -> its objects: connected components, a watershed, or
+an instance model's markers grown into its foreground.
 
-Both return local ids 1..n (int32) and n; each foreground class is decoded on its own,
+Each returns local ids 1..n (int32) and n; each foreground class is decoded on its own,
 so a class border is an object border.
 """
 
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["DEFAULT_MIN_DISTANCE", "DEFAULT_SMOOTHING", "components_slice", "watershed_slice"]
+__all__ = ["DEFAULT_MIN_DISTANCE", "DEFAULT_SMOOTHING", "MARKER", "components_slice", "marker_slice", "watershed_slice"]
 
 #: Distance-transform maxima closer than this (pixels, chessboard) give one marker.
 DEFAULT_MIN_DISTANCE = 3
@@ -56,6 +57,50 @@ def watershed_slice(semantic: np.ndarray, *, min_distance: int = DEFAULT_MIN_DIS
         out[mask] = part[mask] + n
         n += k
     return out, n
+
+
+#: The value of a marker pixel in an instance model's marker map (1: other foreground).
+MARKER = 2
+
+
+def marker_slice(decoded: np.ndarray) -> tuple[np.ndarray, int]:
+    """An instance model's marker map -> objects: a seeded watershed.
+
+    Parameters
+    ----------
+    decoded : (Y, X) integer array
+        0 background, 1 foreground, `MARKER` (2) foreground whose P(interior) passed the
+        marker threshold (what the engine's labels step gives an instance model).
+
+    Returns
+    -------
+    labels : (Y, X) int32 ndarray
+        Each marker (a 4-connected component of the marker pixels) grown into the
+        foreground by a watershed of the foreground's distance transform, so objects part
+        where the foreground narrows between markers; a foreground region without a marker
+        is one object of its own.
+    n : int
+    """
+    from scipy import ndimage as ndi
+    from skimage.measure import label
+    from skimage.segmentation import watershed
+
+    decoded = np.asarray(decoded)
+    mask = decoded > 0
+    markers, n = label(decoded == MARKER, connectivity=1, return_num=True)
+    markers = markers.astype(np.int32, copy=False)
+    regions = label(mask, connectivity=1)
+    unmarked = np.setdiff1d(np.unique(regions), np.append(np.unique(regions[markers > 0]), 0))
+    if unmarked.size:
+        lut = np.zeros(int(regions.max()) + 1, np.int32)
+        lut[unmarked] = np.arange(n + 1, n + 1 + unmarked.size)
+        markers = np.where(markers > 0, markers, lut[regions])
+        n += int(unmarked.size)
+    if n == 0:
+        return markers, 0
+    dist = ndi.distance_transform_edt(mask)
+    split = watershed(-dist, markers, mask=mask)
+    return split.astype(np.int32, copy=False), int(n)
 
 
 def _split(mask: np.ndarray, min_distance: int, smoothing: float) -> tuple[np.ndarray, int]:

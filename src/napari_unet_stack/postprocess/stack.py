@@ -16,12 +16,18 @@ import numpy as np
 
 from ..labels import smallest_uint
 from .linking import DEFAULT_LINK_IOU, iou_links, overlap_pairs
-from .slices import DEFAULT_MIN_DISTANCE, DEFAULT_SMOOTHING, components_slice, watershed_slice
+from .slices import (
+    DEFAULT_MIN_DISTANCE,
+    DEFAULT_SMOOTHING,
+    components_slice,
+    marker_slice,
+    watershed_slice,
+)
 
 __all__ = ["METHODS", "instance_labels", "slice_groups"]
 
-#: How objects are found in a slice.
-METHODS = ("watershed", "components")
+#: How objects are found in a slice ('markers': an instance model's marker maps).
+METHODS = ("watershed", "components", "markers")
 
 
 def slice_groups(shape: Sequence[int], ndim: int | None = None, time_axes: Sequence[int] = ()
@@ -87,7 +93,9 @@ def instance_labels(semantic: Any, *, ndim: int | None = None, method: str = "wa
     Parameters
     ----------
     semantic : (..., Y, X) integer array_like
-        0 is background, each other value a class (numpy, memmap or zarr: read slice by slice).
+        0 is background, each other value a class (numpy, memmap or zarr: read slice by
+        slice); for 'markers', an instance model's marker maps (0 / 1 / 2, see
+        `napari_unet_stack.postprocess.marker_slice`).
     ndim : {None, 2, 3}
         2: objects per slice. 3: objects of neighbouring slices along Z linked into one.
         None: 3 when there is a Z axis (a leading axis that is not a time axis).
@@ -95,7 +103,8 @@ def instance_labels(semantic: Any, *, ndim: int | None = None, method: str = "wa
         'watershed': each slice's foreground split by a watershed of its distance
         transform (touching objects separated), objects linked across Z when their IoU
         is at least ``link_iou``. 'components': connected components (4-connected in a
-        slice; with ``ndim=3`` the 3D 6-connected components).
+        slice; with ``ndim=3`` the 3D 6-connected components). 'markers': each slice's
+        markers grown into its foreground (`marker_slice`), linked like 'watershed'.
     min_size : int
         Objects (over all their slices) with fewer pixels become 0.
     min_distance, smoothing : int, float
@@ -123,8 +132,8 @@ def instance_labels(semantic: Any, *, ndim: int | None = None, method: str = "wa
         if method == "components":
             _components(semantic, target, keys, ids, min_size)
         else:
-            _watershed(semantic, target, keys, ids, (min_distance, smoothing, link_iou))
-    if method == "watershed" and min_size > 0:
+            _linked(semantic, target, keys, ids, method, (min_distance, smoothing, link_iou))
+    if method != "components" and min_size > 0:
         _drop_small(target, [k for keys in groups for k in keys], ids, min_size)
     if out is not None:
         return out
@@ -144,13 +153,17 @@ def _check(method: str, min_size: int, min_distance: int, smoothing: float, link
         raise ValueError(f"`link_iou` must be in (0, 1], got {link_iou}")
 
 
-def _watershed(semantic, out, keys, ids: _Ids, params) -> None:
+def _linked(semantic, out, keys, ids: _Ids, method: str, params) -> None:
     """One group in one pass: each slice's objects take the ids of their IoU links."""
     min_distance, smoothing, link_iou = params
     prev = prev_sem = None
     for key in keys:
         sem = np.array(semantic[key])  # a copy: ``out`` may be ``semantic``
-        local, n = watershed_slice(sem, min_distance=min_distance, smoothing=smoothing)
+        if method == "markers":
+            local, n = marker_slice(sem)
+            sem = (sem > 0).astype(np.uint8)  # one class: markers and the rest of an object link alike
+        else:
+            local, n = watershed_slice(sem, min_distance=min_distance, smoothing=smoothing)
         lut = np.zeros(n + 1, np.int64)
         fresh = np.ones(n + 1, bool)
         fresh[0] = False

@@ -9,6 +9,13 @@ holds the defaults of a new network. `dice` / `iou` score label arrays per class
 from .augment import AugmentConfig, augment_pair
 from .classes import MAX_CLASSES, classes_for
 from .errors import TrainingFailed
+from .instances import (
+    DEFAULT_BOUNDARY_WIDTH,
+    INSTANCE_CLASSES,
+    instance_meta,
+    instance_targets,
+    is_instance_model,
+)
 from .loop import TrainingCancelled, TrainProgress, iter_train, select_fast_head, train
 from .losses import segmentation_loss
 from .metrics import (
@@ -34,10 +41,12 @@ from .settings import (
 
 __all__ = [
     "AP_THRESHOLDS",
+    "DEFAULT_BOUNDARY_WIDTH",
     "DEFAULT_LR",
     "DEFAULT_MODEL",
     "DEFAULT_STEPS",
     "DEFAULT_WEIGHT_DECAY",
+    "INSTANCE_CLASSES",
     "MAX_CLASSES",
     "AugmentConfig",
     "InstanceMatch",
@@ -52,7 +61,10 @@ __all__ = [
     "default_model",
     "dice",
     "foreground_dice",
+    "instance_meta",
+    "instance_targets",
     "iou",
+    "is_instance_model",
     "iter_train",
     "match_instances",
     "mean_average_precision",

@@ -63,6 +63,7 @@ class Slice:
     target: np.ndarray  # int16/int32 class indices, IGNORE where unlabelled
     source: tuple[int, tuple[int, ...]]  # (index in the input list, leading index)
     centres: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # flat indices
+    instances: np.ndarray | None = None  # (H, W) instance ids, when training an instance model
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -319,7 +320,8 @@ def split_validation(
 
     def part(sl: slice) -> Slice:
         index = (slice(None), sl) if axis == 1 else (sl,)
-        return Slice(s.image[(slice(None), *index)], s.target[index], s.source)
+        ids = None if s.instances is None else s.instances[index]
+        return Slice(s.image[(slice(None), *index)], s.target[index], s.source, instances=ids)
 
     train_part, val_part = part(slice(0, cut)), part(slice(cut, None))
     if train_part.n_labelled == 0 or val_part.n_labelled == 0:

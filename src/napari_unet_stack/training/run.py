@@ -29,6 +29,7 @@ __all__ = ["HISTORY_KEYS", "TrainRun", "finite_weights", "head_outputs"]
 HISTORY_KEYS = (
     "step", "loss", "lr", "seconds",
     "val_step", "val_loss", "val_dice", "val_iou", "val_dice_per_class", "val_iou_per_class",
+    "val_instance_f1",
 )  # fmt: skip
 #: Gradients are clipped to this norm.
 CLIP_NORM = 5.0
@@ -164,7 +165,7 @@ class TrainRun:
             raise self.failure(step, f"the outputs are not finite at step {step} of {plan.total} "
                                      f"(validation)")  # fmt: skip
         self.history["val_step"].append(step)
-        for key in ("loss", "dice", "iou", "dice_per_class", "iou_per_class"):
+        for key in ("loss", "dice", "iou", "dice_per_class", "iou_per_class", "instance_f1"):
             self.history[f"val_{key}"].append(metrics[key])
         score = metrics["dice"] if math.isfinite(metrics["dice"]) else -math.inf
         best = self.best
@@ -175,10 +176,13 @@ class TrainRun:
                 metrics=metrics,
                 state={k: v.detach().clone() for k, v in plan.net.state_dict().items()},
             )
-        return {
+        info = {
             "val_loss": metrics["loss"], "val_dice": metrics["dice"], "val_iou": metrics["iou"],
             "best_val_dice": best["dice"],
         }  # fmt: skip
+        if math.isfinite(metrics["instance_f1"]):
+            info["val_instance_f1"] = metrics["instance_f1"]
+        return info
 
     def _keep_good(self) -> None:
         """Copy the weights that gave a finite loss: the last good model, should a later one not."""

@@ -202,6 +202,14 @@ class TrainSettings:
     fast_head_tolerance : float
         UNet++ with deep supervision: ``meta["fast_head"]`` becomes the smallest head whose
         validation Dice is within this (>= 0) of the accurate (all-heads) mode.
+    instances : bool
+        ``labels`` are instance labels (each object its own id; sparse: 0 unlabelled, 1
+        background, ids >= 2 objects) and the model learns background / interior /
+        boundary (`napari_unet_stack.training.instance_targets`), so that
+        ``segment(..., instances=True)`` separates touching objects. The model (new: 3
+        classes; given: a 3-class softmax model) gets ``meta["instances"]``.
+    boundary_width : int
+        With ``instances``: the boundary band's width inside each object, in pixels.
     """
 
     resume: bool = False
@@ -224,6 +232,8 @@ class TrainSettings:
     class_names: tuple[str, ...] | None = None
     normalization: dict | str | None = None
     fast_head_tolerance: float = 0.02
+    instances: bool = False
+    boundary_width: int = 1
 
     def __post_init__(self) -> None:
         for name, value in self.validate().items():
@@ -262,6 +272,8 @@ class TrainSettings:
             "seed": check_int("seed", self.seed, 0),
             "channel": check_channel(self.channel, channel_axis=self.channel_axis),
             "sparse": bool(self.sparse),
+            "instances": _flag("instances", self.instances),
+            "boundary_width": check_int("boundary_width", self.boundary_width),
             "class_names": _class_names(self.class_names),
             "normalization": None
             if self.normalization is None
@@ -286,6 +298,12 @@ class TrainSettings:
     def replace(self, **changes) -> TrainSettings:
         """A copy with ``changes`` (checked like a new one)."""
         return TrainSettings.from_options(self, **changes)
+
+
+def _flag(name: str, value: Any) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"`{name}` must be True or False, got {value!r}")
+    return bool(value)
 
 
 def _class_names(value: Any) -> tuple[str, ...] | None:

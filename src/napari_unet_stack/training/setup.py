@@ -28,6 +28,7 @@ from .data import (
     prepare_data,
     split_validation,
 )
+from .instances import instance_training_labels, prepare_instance_model
 from .settings import DEFAULT_LR, DEFAULT_STEPS, DEFAULT_WEIGHT_DECAY, TrainSettings, default_model
 from .state import check_training_state, load_last_weights, restore_rng
 
@@ -169,6 +170,10 @@ def plan_run(images: Any, labels: Any, model: Any, s: TrainSettings) -> Plan:
         weight_decay = float(earlier.get("weight_decay", DEFAULT_WEIGHT_DECAY))
     norm = _normalization(s, net)
     class_values = net.meta.get("class_values") if net is not None and not s.sparse else None
+    ids = None
+    if s.instances:
+        labels, ids = instance_training_labels(labels, boundary_width=s.boundary_width, sparse=s.sparse)
+        class_values = None
     capacity = label_capacity(net) if net is not None else None
     if s.channel is not None and net is not None and int(net.in_channels) != 1:
         check_channel(s.channel, None, int(net.in_channels), channel_axis=s.channel_axis)
@@ -178,7 +183,9 @@ def plan_run(images: Any, labels: Any, model: Any, s: TrainSettings) -> Plan:
     if net is None:
         with torch.random.fork_rng(devices=[]):  # seeded init, global RNG untouched
             torch.manual_seed(s.seed)
-            net = default_model(data.in_channels, max(2, data.n_targets))
+            net = default_model(data.in_channels, 3 if s.instances else max(2, data.n_targets))
+    if s.instances:
+        prepare_instance_model(net, data, ids, s.boundary_width)
     check_capacity(data, net, s.sparse)
     _name_classes(net, s.class_names)
     net.meta["normalization"] = norm
