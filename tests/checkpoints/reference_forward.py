@@ -127,3 +127,38 @@ def nested_unet_forward(sd, x):
     if "final1.weight" in sd:
         return [_final(X[0, k], sd, f"final{k}") for k in range(1, 5)]
     return _final(X[0, 4], sd, "final")
+
+
+def _cbr(x, sd, p, **conv):
+    """conv (or transposed conv with ``transposed=True``) with bias, BatchNorm p+1, ReLU."""
+    fn = F.conv_transpose2d if conv.pop("transposed", False) else F.conv2d
+    x = fn(x, sd[p + "0.weight"], sd[p + "0.bias"], **conv)
+    return F.relu(_bn(x, sd, p + "1."))
+
+
+def strided_tutorial_forward(sd, x, stages=None):
+    """The medical-imaging tutorial UNet, (H + 2) x (W + 2) logits as the reference returns.
+
+    ``stages`` maps the canonical stage names (d1..d4, u1..u4, o) to the file's names.
+    DownsampleLayer: out = conv_relu(x) (2 x conv3 pad 1, BN, ReLU); out_2 = dowmsample(out)
+    (conv3 stride 2 pad 1, BN, ReLU); returns (out, out_2). UpsampleLayer: conv_relu to
+    2 * out, transposed conv3 stride 2 pad 1 output_padding 1, BN, ReLU; cat([up, skip]).
+    The output block's last 1x1 convolution has padding=1.
+    """
+    name = (lambda s: stages.get(s, s)) if stages else (lambda s: s)
+    skips = []
+    k = 1
+    while f"{name(f'd{k}')}.conv_relu.0.weight" in sd:
+        p = name(f"d{k}") + "."
+        out = _seq_double_conv(x, sd, p + "conv_relu.")
+        skips.append(out)
+        x = _cbr(out, sd, p + "dowmsample.", stride=2, padding=1)
+        k += 1
+    for i in range(1, k):
+        p = name(f"u{i}") + "."
+        y = _seq_double_conv(x, sd, p + "up_conv_relu.")
+        y = _cbr(y, sd, p + "upsample.", transposed=True, stride=2, padding=1, output_padding=1)
+        x = torch.cat([y, skips.pop()], dim=1)
+    p = name("o") + "."
+    x = _seq_double_conv(x, sd, p)
+    return F.conv2d(x, sd[p + "6.weight"], sd[p + "6.bias"], padding=1)

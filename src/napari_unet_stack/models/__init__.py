@@ -6,7 +6,14 @@ Train widget offer; `architecture_class` turns any accepted spelling into the cl
 
 from .base import SegmentationNetwork, WrappedNetwork, unwrap_logits
 from .nested_unet import NestedUNet
-from .reference import REFERENCE_ARCHITECTURES, MilesialUNet, VGGNestedUNet, VGGUNet, WZMiaomiaoUNet
+from .reference import (
+    REFERENCE_ARCHITECTURES,
+    MilesialUNet,
+    StridedTutorialUNet,
+    VGGNestedUNet,
+    VGGUNet,
+    WZMiaomiaoUNet,
+)
 from .unet import UNet
 
 #: The architectures `train` builds (``default_model(architecture=...)``), by their names.
@@ -49,6 +56,7 @@ __all__ = [
     "MilesialUNet",
     "NestedUNet",
     "SegmentationNetwork",
+    "StridedTutorialUNet",
     "UNet",
     "VGGNestedUNet",
     "VGGUNet",

@@ -34,14 +34,32 @@ def pool_back(iv: Interval) -> Interval:
     return 2 * iv[0], 2 * iv[1] + 1
 
 
+def strided_back(iv: Interval) -> Interval:
+    """3x3 convolution with stride 2 and padding 1 (output p reads inputs 2p - 1 .. 2p + 1)."""
+    return 2 * iv[0] - 1, 2 * iv[1] + 1
+
+
+def down_back(iv: Interval, mode: str) -> Interval:
+    """x2 down-sampling: ``"maxpool"`` (2x2 max-pooling) or ``"strided"`` (3x3 stride-2 conv)."""
+    if mode == "maxpool":
+        return pool_back(iv)
+    if mode == "strided":
+        return strided_back(iv)
+    raise ValueError(f"unknown down-sampling mode {mode!r}")
+
+
 def up_back(iv: Interval, mode: str) -> Interval:
-    """x2 up-sampling: ``"transposed"`` (2x2, stride 2) or ``"bilinear"`` (align_corners=False).
+    """x2 up-sampling: ``"transposed"`` (2x2, stride 2), ``"strided"`` (3x3 transposed, stride 2,
+    padding 1, output_padding 1) or ``"bilinear"`` (align_corners=False).
 
     For ``align_corners=True`` the sampling grid depends on the image size, so no
     interval is exact; callers use the ``"bilinear"`` reach plus one pixel as an estimate.
     """
     if mode == "transposed":
         return iv[0] // 2, iv[1] // 2
+    if mode == "strided":
+        # output q = 2i - 1 + k (k = 0, 1, 2): even q reads i = q/2, odd q reads (q -+ 1)/2
+        return iv[0] // 2, (iv[1] + 1) // 2
     if mode in ("bilinear", "bilinear_ac"):
         # output q samples input coordinate q/2 - 1/4: its floor and the next pixel
         lo = math.floor(iv[0] / 2 - 0.25)
@@ -97,6 +115,35 @@ class Upsample2x(nn.Module):
         if self.mode == "bilinear":
             x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
         return self.up(x)
+
+
+class StridedDown(nn.Sequential):
+    """x2 down-sampling by a learned 3x3 convolution with stride 2 (padding 1), BatchNorm, ReLU.
+
+    Keeps the width, like the strided-convolution tutorial UNet; an output pixel p reads
+    input pixels 2p - 1 .. 2p + 1, so H and W must be even.
+    """
+
+    def __init__(self, channels: int):
+        super().__init__(
+            nn.Conv2d(channels, channels, 3, stride=2, padding=1, bias=False),
+            nn.BatchNorm2d(channels),
+            nn.ReLU(inplace=True),
+        )
+
+
+class StridedUp(nn.Sequential):
+    """x2 up-sampling by a learned 3x3 transposed convolution (stride 2, padding 1,
+    output_padding 1: exactly twice the size), BatchNorm, ReLU."""
+
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__(
+            nn.ConvTranspose2d(
+                in_channels, out_channels, 3, stride=2, padding=1, output_padding=1, bias=False
+            ),
+            nn.BatchNorm2d(out_channels),
+            nn.ReLU(inplace=True),
+        )
 
 
 def center_crop(x: torch.Tensor, height: int, width: int) -> torch.Tensor:

@@ -9,19 +9,24 @@ from ..validation import check_int
 from .base import SegmentationNetwork
 from .blocks import (
     DoubleConv,
+    StridedDown,
+    StridedUp,
     Upsample2x,
     center_crop,
     conv_back,
+    down_back,
     hull,
-    pool_back,
     reach_of,
     up_back,
 )
 
+#: ``UNet(downsampling=...)``: how the encoder halves the size (and the decoder doubles it)
+DOWNSAMPLING = ("maxpool", "strided")
+
 
 class UNet(SegmentationNetwork):
-    """U-Net: (3x3 conv, BatchNorm, ReLU) x 2 per level, 2x2 max-pool down, x2 up-sampling,
-    skip concatenation and a 1x1 head.
+    """U-Net: (3x3 conv, BatchNorm, ReLU) x 2 per level, 2x2 max-pool (or strided conv) down,
+    x2 up-sampling, skip concatenation and a 1x1 head.
 
     Parameters
     ----------
@@ -44,6 +49,15 @@ class UNet(SegmentationNetwork):
         each side is dropped too (interpolation clamps there, inventing values the way
         padding would), so every output pixel depends on real input only and overlap
         tiling stays exact.
+    downsampling : {'maxpool', 'strided'}
+        ``'maxpool'``: 2x2 max-pooling down, up-sampling as ``upsampling`` says.
+        ``'strided'``: the strided-convolution style of the medical-imaging tutorial UNet
+        (see `napari_unet_stack.models.reference.strided_tutorial`): a 3x3 convolution
+        with stride 2 (padding 1, BatchNorm, ReLU) down, a 3x3 transposed convolution
+        (stride 2, padding 1, output_padding 1, BatchNorm, ReLU) up. Needs
+        ``padding='same'`` and ``upsampling='transposed'``. Its reach is larger (the 3x3
+        down and up convolutions see a pixel more at every level: 110 px at depth 4, halo 112) and
+        it tiles exactly like the max-pooling network.
 
     Examples
     --------
@@ -53,6 +67,8 @@ class UNet(SegmentationNetwork):
     torch.Size([1, 2, 64, 48])
     >>> UNet(1, 2, depth=4, padding="valid").valid_margin
     92
+    >>> UNet(1, 2, base_channels=8, depth=3, downsampling="strided").eval()(torch.zeros(1, 1, 64, 48)).shape
+    torch.Size([1, 2, 64, 48])
     """
 
     def __init__(
@@ -63,6 +79,7 @@ class UNet(SegmentationNetwork):
         depth: int = 4,
         upsampling: str = "transposed",
         padding: str = "same",
+        downsampling: str = "maxpool",
     ) -> None:
         super().__init__()
         self.in_channels = check_int("in_channels", in_channels, 1)
@@ -73,8 +90,11 @@ class UNet(SegmentationNetwork):
             raise ValueError(f"`upsampling` must be 'transposed' or 'bilinear', got {upsampling!r}")
         if padding not in ("same", "valid"):
             raise ValueError(f"`padding` must be 'same' or 'valid', got {padding!r}")
+        _check_downsampling(downsampling, upsampling, padding)
         self.upsampling = upsampling
         self.padding = padding
+        self.downsampling = downsampling
+        strided = downsampling == "strided"
         pad = 1 if padding == "same" else 0
         widths = [base_channels * 2**level for level in range(depth + 1)]
 
@@ -83,11 +103,17 @@ class UNet(SegmentationNetwork):
         for w in widths:
             self.encoders.append(DoubleConv(c_in, w, pad))
             c_in = w
-        self.pool = nn.MaxPool2d(2)
+        if strided:  # one learned down-sampling per level (the max-pool has no weights)
+            self.downs = nn.ModuleList(StridedDown(w) for w in widths[:-1])
+        else:
+            self.pool = nn.MaxPool2d(2)
         self.ups = nn.ModuleList()
         self.decoders = nn.ModuleList()
         for level in reversed(range(depth)):
-            self.ups.append(Upsample2x(widths[level + 1], widths[level], upsampling))
+            if strided:
+                self.ups.append(StridedUp(widths[level + 1], widths[level]))
+            else:
+                self.ups.append(Upsample2x(widths[level + 1], widths[level], upsampling))
             self.decoders.append(DoubleConv(2 * widths[level], widths[level], pad))
         self.head = nn.Conv2d(widths[0], n_classes, 1)
 
@@ -95,7 +121,7 @@ class UNet(SegmentationNetwork):
         skips = []
         for level, encoder in enumerate(self.encoders):
             if level:
-                x = self.pool(x)
+                x = self.downs[level - 1](x) if self.downsampling == "strided" else self.pool(x)
             x = encoder(x)
             skips.append(x)
         x = skips.pop()
@@ -162,13 +188,16 @@ class UNet(SegmentationNetwork):
         if self.padding == "valid":
             return self.valid_margin
 
+        strided = self.downsampling == "strided"
+        up_mode = "strided" if strided else self.upsampling
+
         def encoder(level: int, iv):
             iv = conv_back(iv, 2)
-            return iv if level == 0 else encoder(level - 1, pool_back(iv))
+            return iv if level == 0 else encoder(level - 1, down_back(iv, self.downsampling))
 
         def decoder(level: int, iv):
             iv = conv_back(iv, 2)
-            below = up_back(iv, self.upsampling)
+            below = up_back(iv, up_mode)
             deeper = decoder(level + 1, below) if level + 1 < self.depth else encoder(self.depth, below)
             return hull(encoder(level, iv), deeper)
 
@@ -185,5 +214,17 @@ class UNet(SegmentationNetwork):
                 "depth": self.depth,
                 "upsampling": self.upsampling,
                 "padding": self.padding,
+                "downsampling": self.downsampling,
             },
         }
+
+
+def _check_downsampling(downsampling: str, upsampling: str, padding: str) -> None:
+    if downsampling not in DOWNSAMPLING:
+        raise ValueError(f"`downsampling` must be 'maxpool' or 'strided', got {downsampling!r}")
+    if downsampling == "strided" and (upsampling != "transposed" or padding != "same"):
+        raise ValueError(
+            f"`downsampling='strided'` up-samples with its own 3x3 transposed convolution and "
+            f"needs padding='same'; got upsampling={upsampling!r}, padding={padding!r} "
+            f"(use upsampling='transposed', padding='same')"
+        )

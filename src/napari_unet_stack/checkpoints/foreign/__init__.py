@@ -15,12 +15,13 @@ from .containers import strip_prefixes, unwrap_container
 from .family import ForeignFamily
 from .milesial import MILESIAL
 from .pytorch_nested_unet import VGG_NESTED, VGG_UNET
+from .strided_tutorial import STRIDED_TUTORIAL
 from .wzmiaomiao import WZMIAOMIAO
 
 __all__ = ["FAMILIES", "ForeignFamily", "family_of", "strip_prefixes", "unwrap_container"]
 
 #: tried in this order: a NestedUNet's keys include a UNet's first node, so it comes first
-FAMILIES: tuple[ForeignFamily, ...] = (MILESIAL, WZMIAOMIAO, VGG_NESTED, VGG_UNET)
+FAMILIES: tuple[ForeignFamily, ...] = (MILESIAL, WZMIAOMIAO, VGG_NESTED, VGG_UNET, STRIDED_TUTORIAL)
 
 
 def family_of(state: Mapping[str, Any]) -> ForeignFamily | None:
