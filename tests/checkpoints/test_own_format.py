@@ -22,10 +22,11 @@ trained_like = _synth.trained_like
         (UNet(1, 2, base_channels=4, depth=3), 48),
         (UNet(3, 3, base_channels=4, depth=2, upsampling="bilinear"), 40),
         (UNet(1, 2, base_channels=4, depth=2, padding="valid"), 60),
+        (UNet(2, 3, base_channels=4, depth=2, downsampling="strided"), 40),
         (NestedUNet(2, 1, base_channels=4, depth=3, deep_supervision=True, head=2), 32),
         (NestedUNet(1, 3, base_channels=4, depth=2), 32),
     ],
-    ids=["unet-transposed", "unet-bilinear", "unet-valid", "nested-ds-head2", "nested"],
+    ids=["unet-transposed", "unet-bilinear", "unet-valid", "unet-strided", "nested-ds-head2", "nested"],
 )
 def test_own_format_round_trip_is_exact(tmp_path, model, size):
     model = trained_like(model)
@@ -234,3 +235,14 @@ def test_newer_format_version_is_refused(tmp_path):
     torch.save(raw, tmp_path / "m.pt")
     with pytest.raises(CheckpointError, match=r"format version 99.*upgrade"):
         load_model(tmp_path / "m.pt")
+
+
+def test_checkpoint_from_before_the_downsampling_option_loads(tmp_path):
+    model = trained_like(UNet(1, 2, base_channels=4, depth=2))
+    raw = torch.load(save_model(model, tmp_path / "new.pt"), weights_only=True)
+    assert raw["config"]["kwargs"].pop("downsampling") == "maxpool"
+    torch.save(raw, tmp_path / "old.pt")
+    loaded = load_model(tmp_path / "old.pt")
+    assert loaded.downsampling == "maxpool"
+    x = torch.randn(1, 1, 32, 32)
+    assert torch.equal(run(loaded, x), run(model, x))

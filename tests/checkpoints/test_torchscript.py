@@ -18,10 +18,11 @@ run, trained_like = _synth.run, _synth.trained_like
     [
         UNet(1, 2, base_channels=4, depth=3),
         UNet(1, 2, base_channels=4, depth=2, padding="valid"),
+        UNet(1, 2, base_channels=4, depth=2, downsampling="strided"),
         NestedUNet(1, 1, base_channels=4, depth=3, deep_supervision=True, head=2),
         pytest.param(MilesialUNet(3, 2, base_channels=4), marks=pytest.mark.slow),
     ],
-    ids=["unet", "unet-valid", "nested-head2", "milesial"],
+    ids=["unet", "unet-valid", "unet-strided", "nested-head2", "milesial"],
 )
 def test_torchscript_round_trip_via_export(tmp_path, model):
     model = trained_like(model)

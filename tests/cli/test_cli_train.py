@@ -92,6 +92,20 @@ def test_arch_nestedunet_builds_a_unetpp_and_no_progress_still_works(run, tmp_pa
     assert type(model) is NestedUNet and model.depth == 2 and model.base_channels == 4
 
 
+def test_downsampling_strided_builds_a_strided_unet(run, one_line_error, tmp_path, pair, fake_train):
+    assert _parse().downsampling is None  # None: the library's default (ModelSettings)
+    code, _, err = run("train", *pair, "-o", tmp_path / "m.pt", "--downsampling", "strided", "--depth", "2",
+                       "--base-channels", "4", "-q")
+    assert code == 0, err
+    model = fake_train[0]["model"]
+    assert type(model) is UNet and model.downsampling == "strided" and model.depth == 2
+    assert load_model(tmp_path / "m.pt").downsampling == "strided"
+    code, _, err = run("train", *pair, "-o", tmp_path / "n.pt", "--arch", "unetpp", "--downsampling", "strided")
+    one_line_error(code, err, "is a UNet option", command="train")
+    with pytest.raises(SystemExit):
+        _parse("--downsampling", "avgpool")
+
+
 @pytest.mark.slow
 def test_train_runs_and_saves(run, tmp_path, pair):
     out = tmp_path / "m.pt"
@@ -109,6 +123,7 @@ def test_train_runs_and_saves(run, tmp_path, pair):
 @pytest.mark.parametrize(("extra", "match"), [
     (["--resume"], "--resume needs --model"),
     (["--model", "nuclei-unet", "--depth", "2"], "do not apply with --model"),
+    (["--model", "nuclei-unet", "--downsampling", "strided"], "do not apply with --model"),
 ])
 def test_train_option_errors(run, one_line_error, tmp_path, pair, extra, match, fake_train):
     code, _, err = run("train", *pair, "-o", tmp_path / "m.pt", *extra)

@@ -95,6 +95,9 @@ def test_valid_unet_paper_geometry():
         ({"depth": 0}, "depth"),
         ({"upsampling": "nearest"}, "upsampling"),
         ({"padding": "full"}, "padding"),
+        ({"downsampling": "avgpool"}, r"`downsampling` must be 'maxpool' or 'strided', got 'avgpool'"),
+        ({"downsampling": "strided", "upsampling": "bilinear"}, r"strided.*upsampling='bilinear'"),
+        ({"downsampling": "strided", "padding": "valid"}, r"strided.*needs padding='same'.*padding='valid'"),
     ],
 )
 def test_unet_rejects_bad_arguments(kwargs, match):
@@ -105,3 +108,27 @@ def test_unet_rejects_bad_arguments(kwargs, match):
 def test_describe_mentions_architecture():
     text = UNet(3, 2, base_channels=4, depth=2).describe()
     assert "UNet" in text and "3 in" in text and "softmax" in text
+
+
+@pytest.mark.parametrize(("depth", "base", "in_ch", "k"), [(1, 4, 1, 2), (2, 8, 3, 1), (3, 4, 2, 3)])
+def test_strided_unet_shapes_and_layers(depth, base, in_ch, k):
+    model = UNet(in_ch, k, base_channels=base, depth=depth, downsampling="strided")
+    size = 2**depth * 3
+    y = _out(model, size, 2 * size)
+    assert y.shape == (2, k, size, 2 * size)
+    _assert_informative(y)
+    modules = list(model.modules())
+    assert not any(isinstance(m, torch.nn.MaxPool2d) for m in modules)
+    downs = [m for m in modules if isinstance(m, torch.nn.Conv2d) and m.stride == (2, 2)]
+    ups = [m for m in modules if isinstance(m, torch.nn.ConvTranspose2d)]
+    assert [(m.kernel_size, m.padding) for m in downs] == [((3, 3), (1, 1))] * depth
+    assert [(m.kernel_size, m.padding, m.output_padding) for m in ups] == [((3, 3), (1, 1), (1, 1))] * depth
+    assert model.config()["kwargs"]["downsampling"] == "strided"
+    assert model.halo % model.size_multiple == 0 and model.halo >= model.reach > UNet(depth=depth).reach
+
+
+def test_maxpool_unet_weights_are_unchanged_by_the_option():
+    """Checkpoints saved before the option existed still fit (same keys, and no config entry)."""
+    plain, explicit = UNet(1, 2, base_channels=4, depth=2), UNet(1, 2, base_channels=4, depth=2, downsampling="maxpool")
+    assert plain.state_dict().keys() == explicit.state_dict().keys()
+    assert not any(k.startswith("downs.") for k in plain.state_dict())

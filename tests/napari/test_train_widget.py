@@ -392,6 +392,12 @@ def test_the_form_starts_from_the_librarys_defaults(make_napari_viewer):
     assert list(train.architecture.choices) == list(ARCHITECTURES)
     assert train.architecture.value == network.architecture
     assert (train.base_channels.value, train.depth.value) == (network.base_channels, network.depth) == (16, 4)
+    assert train.downsampling.value == network.downsampling == "maxpool"
+    assert list(train.downsampling.choices) == ["maxpool", "strided"] and train.downsampling.enabled
+    train.architecture.value = "NestedUNet"  # a UNet option only
+    assert not train.downsampling.enabled
+    train.architecture.value = "UNet"
+    assert train.downsampling.enabled
     assert train.steps.value == DEFAULT_STEPS == 1000
     assert (train.patch_size.value, train.batch_size.value) == (settings.patch_size, settings.batch_size)
     assert train.val_fraction.value == pytest.approx(settings.val_fraction)
@@ -463,3 +469,19 @@ def test_a_0_255_mask_makes_a_two_class_network_in_the_widget(make_napari_viewer
     with pytest.warns(UserWarning, match="only the values 0 and 255: trained as a binary mask"):
         job = train._prepare()
     assert job.model.out_channels == 2
+
+
+@pytest.mark.slow
+def test_train_a_strided_unet(make_napari_viewer, clean_registry):
+    from napari_unet_stack.models import UNet
+
+    viewer, train, _predict = _widgets(make_napari_viewer)
+    train.downsampling.value = "strided"
+    train.steps.value, train.val_fraction.value = 2, 0.0
+    assert train.train(wait=True) is not None
+    model = train.model
+    assert model is not None, train.status.value
+    assert type(model) is UNet and model.downsampling == "strided" and model.depth == 2
+    assert train.model_name.endswith("strided")
+    image = viewer.layers["nuclei_stack"].data[:2]
+    np.testing.assert_array_equal(segment(image, model, tile_size=64), segment(image, model, tile_size=None))

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from napari_unet_stack.checkpoints import load_model, save_model
 from napari_unet_stack.models import ARCHITECTURES, NestedUNet, UNet, architecture_class
 from napari_unet_stack.training import (
     DEFAULT_MODEL,
@@ -97,8 +98,8 @@ def test_defaults_are_the_librarys():
     assert (s.steps, s.epochs, s.patch_size, s.batch_size, s.val_fraction) == (None, None, 128, 8, 0.15)
     assert (s.device, s.precision, s.seed, s.resume, s.sparse) == ("auto", "auto", 0, False, False)
     assert DEFAULT_STEPS == 1000
-    assert ModelSettings() == ModelSettings("UNet", 16, 4)
-    assert DEFAULT_MODEL == {"architecture": "UNet", "base_channels": 16, "depth": 4}
+    assert ModelSettings() == ModelSettings("UNet", 16, 4, "maxpool")
+    assert DEFAULT_MODEL == {"architecture": "UNet", "base_channels": 16, "depth": 4, "downsampling": "maxpool"}
     net = default_model(1, 2)
     assert type(net) is UNet and (net.base_channels, net.depth) == (16, 4)
 
@@ -147,3 +148,27 @@ def test_unknown_architecture_lists_the_choices():
         default_model(1, 2, architecture="VGGUNet")
     with pytest.raises(ValueError, match="`depth`"):
         ModelSettings(depth=0)
+
+
+def test_strided_downsampling_is_a_model_setting():
+    net = ModelSettings(downsampling="strided", base_channels=4, depth=2).build(1, 2)
+    assert type(net) is UNet and net.downsampling == "strided"
+    assert default_model(1, 2, downsampling="strided").config()["kwargs"]["downsampling"] == "strided"
+    assert default_model(1, 2).downsampling == "maxpool"
+    with pytest.raises(ValueError, match=r"`downsampling` must be one of \['maxpool', 'strided'\], got 'avg'"):
+        ModelSettings(downsampling="avg")
+    with pytest.raises(ValueError, match=r"downsampling='strided'.*UNet option.*NestedUNet"):
+        ModelSettings("unetpp", downsampling="strided")
+
+
+@pytest.mark.slow
+def test_strided_unet_trains_saves_and_resumes(tmp_path, data, fast):
+    net = ModelSettings(downsampling="strided", base_channels=4, depth=2).build(1, 2)
+    model, history = train(data.image[:3], data.labels[:3], net, steps=2, val_fraction=0, **{**fast, "patch_size": 32})
+    assert len(history["loss"]) == 2 and all(np.isfinite(history["loss"]))
+    save_model(model, tmp_path / "strided.pt")
+    again = load_model(tmp_path / "strided.pt")
+    assert again.downsampling == "strided" and again.training_state is not None
+    resumed, _ = train(data.image[:3], data.labels[:3], again, resume=True, steps=1, val_fraction=0,
+                       **{**fast, "patch_size": 32})
+    assert resumed.meta["provenance"]["total_steps"] == 3

@@ -10,7 +10,7 @@ import argparse
 import os
 from pathlib import Path
 
-from ..models import ARCHITECTURES, architecture_name
+from ..models import ARCHITECTURES, DOWNSAMPLING, architecture_name
 from ..training.settings import DEFAULT_LR, DEFAULT_STEPS, ModelSettings, TrainSettings
 from .common import (
     DEVICE_HELP,
@@ -62,6 +62,9 @@ def add_parser(sub) -> None:
     p.add_argument("--base-channels", type=int, default=None, metavar="N",
                    help=f"new network width (default {net.base_channels})")
     p.add_argument("--depth", type=int, default=None, metavar="N", help=f"new network depth (default {net.depth})")
+    p.add_argument("--downsampling", choices=DOWNSAMPLING, default=None,
+                   help="new UNet: 2x2 max-pooling down, or strided 3x3 convolutions down and 3x3 "
+                        f"transposed convolutions up (default {net.downsampling})")
     group = p.add_mutually_exclusive_group()
     group.add_argument("--steps", type=int, metavar="N", help=f"optimizer steps (default {DEFAULT_STEPS})")
     group.add_argument("--epochs", type=float, metavar="E", help="passes over the training pixels instead")
@@ -132,12 +135,15 @@ def _start_model(args, images, labels, channel_axis):
     from ..training import classes_for, default_model
 
     if args.model is not None:
-        if args.base_channels is not None or args.depth is not None:
-            raise ValueError("--base-channels / --depth build a new network; they do not apply with --model")
+        if args.base_channels is not None or args.depth is not None or args.downsampling is not None:
+            raise ValueError(
+                "--base-channels / --depth / --downsampling build a new network; they do not apply with --model"
+            )
         return load_cli_model(args.model, args.trust)
     n_classes = classes_for(labels, sparse=args.sparse)  # the training rule: binary 0/v masks, bounded
     in_channels = 1 if channel_axis is None else images[0].shape[channel_axis]
-    kwargs = {k: v for k, v in (("base_channels", args.base_channels), ("depth", args.depth)) if v is not None}
+    given = (("base_channels", args.base_channels), ("depth", args.depth), ("downsampling", args.downsampling))
+    kwargs = {k: v for k, v in given if v is not None}
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(args.seed)
         return default_model(in_channels, n_classes, architecture=args.architecture, **kwargs)

@@ -14,7 +14,7 @@ from .reference import (
     VGGUNet,
     WZMiaomiaoUNet,
 )
-from .unet import UNet
+from .unet import DOWNSAMPLING, UNet
 
 #: The architectures `train` builds (``default_model(architecture=...)``), by their names.
 ARCHITECTURES = ("UNet", "NestedUNet")
@@ -52,6 +52,7 @@ __all__ = [
     "ARCHITECTURES",
     "ARCHITECTURE_ALIASES",
     "ARCHITECTURE_CLASSES",
+    "DOWNSAMPLING",
     "REFERENCE_ARCHITECTURES",
     "MilesialUNet",
     "NestedUNet",

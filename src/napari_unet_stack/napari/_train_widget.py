@@ -26,7 +26,7 @@ from magicgui.widgets import (
 from napari.layers import Image, Labels
 from napari.utils.notifications import show_error
 
-from ..models import ARCHITECTURES
+from ..models import ARCHITECTURES, DOWNSAMPLING
 from ..training.classes import classes_for
 from ..training.settings import DEFAULT_STEPS, ModelSettings, TrainSettings
 from ._jobs import EXPECTED_ERRORS, TrainJob, device_choices, run_training
@@ -63,6 +63,7 @@ class TrainWidget(WorkerDock):
         self.model_name: str | None = None  # its name in USER_MODELS
         self._make_form()
         self.image.changed.connect(self._on_image_changed)
+        self.architecture.changed.connect(self._on_architecture_changed)
         # Qt's signal: magicgui's `changed` is not emitted for "none" (a None value)
         self.channel_axis.native.currentIndexChanged.connect(lambda _index: self._on_axis_changed())
         self.train_button.changed.connect(lambda: self.train())
@@ -86,6 +87,10 @@ class TrainWidget(WorkerDock):
         self.base_channels = SpinBox(label="width", min=2, max=128, value=MODEL_DEFAULTS.base_channels,
                                      tooltip="base channels")
         self.depth = SpinBox(label="depth", min=1, max=6, value=MODEL_DEFAULTS.depth)
+        self.downsampling = ComboBox(label="down-sampling", choices=list(DOWNSAMPLING),
+                                     value=MODEL_DEFAULTS.downsampling,
+                                     tooltip="UNet: 2x2 max-pooling, or strided 3x3 convolutions down and "
+                                             "3x3 transposed convolutions up")
         self.steps = SpinBox(label="steps", min=1, max=1_000_000, value=DEFAULT_STEPS)
         self.patch_size = SpinBox(label="patch size", min=16, max=2048, step=16, value=TRAIN_DEFAULTS.patch_size)
         self.batch_size = SpinBox(label="batch size", min=1, max=256, value=TRAIN_DEFAULTS.batch_size)
@@ -99,7 +104,7 @@ class TrainWidget(WorkerDock):
                                            "off: a smaller file for inference only")
         self.extend([
             self.image, self.channel_axis, self.channel, self.annotations, self.sparse, self.binarize, self.architecture,
-            self.base_channels, self.depth, self.steps, self.patch_size, self.batch_size, self.val_fraction, self.device,
+            self.base_channels, self.depth, self.downsampling, self.steps, self.patch_size, self.batch_size, self.val_fraction, self.device,
             Container(widgets=[self.train_button, self.cancel_button], layout="horizontal", labels=False),
             self.status, self.save_path,
             Container(widgets=[self.save_button, self.save_state], layout="horizontal", labels=False),
@@ -119,6 +124,9 @@ class TrainWidget(WorkerDock):
         layer = self.image.value
         self.channel_axis.enabled = layer is not None and not layer.rgb  # RGB: always the last axis
         self._on_axis_changed()
+
+    def _on_architecture_changed(self, _value=None) -> None:
+        self.downsampling.enabled = self.architecture.value == "UNet"  # a UNet option
 
     def _on_axis_changed(self, _value=None) -> None:
         self.channel.reset_choices()
@@ -177,12 +185,14 @@ class TrainWidget(WorkerDock):
         self._on_axis_changed()
         channel = self.channel.value if self.channel.enabled else None
         in_channels = 1 if channel_axis is None or channel is not None else data.shape[channel_axis]
-        settings = ModelSettings(self.architecture.value, self.base_channels.value, self.depth.value)
+        downsampling = self.downsampling.value if self.downsampling.enabled else "maxpool"
+        settings = ModelSettings(self.architecture.value, self.base_channels.value, self.depth.value, downsampling)
         model = settings.build(in_channels, n_classes)
         options = dict(steps=self.steps.value, patch_size=self.patch_size.value, batch_size=self.batch_size.value,
                        val_fraction=self.val_fraction.value, channel_axis=channel_axis, channel=channel, sparse=sparse,
                        device=self.device.value)
         name = f"{image.name} {self.architecture.value} w{self.base_channels.value} d{self.depth.value}"
+        name += " strided" if downsampling == "strided" else ""
         return TrainJob(name, np.asarray(data), target, model, options)
 
     def _on_progress(self, event) -> None:

@@ -12,7 +12,14 @@ from typing import Any
 import numpy as np
 
 from ..channels import check_channel
-from ..models import NestedUNet, SegmentationNetwork, architecture_class, architecture_name
+from ..models import (
+    DOWNSAMPLING,
+    NestedUNet,
+    SegmentationNetwork,
+    UNet,
+    architecture_class,
+    architecture_name,
+)
 from ..normalization import validate_normalization
 from ..validation import check_int
 from .augment import AugmentConfig
@@ -78,16 +85,29 @@ class ModelSettings:
         Channels of the first level (doubling at every level down).
     depth : int
         Number of down-sampling levels.
+    downsampling : {'maxpool', 'strided'}
+        UNet only: 2x2 max-pooling down, or the strided-convolution style (3x3 stride-2
+        convolutions down, 3x3 transposed convolutions up; see `napari_unet_stack.UNet`).
     """
 
     architecture: str = "UNet"
     base_channels: int = 16
     depth: int = 4
+    downsampling: str = "maxpool"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "architecture", architecture_name(self.architecture))
         object.__setattr__(self, "base_channels", check_int("base_channels", self.base_channels))
         object.__setattr__(self, "depth", check_int("depth", self.depth))
+        if self.downsampling not in DOWNSAMPLING:
+            raise ValueError(
+                f"`downsampling` must be one of {list(DOWNSAMPLING)}, got {self.downsampling!r}"
+            )
+        if self.downsampling != "maxpool" and architecture_class(self.architecture) is not UNet:
+            raise ValueError(
+                f"`downsampling={self.downsampling!r}` is a UNet option; {self.architecture} "
+                f"down-samples with max-pooling (use downsampling='maxpool' or architecture='UNet')"
+            )
 
     def build(self, in_channels: int, n_classes: int, **kwargs) -> SegmentationNetwork:
         """A fresh network of these settings; ``kwargs`` go to the class (e.g. ``padding``)."""
@@ -95,10 +115,13 @@ class ModelSettings:
         options = {"base_channels": self.base_channels, "depth": self.depth, **kwargs}
         if cls is NestedUNet:
             options.setdefault("deep_supervision", True)
+        else:
+            options.setdefault("downsampling", self.downsampling)
         return cls(in_channels, n_classes, **options)
 
 
-#: `ModelSettings` defaults as a dict (``architecture``, ``base_channels``, ``depth``).
+#: `ModelSettings` defaults as a dict (``architecture``, ``base_channels``, ``depth``,
+#: ``downsampling``).
 DEFAULT_MODEL: dict[str, Any] = dataclasses.asdict(ModelSettings())
 
 
