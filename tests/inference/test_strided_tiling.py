@@ -71,3 +71,16 @@ def test_strided_torchscript_export_keeps_the_exact_halo(tmp_path, stack, nets):
     np.testing.assert_allclose(
         nus.predict(stack[0], loaded, tile_size=24), nus.predict(stack[0], model, tile_size=None), atol=1e-4, rtol=0
     )
+
+
+@pytest.mark.parametrize("name", ["unet-strided", "tutorial"])  # softmax, sigmoid
+def test_engine_matches_the_bare_strided_forward(name, nets):
+    """The engine's BatchNorm-folded copy (stride-2 convolutions folded, transposed ones kept)
+    gives the model's own probabilities."""
+    model = MODELS[name](nets)
+    image = np.random.default_rng(5).standard_normal((64, 96)).astype(np.float32)
+    probs = nus.predict(image, model, normalization=None, tile_size=None, halo=0, pad_mode="constant")
+    with torch.no_grad():
+        logits = model(torch.from_numpy(image)[None, None])
+    expected = (torch.softmax(logits, dim=1) if model.activation == "softmax" else torch.sigmoid(logits))[0].numpy()
+    np.testing.assert_allclose(probs, expected, atol=1e-5)

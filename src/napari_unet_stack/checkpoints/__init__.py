@@ -13,7 +13,8 @@ One module per concern:
   older biased convolutions); 4uiiurz1/pytorch-nested-unet ``model.pth`` (UNet,
   NestedUNet with or without deep supervision), checked against a ``config.yml`` beside
   it when present; WZMIAOMIAO DRIVE UNet checkpoints (``{"model", "optimizer",
-  "lr_scheduler", "epoch", "args"}``); state dicts wrapped in a ``model`` /
+  "lr_scheduler", "epoch", "args"}``); the strided-convolution tutorial UNet (stages
+  recognised by their sub-keys, whatever their names); state dicts wrapped in a ``model`` /
   ``state_dict`` / ``model_state_dict`` / ``net`` entry, with DataParallel ``module.``
   (or ``torch.compile`` ``_orig_mod.``) prefixes;
 - `safety`: pickle safety; `weights`: building and loading, checked first; `registry`: the bundled models (`list_models`); `metadata`:

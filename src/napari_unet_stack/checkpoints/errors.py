@@ -17,8 +17,8 @@ __all__ = [
 SUPPORTED_FORMATS = (
     "napari-unet-stack checkpoints (save_model); "
     "TorchScript archives (torch.jit.save, export_torchscript); "
-    "milesial/Pytorch-UNet, 4uiiurz1/pytorch-nested-unet (UNet, NestedUNet) and "
-    "WZMIAOMIAO UNet state dicts, plain or under a 'model', 'state_dict', "
+    "milesial/Pytorch-UNet, 4uiiurz1/pytorch-nested-unet (UNet, NestedUNet), "
+    "WZMIAOMIAO UNet and strided-convolution tutorial UNet state dicts, plain or under a 'model', 'state_dict', "
     "'model_state_dict' or 'net' entry, with or without DataParallel 'module.' prefixes; "
     "fully pickled torch modules (trust=True only)"
 )
