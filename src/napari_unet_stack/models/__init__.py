@@ -14,7 +14,7 @@ from .reference import (
     VGGUNet,
     WZMiaomiaoUNet,
 )
-from .unet import DOWNSAMPLING, UNet
+from .unet import DOWNSAMPLING, UNet, check_downsampling
 
 #: The architectures `train` builds (``default_model(architecture=...)``), by their names.
 ARCHITECTURES = ("UNet", "NestedUNet")
@@ -65,5 +65,6 @@ __all__ = [
     "WrappedNetwork",
     "architecture_class",
     "architecture_name",
+    "check_downsampling",
     "unwrap_logits",
 ]

@@ -90,7 +90,7 @@ class UNet(SegmentationNetwork):
             raise ValueError(f"`upsampling` must be 'transposed' or 'bilinear', got {upsampling!r}")
         if padding not in ("same", "valid"):
             raise ValueError(f"`padding` must be 'same' or 'valid', got {padding!r}")
-        _check_downsampling(downsampling, upsampling, padding)
+        check_downsampling(downsampling, upsampling, padding)
         self.upsampling = upsampling
         self.padding = padding
         self.downsampling = downsampling
@@ -219,7 +219,8 @@ class UNet(SegmentationNetwork):
         }
 
 
-def _check_downsampling(downsampling: str, upsampling: str, padding: str) -> None:
+def check_downsampling(downsampling: str, upsampling: str = "transposed", padding: str = "same") -> None:
+    """ValueError unless ``downsampling`` is one of `DOWNSAMPLING` and fits the other options."""
     if downsampling not in DOWNSAMPLING:
         raise ValueError(f"`downsampling` must be 'maxpool' or 'strided', got {downsampling!r}")
     if downsampling == "strided" and (upsampling != "transposed" or padding != "same"):

@@ -13,12 +13,12 @@ import numpy as np
 
 from ..channels import check_channel
 from ..models import (
-    DOWNSAMPLING,
     NestedUNet,
     SegmentationNetwork,
     UNet,
     architecture_class,
     architecture_name,
+    check_downsampling,
 )
 from ..normalization import validate_normalization
 from ..validation import check_int
@@ -99,10 +99,7 @@ class ModelSettings:
         object.__setattr__(self, "architecture", architecture_name(self.architecture))
         object.__setattr__(self, "base_channels", check_int("base_channels", self.base_channels))
         object.__setattr__(self, "depth", check_int("depth", self.depth))
-        if self.downsampling not in DOWNSAMPLING:
-            raise ValueError(
-                f"`downsampling` must be one of {list(DOWNSAMPLING)}, got {self.downsampling!r}"
-            )
+        check_downsampling(self.downsampling)
         if self.downsampling != "maxpool" and architecture_class(self.architecture) is not UNet:
             raise ValueError(
                 f"`downsampling={self.downsampling!r}` is a UNet option; {self.architecture} "
