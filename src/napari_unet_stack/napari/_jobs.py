@@ -14,7 +14,9 @@ from typing import Any
 
 import numpy as np
 
+from ._colours import instance_colours
 from ._outputs import Undo
+from ._redecode import DecodeCancelled, decode_run
 from ._store import ProbabilityStore
 
 #: errors a run reports as a notification (anything else is a bug and keeps its traceback).
@@ -45,17 +47,24 @@ class PredictJob:
     labels: np.ndarray  # semantic labels being filled
     labels_layer: Any  # the layer showing them, or None
     undo: Undo | None  # how to put the labels layer back as it was
-    instances: bool
+    decoding: Any  # the InstanceOptions of the instance labels asked for, or None
     probability: bool
-    min_size: int
     geometry: dict
     cancel: threading.Event = field(default_factory=threading.Event)
     info: dict = field(default_factory=dict)
     instance_data: np.ndarray | None = None
+    instance_colours: np.ndarray | None = None  # `_colours.instance_colours` of instance_data
     head: Any = None
     engine: Any = None  # the running iter_predict generator
     image_layer: Any = None  # the Image layer segmented (a run stops when it is removed)
     stopped: str | None = None  # why the widget cancelled the run, if it did
+
+    def describe(self) -> tuple[str, str]:
+        """(device used, status) of the finished run."""
+        info = self.info
+        tiles = "x".join(str(t) for t in info.get("tile_shape", ()))
+        return (f"used: {info.get('device', '?')}, {info.get('precision', '?')}",
+                f"{self.image}: {info.get('n_tiles', '?')} tile(s) of {tiles} in {info.get('seconds', 0):.1f} s")
 
     def close(self) -> None:
         """Close the engine's generator; call it from the worker thread (see `run_prediction`)."""
@@ -74,20 +83,42 @@ def run_prediction(job: PredictJob):
     thread is left in it either way.)
     """
     from ..inference import InferenceCancelled, iter_predict
-    from ..postprocess import instance_labels
 
     try:
         job.engine = iter_predict(job.data, job.model, channel_axis=job.channel_axis, out=job.store,
                                   cancel=job.cancel, info=job.info, **job.options)
         yield from job.engine
-        if job.instances:
-            ndim = min(3, job.labels.ndim)
-            job.instance_data = instance_labels(job.labels, ndim=ndim, min_size=job.min_size)
-    except InferenceCancelled:
+        if job.decoding is not None:  # the same decoding as a later re-decode (`run_decoding`)
+            job.instance_data = decode_run(job.store, job.model, job.decoding, job.store.threshold, job.cancel)
+            job.instance_colours = instance_colours(job.instance_data)
+    except (InferenceCancelled, DecodeCancelled):
         return "cancelled", None
     except EXPECTED_ERRORS as err:
         return "error", err
     return "done", None
+
+
+@dataclass
+class DecodeJob:
+    """Instance labels decoded again from a finished run's store (no network)."""
+
+    store: ProbabilityStore
+    model: Any
+    options: Any  # InstanceOptions
+    threshold: float
+    layer: Any  # the instance layer the result goes to
+    cancel: threading.Event = field(default_factory=threading.Event)
+
+
+def run_decoding(job: DecodeJob):
+    """Worker body: ("done", (ids, colours), None) | ("cancelled", None, None) | ("error", None, error)."""
+    try:
+        ids = decode_run(job.store, job.model, job.options, job.threshold, job.cancel)
+        return "done", (ids, instance_colours(ids)), None
+    except DecodeCancelled:
+        return "cancelled", None, None
+    except EXPECTED_ERRORS as err:
+        return "error", None, err
 
 
 def describe_model(model: Any, path: Any = None) -> str:

@@ -6,7 +6,8 @@ finished slice becomes labels in the ``<image> labels`` layer right away (refres
 GUI thread on the worker's ``yielded`` signal), and P(foreground) is kept so that the
 threshold can change afterwards without the network (`_rethreshold`); labels are those of
 `segment` at the same threshold. Cancel (or an error) puts the viewer back as it was
-(`_outputs.Undo`).
+(`_outputs.Undo`). Instance labels are decoded from the same store with the options under
+Advanced (`_decode_controls`), again in a worker whenever an option or the threshold moves.
 
 With *lazy* checked, Run needs no worker: the labels layer holds a dask array whose slices
 are computed when napari shows them (`_lazy_run`, `_lazy`), for stacks too large to segment
@@ -17,29 +18,20 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, FloatSlider, Label, SpinBox
-from napari.layers import Image
+from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, FloatSlider, Label
 from napari.utils.notifications import show_error
 from qtpy.QtCore import Qt
 from superqt import QCollapsible
 
+from ._decode_controls import DecodeControls, InstanceDecoding
 from ._jobs import EXPECTED_ERRORS, PredictJob, describe_model, device_choices, run_prediction
-from ._layers import (
-    channel_axis_for,
-    channel_choices,
-    channel_picks,
-    check_channels,
-    given_channels,
-    image_input,
-    output_geometry,
-    spatial_shape,
-)
+from ._layers import check_channels, image_input, output_geometry, spatial_shape
 from ._lazy_run import LazyRunner
-from ._models import FILE, LoadedModels, choice_of, model_choices
+from ._models import FILE, LoadedModels
 from ._outputs import OutputLayers
+from ._predict_choices import PredictChoices
 from ._registry import USER_MODELS
 from ._rethreshold import PredictResult, Results
-from ._runner import WorkerDock
 from ._store import ProbabilityStore
 
 if TYPE_CHECKING:
@@ -54,7 +46,7 @@ BATCH_SIZES = [("auto", "auto"), *((str(b), b) for b in (1, 2, 4, 8, 16, 32, 64)
 SOFTMAX_NOTE = "softmax model: foreground where 1 - P(background) > threshold"
 
 
-class PredictWidget(WorkerDock):
+class PredictWidget(PredictChoices):
     """Segment the chosen Image layer; see the module docstring.
 
     Scripts set the fields (``widget.image.value = layer``, ``widget.set_model("nuclei-unet")``,
@@ -73,7 +65,6 @@ class PredictWidget(WorkerDock):
         self.image.changed.connect(self._on_image_changed)
         self.model.changed.connect(self._on_model_changed)
         self.checkpoint.changed.connect(self._on_model_changed)
-        self.instances.changed.connect(lambda v: setattr(self.min_size, "visible", v))
         for widget in (self.lazy, self.image, self.channel_axis):
             widget.changed.connect(self._update_outputs)
         # Qt's signal: magicgui's `changed` is not emitted for "none" (a None value)
@@ -82,7 +73,6 @@ class PredictWidget(WorkerDock):
         self.run_button.changed.connect(lambda: self.run())
         USER_MODELS.changed.connect(self._on_registry_changed)  # weakly: no leak
         viewer.layers.events.removed.connect(self._on_layer_removed)  # weakly too (napari's events)
-        self.min_size.visible = False
         self.reset_choices()
         self._on_model_changed()
         self._update_outputs()
@@ -104,12 +94,14 @@ class PredictWidget(WorkerDock):
         self.batch_size = ComboBox(label="batch size", choices=BATCH_SIZES, value="auto")
         self.head = ComboBox(label="UNet++ head", choices=["accurate", "fast"], value="accurate")
         self.precision = ComboBox(label="precision", choices=["auto", "float32", "bfloat16", "float16"])
-        self.advanced = Container(widgets=[self.halo, self.blend, self.batch_size, self.head, self.precision])
+        self.decoding = DecodeControls(on_change=self._redecode)
+        self.instance_decoding = InstanceDecoding(self.decoding, self.outputs, self.results, self._decode_state)
+        self.advanced = Container(widgets=[self.halo, self.blend, self.batch_size, self.head, self.precision,
+                                           self.decoding])
         self.threshold = FloatSlider(label="threshold", min=0.01, max=0.99, step=0.01, value=0.5, tracking=False)
         self.threshold_note = Label(label="")
         self.semantic = CheckBox(text="semantic labels", value=True)
         self.instances = CheckBox(text="instance labels", value=False)
-        self.min_size = SpinBox(label="min size (px)", min=0, max=10**7, value=0)
         self.probability = CheckBox(text="probability image", value=False)
         self.lazy = CheckBox(text="lazy (compute slices as you browse)", value=False,
                              tooltip="for stacks too large to segment up front: each slice is "
@@ -118,7 +110,7 @@ class PredictWidget(WorkerDock):
         self.extend([
             self.image, self.channel_axis, self.channel, self.model, self.checkpoint, self.model_info, self.device,
             self.device_used, self.tile_size, self.threshold, self.threshold_note, self.semantic,
-            self.instances, self.min_size, self.probability, self.lazy, self.lazy_note,
+            self.instances, self.probability, self.lazy, self.lazy_note,
             Container(widgets=[self.run_button, self.cancel_button], layout="horizontal", labels=False),
             self.status,
         ])
@@ -129,76 +121,7 @@ class PredictWidget(WorkerDock):
         self.collapsible.addWidget(self.advanced.native)
         self.native.layout().insertWidget(self.index(self.tile_size) + 1, self.collapsible)
 
-    # -- choices -----------------------------------------------------------------------
-    def _image_choices(self, _widget=None) -> list:
-        return [(layer.name, layer) for layer in self._viewer.layers if isinstance(layer, Image)]
-
-    def _channel_choices(self, _widget=None) -> list:
-        return channel_choices(self.image.value)
-
-    def _pick_choices(self, _widget=None) -> list:
-        """Each channel and their mean when a one-channel model meets a multichannel image."""
-        try:
-            model = self._current_model(quiet=True)
-        except EXPECTED_ERRORS:
-            model = None
-        given = given_channels(self.image.value, self.channel_axis.value)
-        if model is None or getattr(model, "in_channels", None) != 1:
-            given = 1
-        return channel_picks(given, every=False)
-
-    def _update_channel(self, _value=None) -> None:
-        """Offer the channel choice where it applies (mean first seen, for RGB)."""
-        fresh = self.channel.value is None
-        self.channel.reset_choices()
-        self.channel.enabled = self.channel.choices != (None,)
-        if fresh and self.channel.enabled and getattr(self.image.value, "rgb", False):
-            self.channel.value = "mean"
-
-    def _model_choices(self, _widget=None) -> list:
-        return model_choices()
-
-    def _on_registry_changed(self) -> None:
-        try:
-            current = self.model.value
-        except RuntimeError:  # the Qt widget is gone
-            USER_MODELS.changed.disconnect(self._on_registry_changed)
-            return
-        added = [name for name in USER_MODELS.names() if name not in self._known]
-        self._known = USER_MODELS.names()
-        self.model.reset_choices()
-        if added and self.worker is None:
-            self.model.value = ("user", added[-1])  # just trained (or saved): ready to use
-        elif current not in self.model.choices:
-            self.model.value = self.model.choices[0]
-
-    def _on_image_changed(self, _value=None) -> None:
-        self.channel_axis.reset_choices()
-        try:
-            model = self._current_model(quiet=True)
-        except EXPECTED_ERRORS:  # reported when the model was chosen
-            model = None
-        axis = None if model is None else channel_axis_for(self.image.value, model.in_channels)
-        if axis is not None and self.channel_axis.value is None:
-            self.channel_axis.value = axis
-        self._update_channel()
-
     # -- models ------------------------------------------------------------------------
-    def set_model(self, source: Any) -> None:
-        """Choose a model from a script: a bundled name, a checkpoint path, or a model object.
-
-        A model object (e.g. from `train` or `load_model`) is added to the models listed
-        under "(trained)".
-        """
-        choice, checkpoint = choice_of(source)
-        self.model.value = choice
-        if checkpoint is not None:
-            self.checkpoint.value = checkpoint
-
-    def _current_model(self, *, quiet: bool = False):
-        """The chosen model, loaded once (checkpoint files again when they change)."""
-        return self.loaded.get(self.model.value, self.checkpoint.value, quiet=quiet)
-
     def _on_model_changed(self, _value=None) -> None:
         is_file = (self.model.value or FILE)[0] == "file"
         self.checkpoint.visible = is_file
@@ -216,6 +139,7 @@ class PredictWidget(WorkerDock):
         self.model_info.value = describe_model(model, self.checkpoint.value if is_file else None)
         self.head.enabled = bool(getattr(model, "deep_supervision", False))
         self.threshold_note.value = SOFTMAX_NOTE if model.activation == "softmax" else ""
+        self.decoding.follow_model(model)
         self._on_image_changed()
 
     # -- running -----------------------------------------------------------------------
@@ -228,6 +152,7 @@ class PredictWidget(WorkerDock):
         """
         if self.busy():
             return None
+        self.instance_decoding.cancel()  # a re-decode of the last result is not wanted any more
         try:
             if self._lazy_applies():
                 self._run_lazy()
@@ -266,7 +191,8 @@ class PredictWidget(WorkerDock):
         spatial = spatial_shape(data.shape, channel_axis)
         if len(spatial) < 2:
             raise ValueError(f"image {layer.name!r} (shape {data.shape}) has fewer than 2 spatial axes")
-        store = ProbabilityStore.for_model(spatial, model, self.threshold.value)
+        decoding, keep = self.instance_decoding.for_run(model, self.instances.value)
+        store = ProbabilityStore.for_model(spatial, model, self.threshold.value, keep=keep)
         geometry = output_geometry(layer, channel_axis)
         labels_layer, undo = None, None
         labels = store.new_labels()
@@ -277,7 +203,7 @@ class PredictWidget(WorkerDock):
         if self._head(model) is not None:
             head, model.head = model.head, self.head.value
         return PredictJob(layer.name, data, channel_axis, model, self._options(), store, labels, labels_layer,
-                          undo, self.instances.value, self.probability.value, self.min_size.value, geometry,
+                          undo, decoding, self.probability.value, geometry,
                           head=head, image_layer=layer)
 
     def _channel(self):
@@ -306,7 +232,7 @@ class PredictWidget(WorkerDock):
         offered = self.lazy_runs.offered(self.image.value, self.channel_axis.value)
         self.lazy.enabled = offered
         lazy = self._lazy_applies()
-        for widget in (self.semantic, self.instances, self.min_size, self.probability):
+        for widget in (self.semantic, self.instances, self.probability):
             widget.enabled = not lazy
         self.lazy_note.value = note = self.lazy_runs.note(self.lazy.value, offered)
         self.lazy_note.visible = bool(note)
@@ -355,24 +281,22 @@ class PredictWidget(WorkerDock):
 
     def _finish(self, job: PredictJob) -> None:
         store = job.store
-        if store.threshold != self.threshold.value:  # moved while running
+        moved = store.threshold != self.threshold.value  # while it ran
+        if moved:
             store.relabel(self.threshold.value)
         name = f"{job.image} labels"
-        self.results.keep_eager(name, PredictResult(store, job.labels, job.geometry, job.min_size),
+        self.results.keep_eager(name, PredictResult(store, job.labels, job.geometry, job.model),
                                 shown=job.labels_layer is not None)
         if job.labels_layer is not None:
             job.labels_layer.refresh()
-        if job.instance_data is not None:
-            self.outputs.labels(f"{job.image} instances", job.instance_data, job.geometry, job.image)
+        moved = self.instance_decoding.show_run(job) or moved
         if job.probability:
             self.outputs.probability(job.image, store.probability(), job.geometry)
-        info = job.info
-        self.device_used.value = f"used: {info.get('device', '?')}, {info.get('precision', '?')}"
-        tiles = "x".join(str(t) for t in info.get("tile_shape", ()))
-        self.status.value = (f"{job.image}: {info.get('n_tiles', '?')} tile(s) of {tiles} in "
-                             f"{info.get('seconds', 0):.1f} s")
+        self.device_used.value, self.status.value = job.describe()
         if job.labels_layer is not None and job.labels_layer in self._viewer.layers:
             self._viewer.layers.selection.active = job.labels_layer
+        if moved and job.decoding is not None:
+            self._redecode()
 
     def _undo(self, job: PredictJob) -> None:
         if job.undo is not None and not self._gone:
@@ -390,3 +314,25 @@ class PredictWidget(WorkerDock):
         status = self.results.rethreshold(self.image.value.name, value)
         if status is not None:
             self.status.value = status
+        self._redecode()
+
+    # -- instance decoding ---------------------------------------------------------------
+    def _redecode(self) -> None:
+        """Decode the current image's instances again from its run's store (no network)."""
+        if self.worker is None and self.image.value is not None:  # a run decodes when it finishes
+            self.instance_decoding.redecode(self.image.value.name, self.threshold.value)
+
+    def _decode_state(self, running: bool, status: str) -> None:
+        if not self._gone:
+            self.cancel_button.enabled = running or self.worker is not None
+            self.status.value = status
+
+    def cancel(self, reason: str | None = None) -> None:
+        """Stop the current run and any instance decoding."""
+        self.instance_decoding.cancel()
+        super().cancel(reason)
+
+    def wait(self) -> None:
+        """Block (processing Qt events) until the run and any instance decoding have finished."""
+        super().wait()
+        self.instance_decoding.redecoder.wait()

@@ -3,16 +3,17 @@
 `Results` keeps, per labels layer name, what a finished run left: an eager result (its
 `ProbabilityStore`, relabelled in place) or a lazy one (`LazyLabels`, rebuilt as a new dask
 graph over the same probability tasks). `Results.rethreshold` applies a new threshold to
-the result on view and says what it did.
+the result on view and says what it did; the instance labels of an eager result are
+decoded again from the same store in a worker (`_decode_controls.Redecoder`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from ._layers import METADATA_KEY
 from ._lazy import LazyLabels
 from ._outputs import OutputLayers
 from ._store import ProbabilityStore
@@ -22,12 +23,12 @@ __all__ = ["PredictResult", "Results"]
 
 @dataclass
 class PredictResult:
-    """A finished run, kept so the threshold can be changed afterwards."""
+    """A finished run, kept so the threshold (and the instance decoding) can be changed afterwards."""
 
     store: ProbabilityStore
     labels: np.ndarray
     geometry: dict
-    min_size: int
+    model: Any  # the model that ran (its decoding reads it)
 
 
 class Results:
@@ -72,14 +73,4 @@ class Results:
         result.store.relabel(value, result.labels)
         if layer is not None and layer.data is result.labels:
             layer.refresh()
-        self._instances(f"{image} instances", result)
         return f"threshold {value:.2f} applied (no re-run needed)"
-
-    def _instances(self, name: str, result: PredictResult) -> None:
-        """Instance labels made again from the relabelled semantic labels, if we made them."""
-        layer = self.outputs.layer(name)
-        if layer is not None and METADATA_KEY in layer.metadata:
-            from ..postprocess import instance_labels
-
-            ndim = min(3, result.labels.ndim)
-            layer.data = instance_labels(result.labels, ndim=ndim, min_size=result.min_size)

@@ -7,6 +7,11 @@ as float32 (and, for models with several foreground classes, the class of each p
 slice into any array (the Labels layer's data). A new threshold relabels from what is kept,
 without running the network again: labels at any threshold ``t`` are exactly those of
 ``segment(..., threshold=t)``, since both are decided by the same `LabelRule`.
+
+With ``keep=True`` (an instance model whose instances are asked for) the store also keeps
+every channel's float32 probabilities, ``(K, ...)``: the model's own decoding reads
+P(interior), which P(foreground) does not give (`_redecode` decodes them again with other
+options, without the network).
 """
 
 from __future__ import annotations
@@ -32,11 +37,13 @@ class ProbabilityStore:
         is the one labels are written at until `relabel` changes it.
     labels : array, optional
         Where each finished slice's labels go (the Labels layer's data); see `new_labels`.
+    keep : bool
+        Keep every channel's probabilities too (`probabilities`, else None).
     """
 
     dtype = np.dtype(np.float32)
 
-    def __init__(self, spatial: tuple[int, ...], rule: LabelRule, labels: Any = None):
+    def __init__(self, spatial: tuple[int, ...], rule: LabelRule, labels: Any = None, *, keep: bool = False):
         self.spatial = tuple(int(n) for n in spatial)
         self.rule = rule
         self.shape = (rule.n_channels, *self.spatial)
@@ -44,12 +51,14 @@ class ProbabilityStore:
         self.foreground = np.zeros(self.spatial, dtype=np.float32)
         self.classes = np.ones(self.spatial, smallest_uint(len(rule.values) - 1)) if rule.several else None
         self.labels = labels
+        self.probabilities = np.zeros(self.shape, np.float32) if keep else None
         self.finished: set[tuple[int, ...]] = set()
 
     @classmethod
-    def for_model(cls, spatial: tuple[int, ...], model: Any, threshold: float = 0.5, labels: Any = None):
+    def for_model(cls, spatial: tuple[int, ...], model: Any, threshold: float = 0.5, labels: Any = None, *,
+                  keep: bool = False):
         """The store for ``model``'s results (its activation and ``meta['class_values']``)."""
-        return cls(spatial, LabelRule.for_model(model, threshold), labels)
+        return cls(spatial, LabelRule.for_model(model, threshold), labels, keep=keep)
 
     @property
     def threshold(self) -> float:
@@ -68,6 +77,8 @@ class ProbabilityStore:
         if self.classes is not None:
             self.classes[lead] = cls
         self.foreground[lead] = fg
+        if self.probabilities is not None:
+            self.probabilities[(slice(None), *lead)] = probs
         self.finished.add(lead)
         if self.labels is not None:
             self.labels[lead] = self.slice_labels(lead)

@@ -1,0 +1,224 @@
+"""The Predict widget's instance decoding: its options under Advanced, and re-decoding a
+finished run in a worker thread when one of them (or the threshold) moves.
+
+`DecodeControls` is the form: method, marker threshold, min size, min distance, smoothing
+and Z linking, whose values make one `napari_unet_stack.postprocess.InstanceOptions`; its
+defaults are that class's, and the marker threshold and min size follow the chosen model
+(`InstanceOptions.resolve`: an instance model's ``meta["instances"]``). `Redecoder` runs
+one `_jobs.DecodeJob` at a time (`_jobs.run_decoding`, from the run's store: the network is
+not run); a new request cancels the running one and starts once it has stopped, so only
+the latest options reach the layer. A cancelled or failed decode changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, Label, SpinBox
+from napari.qt.threading import create_worker
+from qtpy.QtCore import QEventLoop
+
+from ..postprocess import METHOD_CHOICES, InstanceOptions, model_instances
+from ._colours import instance_colormap
+from ._jobs import DecodeJob, run_decoding
+
+__all__ = ["DecodeControls", "InstanceDecoding", "Redecoder", "show_instances"]
+
+METHOD_NOTES = {
+    "auto": "the model's own: markers for an instance model, else watershed",
+    "markers": "an instance model's markers (P(interior) > marker threshold) grown into the foreground",
+    "watershed": "the foreground split by a watershed of its distance transform",
+    "components": "connected components (touching objects stay one)",
+}
+
+
+class DecodeControls(Container):
+    """The decoding options (see the module docstring); ``on_change()`` after any edit."""
+
+    def __init__(self, on_change: Callable[[], None]):
+        defaults = InstanceOptions()
+        self._instance_model = False
+        self.method = ComboBox(label="instances", choices=self._method_choices, value=defaults.method,
+                               tooltip="\n".join(f"{k}: {v}" for k, v in METHOD_NOTES.items()))
+        self.marker_threshold = FloatSpinBox(label="marker threshold", min=0.01, max=0.99, step=0.05,
+                                             value=defaults.resolve().marker_threshold,
+                                             tooltip="an instance model's markers: P(interior) above this")
+        self.min_size = SpinBox(label="min size (px)", min=0, max=10**7, value=defaults.resolve().min_size,
+                                tooltip="objects (all their slices) with fewer pixels are dropped")
+        self.min_distance = SpinBox(label="min distance (px)", min=1, max=1000, value=defaults.min_distance,
+                                    tooltip="watershed: seeds at least this far apart")
+        self.smoothing = FloatSpinBox(label="smoothing", min=0.0, max=50.0, step=0.5, value=defaults.smoothing,
+                                      tooltip="watershed: Gaussian sigma of the distance transform")
+        self.link_z = CheckBox(text="link objects across Z", value=defaults.ndim != 2,
+                               tooltip="unchecked: objects per slice")
+        super().__init__(widgets=[Label(value="instance decoding"), self.method, self.marker_threshold,
+                                  self.min_size, self.min_distance, self.smoothing, self.link_z])
+        for widget in (self.method, self.marker_threshold, self.min_size, self.min_distance, self.smoothing,
+                       self.link_z):
+            widget.changed.connect(lambda _value: self._update_enabled())
+            widget.changed.connect(lambda _value: on_change())
+        self._update_enabled()
+
+    def _method_choices(self, _widget=None) -> list[str]:
+        return [m for m in METHOD_CHOICES if m != "markers" or self._instance_model]
+
+    def resolved_method(self) -> str:
+        if self.method.value == "auto":
+            return "markers" if self._instance_model else "watershed"
+        return self.method.value
+
+    def _update_enabled(self) -> None:
+        method = self.resolved_method()
+        self.marker_threshold.enabled = method == "markers"
+        self.min_distance.enabled = self.smoothing.enabled = method == "watershed"
+
+    def follow_model(self, model: Any) -> None:
+        """Offer ``model``'s methods and take its marker threshold and min size (no ``on_change``)."""
+        self._instance_model = model_instances(model) is not None
+        with self.method.changed.blocked(), self.marker_threshold.changed.blocked(), \
+                self.min_size.changed.blocked():
+            self.method.reset_choices()
+            if self.method.value not in self.method.choices:
+                self.method.value = "auto"
+            resolved = InstanceOptions(self.method.value).resolve(model)
+            self.marker_threshold.value = resolved.marker_threshold
+            self.min_size.value = resolved.min_size
+        self._update_enabled()
+
+    def options(self) -> InstanceOptions:
+        """The one `InstanceOptions` of the form."""
+        return InstanceOptions(self.method.value, min_size=int(self.min_size.value),
+                               min_distance=int(self.min_distance.value), smoothing=float(self.smoothing.value),
+                               marker_threshold=float(self.marker_threshold.value) if self._instance_model else None,
+                               ndim=None if self.link_z.value else 2)
+
+
+def show_instances(outputs: Any, name: str, ids: Any, colours: Any, geometry: dict, source: str) -> Any:
+    """``ids`` in our Labels layer ``name`` (made if needed) with colours that tell touching
+    objects apart (`_colours`)."""
+    layer, _undo = outputs.labels(name, ids, geometry, source)
+    layer.colormap = instance_colormap(colours)
+    return layer
+
+
+class InstanceDecoding:
+    """Re-decoding the instance layers of ``results`` (eager runs) with ``controls``' options;
+    ``report(running, status)`` says what it does."""
+
+    def __init__(self, controls: DecodeControls, outputs: Any, results: Any, report: Callable[[bool, str], None]):
+        self.controls = controls
+        self.outputs = outputs
+        self.results = results
+        self.report = report
+        self.redecoder = Redecoder(self._done)
+
+    def for_run(self, model: Any, wanted: bool) -> tuple[InstanceOptions | None, bool]:
+        """(the options a run decodes with, None without instances; whether its store keeps
+        the probabilities: an instance model's decoding reads P(interior)). Their errors
+        (e.g. 'markers' for this model) come before the run."""
+        if not wanted:
+            return None, False
+        options = self.controls.options()
+        options.resolve(model)
+        return options, model_instances(model) is not None
+
+    def show_run(self, job: Any) -> bool:
+        """A finished run's instances in their layer; whether an option moved while it ran."""
+        if job.instance_data is None:
+            return False
+        show_instances(self.outputs, f"{job.image} instances", job.instance_data, job.instance_colours,
+                       job.geometry, job.image)
+        return job.decoding != self.controls.options()
+
+    def redecode(self, image: str, threshold: float) -> None:
+        """Decode image ``image``'s instance layer again, if it has one and a result to decode."""
+        from napari.layers import Labels
+
+        result = self.results.eager.get(f"{image} labels")
+        layer = self.outputs.ours(f"{image} instances", Labels)
+        if result is None or layer is None:
+            return
+        try:
+            options = self.controls.options()
+        except ValueError as err:
+            self.report(False, f"instances not decoded: {err}")
+            return
+        self.redecoder.request(DecodeJob(result.store, result.model, options, threshold, layer))
+        self.report(True, "decoding instances (no network)...")
+
+    def cancel(self) -> None:
+        if self.redecoder.cancel():
+            self.report(True, "cancelling the decoding...")
+
+    def _done(self, job: DecodeJob, status: str, result: Any, err: Any) -> None:
+        running = self.redecoder.pending is not None
+        if status == "done" and job.layer in self.outputs.viewer.layers:
+            ids, colours = result
+            job.layer.data = ids
+            job.layer.colormap = instance_colormap(colours)
+            self.report(running, f"instances decoded again ({job.options.method}, no network): "
+                                 f"{int(ids.max(initial=0))} objects")
+        elif status == "error":
+            self.report(running, f"instances not decoded: {err}")
+        elif status == "cancelled" and not running:
+            self.report(False, "decoding cancelled: the instances are as they were")
+
+
+class Redecoder:
+    """One `DecodeJob` at a time in a worker; ``done(job, status, (ids, colours) or None, error)``
+    is called in the GUI thread for each job that ran (status "cancelled" once cancelled)."""
+
+    def __init__(self, done: Callable[[DecodeJob, str, Any, Any], None]):
+        self.done = done
+        self.job: DecodeJob | None = None
+        self.worker = None
+        self.pending: DecodeJob | None = None
+        self._waiting: list[Callable[[], None]] = []
+
+    def request(self, job: DecodeJob) -> None:
+        """Decode ``job`` now, or once the running job (cancelled) has stopped."""
+        if self.job is None:
+            self._start(job)
+            return
+        self.job.cancel.set()
+        self.pending = job
+
+    def cancel(self) -> bool:
+        """Cancel the running and the pending job; whether there was one."""
+        self.pending = None
+        if self.job is None or self.job.cancel.is_set():
+            return False
+        self.job.cancel.set()
+        return True
+
+    def _start(self, job: DecodeJob) -> None:
+        self.job = job
+        self.worker = worker = create_worker(run_decoding, job, _start_thread=False)
+        worker.returned.connect(lambda outcome: self._returned(job, outcome))
+        worker.finished.connect(self._finished)
+        worker.start()
+
+    def _returned(self, job: DecodeJob, outcome: tuple) -> None:
+        status, result, err = outcome
+        if job.cancel.is_set():  # cancelled after it finished: its result is not wanted either
+            status, result = "cancelled", None
+        self.done(job, status, result, err)
+
+    def _finished(self) -> None:
+        self.job = self.worker = None
+        job, self.pending = self.pending, None
+        if job is not None:
+            self._start(job)
+            return
+        waiting, self._waiting = self._waiting, []
+        for callback in waiting:
+            callback()
+
+    def wait(self) -> None:
+        """Block (processing Qt events) until no job runs or waits."""
+        if self.job is None:
+            return
+        loop = QEventLoop()
+        self._waiting.append(loop.quit)
+        loop.exec()

@@ -1,0 +1,195 @@
+"""Instance labels in the Predict widget: decoded with the options under Advanced, equal to
+`segment` with the same `InstanceOptions`; moving an option (or the threshold) decodes
+again without the network; a cancelled decode leaves the layer as it was; touching objects
+get colours far apart."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy import ndimage
+from torch import nn
+
+from napari_unet_stack import segment
+from napari_unet_stack.models.base import SegmentationNetwork
+from napari_unet_stack.napari._colours import PALETTE, instance_colours
+from napari_unet_stack.napari._predict_widget import PredictWidget
+from napari_unet_stack.napari._registry import USER_MODELS
+from napari_unet_stack.postprocess import InstanceOptions
+from napari_unet_stack.training import instance_meta
+
+#: the smallest RGB distance promised between the colours of touching objects
+APART = 0.5
+
+
+class _Shared(list):
+    """Shared, not copied, by `copy.deepcopy` (the engine runs a copy of the model)."""
+
+    def __deepcopy__(self, memo):
+        return self
+
+
+class Counting(SegmentationNetwork):
+    """A per-pixel "network" that counts its forward calls. ``instance``: a 3-class softmax
+    instance model (background below 0.22 of the normalized image, interior above 0.6,
+    boundary between); else a one-channel sigmoid model (foreground above 0.22)."""
+
+    depth = 1
+
+    def __init__(self, instance: bool):
+        super().__init__()
+        self.in_channels, self.out_channels = 1, 3 if instance else 1
+        self.conv = nn.Conv2d(1, self.out_channels, 1)
+        with torch.no_grad():
+            if instance:
+                self.conv.weight[:, 0, 0, 0] = torch.tensor([-40.0, 40.0, 0.0])
+                self.conv.bias[:] = torch.tensor([40 * 0.22, -40 * 0.6, 0.0])
+                self.meta["instances"] = instance_meta(marker_threshold=0.5)
+                self.meta["class_values"] = [0, 1, 1]
+            else:
+                self.conv.weight.fill_(40.0)
+                self.conv.bias.fill_(-40 * 0.22)
+        self.calls = _Shared()
+
+    def _reach(self) -> int:
+        return 0
+
+    def forward(self, x):
+        self.calls.append(1)
+        return self.conv(x)
+
+
+@pytest.fixture(scope="module")
+def nuclei():
+    from napari_unet_stack.samples import load_sample
+
+    return np.ascontiguousarray(load_sample("nuclei_stack").image[4:8, :128, :128])
+
+
+@pytest.fixture
+def registered():
+    names: list[str] = []
+
+    def add(model, name):
+        names.append(USER_MODELS.add(name, model))
+        return ("user", names[-1])
+
+    yield add
+    for name in names:
+        USER_MODELS.remove(name)
+
+
+def _touching(ids: np.ndarray) -> set[tuple[int, int]]:
+    """Pairs of ids whose objects touch (8-connected in a slice, or across Z), found by
+    growing each object by one pixel."""
+    structure = ndimage.generate_binary_structure(ids.ndim, ids.ndim)
+    if ids.ndim == 3:
+        structure[0] = structure[2] = ndimage.generate_binary_structure(2, 1)  # Z: face neighbours
+    pairs = set()
+    for i, box in enumerate(ndimage.find_objects(ids), start=1):
+        if box is None:
+            continue
+        box = tuple(slice(max(b.start - 1, 0), b.stop + 1) for b in box)  # room to grow
+        part = ids[box]
+        grown = ndimage.binary_dilation(part == i, structure)
+        pairs |= {(i, int(j)) for j in np.unique(part[grown]) if j > i}
+    return pairs
+
+
+def _colour_distance(layer, a: int, b: int) -> float:
+    return float(np.linalg.norm(np.asarray(layer.get_color(a))[:3] - np.asarray(layer.get_color(b))[:3]))
+
+
+def test_touching_objects_get_colours_far_apart():
+    distances = np.linalg.norm(PALETTE[:, None] - PALETTE[None], axis=-1)
+    assert distances[~np.eye(len(PALETTE), dtype=bool)].min() >= APART
+    grid = np.kron(np.arange(1, 26).reshape(5, 5), np.ones((4, 4), int))  # 25 squares, 8 around the inner ones
+    from napari_unet_stack.samples import load_sample
+
+    for ids in (grid, load_sample("nuclei_stack").instances):
+        colours = instance_colours(ids)
+        pairs = _touching(ids)
+        assert len(pairs) > 20  # the check has teeth
+        assert all(colours[a] != colours[b] for a, b in pairs)
+    assert len(set(instance_colours(grid)[1:])) == len(PALETTE)  # every colour is used, not just a few
+
+
+def _widget(make_napari_viewer, image, choice):
+    viewer = make_napari_viewer()
+    layer = viewer.add_image(image, name="img")
+    widget = PredictWidget(viewer)
+    widget.image.value = layer
+    widget.model.value = choice
+    widget.instances.value = True
+    return viewer, widget
+
+
+def _expected(image, model, widget, threshold=0.5):
+    """`segment` with the widget's options, run with a copy of ``model`` (its own call count)."""
+    return segment(image, Counting(model.out_channels == 3), instances=widget.decoding.options(),
+                   threshold=threshold)
+
+
+@pytest.mark.gui
+@pytest.mark.slow
+def test_instance_model_decodes_again_without_the_network(make_napari_viewer, registered, nuclei):
+    model = Counting(instance=True)
+    viewer, widget = _widget(make_napari_viewer, nuclei, registered(model, "instances"))
+    assert widget.decoding.method.value == "auto" and "markers" in widget.decoding.method.choices
+    assert widget.decoding.marker_threshold.enabled and widget.decoding.marker_threshold.value == 0.5
+    widget.run(wait=True)
+    layer = viewer.layers["img instances"]
+    first = segment(nuclei, Counting(instance=True), instances=True)
+    assert first.max() > 10
+    np.testing.assert_array_equal(layer.data, first)
+    calls = len(model.calls)
+
+    widget.decoding.marker_threshold.value = 0.9
+    widget.wait()
+    changed = _expected(nuclei, model, widget)
+    assert widget.decoding.options().marker_threshold == 0.9 and not np.array_equal(changed, first)
+    np.testing.assert_array_equal(layer.data, changed)
+    widget.decoding.min_size.value = 40
+    widget.decoding.link_z.value = False
+    widget.wait()
+    np.testing.assert_array_equal(layer.data, _expected(nuclei, model, widget))
+    widget.decoding.method.value = "watershed"
+    widget.wait()
+    np.testing.assert_array_equal(layer.data, _expected(nuclei, model, widget))
+    widget.threshold.value = 0.3
+    widget.wait()
+    np.testing.assert_array_equal(layer.data, _expected(nuclei, model, widget, threshold=0.3))
+    assert len(model.calls) == calls  # none of it ran the network
+    assert "no network" in widget.status.value
+    pairs = _touching(np.asarray(layer.data))
+    assert pairs and all(_colour_distance(layer, a, b) >= APART for a, b in pairs)
+
+
+@pytest.mark.gui
+@pytest.mark.slow
+def test_semantic_model_watershed_and_a_cancelled_decode(make_napari_viewer, registered, nuclei):
+    model = Counting(instance=False)
+    viewer, widget = _widget(make_napari_viewer, nuclei, registered(model, "semantic"))
+    assert "markers" not in widget.decoding.method.choices and not widget.decoding.marker_threshold.enabled
+    widget.decoding.min_distance.value = 5
+    widget.run(wait=True)
+    layer = viewer.layers["img instances"]
+    np.testing.assert_array_equal(layer.data, segment(nuclei, Counting(instance=False), instances="watershed",
+                                                           min_distance=5))
+    calls = len(model.calls)
+    widget.decoding.smoothing.value = 2.0
+    widget.decoding.min_size.value = 30  # asked while the first re-decode runs: the latest wins
+    widget.wait()
+    np.testing.assert_array_equal(layer.data, _expected(nuclei, model, widget))
+    assert widget.decoding.options() == InstanceOptions(min_size=30, min_distance=5, smoothing=2.0)
+    assert len(model.calls) == calls
+
+    data, copy, colormap = layer.data, layer.data.copy(), layer.colormap
+    widget.decoding.method.value = "components"
+    widget.cancel()
+    widget.wait()
+    assert widget.status.value.startswith("decoding cancelled")
+    assert layer.data is data and layer.colormap is colormap
+    np.testing.assert_array_equal(layer.data, copy)
+    assert widget.run_button.enabled and not widget.cancel_button.enabled
