@@ -1,6 +1,7 @@
 """Render the README screenshot: the viewer with the Predict widget and its result on the sample.
 
     bash scripts/with_display.sh .venv/bin/python scripts/screenshot.py [--out docs/screenshot.png]
+    bash scripts/with_display.sh .venv/bin/python scripts/screenshot.py --instances --out docs/instances.png
 
 Uses the bundled ``nuclei-unet`` model (or, before it ships, a small UNet trained here for a
 few minutes on ``nuclei_train``). The PNG is downscaled and palette-quantized to stay small.
@@ -37,6 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "screenshot.png")
     parser.add_argument("--model", help="bundled model name or checkpoint (default: nuclei-unet)")
     parser.add_argument("--width", type=int, default=1100, help="width of the PNG in pixels")
+    parser.add_argument("--instances", action="store_true",
+                        help="show the instance labels (the model's own decoding) instead of the semantic labels")
     args = parser.parse_args(argv)
 
     import numpy as np
@@ -51,16 +54,18 @@ def main(argv: list[str] | None = None) -> int:
     _dock, widget = viewer.window.add_plugin_dock_widget("napari-unet-stack", "Predict")
     widget.image.value = viewer.layers["nuclei_stack"]
     widget.set_model(_model(args.model))
-    widget.instances.value = False
+    widget.instances.value = args.instances
     widget.run(wait=True)
-    print(widget.status.value, "|", widget.device_used.value)
+    print(widget.status.value, "|", widget.device_used.value, "|", widget.decoding.options())
 
-    viewer.layers["nuclei_stack labels"].opacity = 0.6
+    shown = "nuclei_stack instances" if args.instances else "nuclei_stack labels"
+    viewer.layers["nuclei_stack labels"].visible = not args.instances
+    viewer.layers[shown].opacity = 0.6
     viewer.dims.set_current_step(0, 8)
     for _ in range(10):
         QApplication.processEvents()
     viewer.reset_view()
-    viewer.layers.selection.active = viewer.layers["nuclei_stack labels"]
+    viewer.layers.selection.active = viewer.layers[shown]
     widget.collapsible.expand(animate=False)
     for _ in range(20):
         QApplication.processEvents()
