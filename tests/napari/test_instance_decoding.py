@@ -172,11 +172,13 @@ def test_semantic_model_watershed_and_a_cancelled_decode(make_napari_viewer, reg
     model = Counting(instance=False)
     viewer, widget = _widget(make_napari_viewer, nuclei, registered(model, "semantic"))
     assert "markers" not in widget.decoding.method.choices and not widget.decoding.marker_threshold.enabled
-    widget.decoding.min_distance.value = 5
-    widget.run(wait=True)
+    assert widget.run() is not None
+    widget.decoding.min_distance.value = 5  # while it runs: decoded again once it has finished
+    widget.wait()
     layer = viewer.layers["img instances"]
     np.testing.assert_array_equal(layer.data, segment(nuclei, Counting(instance=False), instances="watershed",
                                                            min_distance=5))
+    assert not np.array_equal(layer.data, segment(nuclei, Counting(instance=False), instances="watershed"))
     calls = len(model.calls)
     widget.decoding.smoothing.value = 2.0
     widget.decoding.min_size.value = 30  # asked while the first re-decode runs: the latest wins

@@ -112,6 +112,7 @@ class InstanceDecoding:
         self.results = results
         self.report = report
         self.redecoder = Redecoder(self._done)
+        self.quiet = False  # cancelled for a new run: its status is the run's
 
     def for_run(self, model: Any, wanted: bool) -> tuple[InstanceOptions | None, bool]:
         """(the options a run decodes with, None without instances; whether its store keeps
@@ -144,12 +145,15 @@ class InstanceDecoding:
         except ValueError as err:
             self.report(False, f"instances not decoded: {err}")
             return
+        self.quiet = False
         self.redecoder.request(DecodeJob(result.store, result.model, options, threshold, layer))
         self.report(True, "decoding instances (no network)...")
 
-    def cancel(self) -> None:
-        if self.redecoder.cancel():
+    def cancel(self, *, quiet: bool = False) -> None:
+        """Cancel the decoding (``quiet``: say nothing about it, a run starts)."""
+        if self.redecoder.cancel() and not quiet:
             self.report(True, "cancelling the decoding...")
+        self.quiet = self.quiet or quiet
 
     def _done(self, job: DecodeJob, status: str, result: Any, err: Any) -> None:
         running = self.redecoder.pending is not None
@@ -161,7 +165,7 @@ class InstanceDecoding:
                                  f"{int(ids.max(initial=0))} objects")
         elif status == "error":
             self.report(running, f"instances not decoded: {err}")
-        elif status == "cancelled" and not running:
+        elif status == "cancelled" and not running and not self.quiet:
             self.report(False, "decoding cancelled: the instances are as they were")
 
 

@@ -152,7 +152,7 @@ class PredictWidget(PredictChoices):
         """
         if self.busy():
             return None
-        self.instance_decoding.cancel()  # a re-decode of the last result is not wanted any more
+        self.instance_decoding.cancel(quiet=True)  # a re-decode of the last result is not wanted any more
         try:
             if self._lazy_applies():
                 self._run_lazy()
@@ -295,8 +295,8 @@ class PredictWidget(PredictChoices):
         self.device_used.value, self.status.value = job.describe()
         if job.labels_layer is not None and job.labels_layer in self._viewer.layers:
             self._viewer.layers.selection.active = job.labels_layer
-        if moved and job.decoding is not None:
-            self._redecode()
+        if moved and job.decoding is not None:  # once the worker is gone (`_redecode` waits for that)
+            self._on_done.append(self._redecode)
 
     def _undo(self, job: PredictJob) -> None:
         if job.undo is not None and not self._gone:
