@@ -94,10 +94,7 @@ class PredictWidget(PredictChoices):
         self.batch_size = ComboBox(label="batch size", choices=BATCH_SIZES, value="auto")
         self.head = ComboBox(label="UNet++ head", choices=["accurate", "fast"], value="accurate")
         self.precision = ComboBox(label="precision", choices=["auto", "float32", "bfloat16", "float16"])
-        self.decoding = DecodeControls(on_change=self._redecode)
-        self.instance_decoding = InstanceDecoding(self.decoding, self.outputs, self.results, self._decode_state)
-        self.advanced = Container(widgets=[self.halo, self.blend, self.batch_size, self.head, self.precision,
-                                           self.decoding])
+        self.advanced = Container(widgets=[self.halo, self.blend, self.batch_size, self.head, self.precision])
         self.threshold = FloatSlider(label="threshold", min=0.01, max=0.99, step=0.01, value=0.5, tracking=False)
         self.threshold_note = Label(label="")
         self.semantic = CheckBox(text="semantic labels", value=True)
@@ -119,6 +116,9 @@ class PredictWidget(PredictChoices):
             label.native.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
         self.collapsible = QCollapsible("Advanced")
         self.collapsible.addWidget(self.advanced.native)
+        self.decoding = DecodeControls(on_change=self._redecode)  # Advanced > instance decoding
+        self.instance_decoding = InstanceDecoding(self.decoding, self.outputs, self.results, self._decode_state)
+        self.collapsible.addWidget(self.decoding.native)
         self.native.layout().insertWidget(self.index(self.tile_size) + 1, self.collapsible)
 
     # -- models ------------------------------------------------------------------------
