@@ -207,9 +207,13 @@ class Redecoder:
         status, result, err = outcome
         if job.cancel.is_set():  # cancelled after it finished: its result is not wanted either
             status, result = "cancelled", None
+        job.answered = True
         self.done(job, status, result, err)
 
     def _finished(self) -> None:
+        job = self.job
+        if job is not None and not job.answered:  # it raised (a bug: napari shows it)
+            self.done(job, "error", None, "the decoding failed (see the traceback)")
         self.job = self.worker = None
         job, self.pending = self.pending, None
         if job is not None:

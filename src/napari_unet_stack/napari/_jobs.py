@@ -108,6 +108,7 @@ class DecodeJob:
     threshold: float
     layer: Any  # the instance layer the result goes to
     cancel: threading.Event = field(default_factory=threading.Event)
+    answered: bool = False  # its outcome was handled (else it raised: a bug)
 
 
 def run_decoding(job: DecodeJob):
