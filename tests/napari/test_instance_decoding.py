@@ -195,3 +195,26 @@ def test_semantic_model_watershed_and_a_cancelled_decode(make_napari_viewer, reg
     assert layer.data is data and layer.colormap is colormap
     np.testing.assert_array_equal(layer.data, copy)
     assert widget.run_button.enabled and not widget.cancel_button.enabled
+
+
+@pytest.mark.gui
+@pytest.mark.slow
+def test_a_run_cancelled_while_it_decodes_leaves_the_viewer_as_it_was(make_napari_viewer, registered, nuclei,
+                                                                      monkeypatch):
+    import napari_unet_stack.napari._jobs as jobs
+
+    viewer, widget = _widget(make_napari_viewer, nuclei, registered(Counting(instance=True), "instances"))
+    names = [layer.name for layer in viewer.layers]
+    reached = []
+    decode_run = jobs.decode_run
+
+    def cancelled_decode(store, model, options, threshold, cancel):
+        reached.append(store.probabilities is not None)  # an instance model's run kept them
+        cancel.set()  # what Cancel does while the run decodes
+        return decode_run(store, model, options, threshold, cancel)
+
+    monkeypatch.setattr(jobs, "decode_run", cancelled_decode)
+    widget.run(wait=True)
+    assert reached == [True]
+    assert widget.status.value.startswith("cancelled")
+    assert [layer.name for layer in viewer.layers] == names
