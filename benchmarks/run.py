@@ -10,6 +10,9 @@ that the load of a shared machine hits both sides alike. Sections:
 (c) peak RSS of ``segment`` over a 16- and a 64-slice uint16 stack (one subprocess each).
 (d) GPU throughput (only where ``torch.cuda.is_available()``).
 (e) ``benchmarks/bench_out_of_core.py``'s ``main()``, when that file exists.
+(f), (g), (h) what a user pays (``benchmarks/bench_user.py``): the engine against the bare
+    forward on the unpadded slices, the demo job against a float32 NCHW baseline, a
+    `train` step against a bare PyTorch loop, a UNet++'s fast head against its accurate mode.
 
 Usage::
 
@@ -51,6 +54,9 @@ import napari_unet_stack as nus
 from napari_unet_stack import tiling
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import bench_user  # noqa: E402 - this folder's sibling module
+
 MIB = 2**20
 
 # targets (see the brief in RESULTS.md)
@@ -702,6 +708,7 @@ def summary_rows(res: dict) -> list[tuple[str, str, str, str]]:
         for case in d["cases"]:
             rows.append((f"(d) {case['name']} {case['precision']}: predict / bare forward",
                          fmt_ratio(*case["cmp"]["wall"]), "(information)", "-"))
+    rows += bench_user.summary_rows(res, fmt_ratio)
     return rows
 
 
@@ -858,6 +865,7 @@ def markdown(res: dict, cfg, mach: dict, wall: float) -> str:
                        f"{fmt_ratio(*case['cmp']['wall'])} |")
         if d.get("note"):
             out += ["", d["note"] + "."]
+    out += bench_user.markdown(res, fmt_ratio)
     e = res.get("e")
     out += ["", "## (e) Out of core (benchmarks/bench_out_of_core.py)", ""]
     if not e or "skipped" in e:
@@ -893,7 +901,7 @@ def parse(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="small sizes, 2 repeats; prints, writes nothing "
                    "unless --results is given")
-    p.add_argument("--sections", default="a,b,c,d,e", help="comma-separated subset of a,b,c,d,e")
+    p.add_argument("--sections", default="a,b,c,d,e,f,g,h", help="comma-separated subset of a-h")
     p.add_argument("--repeats", type=int, default=None, help="interleaved repeats (default 5, quick 2)")
     p.add_argument("--results", default=None, help="markdown file to write (default benchmarks/RESULTS.md)")
     p.add_argument("--rss-size", type=int, default=None, help="slice side for (c) (default 2048, as the issue asks; quick 512)")
@@ -907,6 +915,9 @@ def parse(argv=None):
     cfg.rss_slices = (8, 32) if q else (16, 64)
     cfg.rss_runs = 3 if q else 2
     cfg.d_shape = (4, 1024) if q else (16, 2048)
+    cfg.f_shape, cfg.f_base, cfg.f_demo_slices = ((2, 256), 8, 2) if q else ((4, 512), 16, None)
+    cfg.g_steps, cfg.g_batch, cfg.g_patch = (4, 2, 32) if q else (12, 8, 128)
+    cfg.h_shape = (1, 256) if q else (4, 512)
     if cfg.results is None and not q:
         cfg.results = str(HERE / "RESULTS.md")
     return cfg
@@ -923,7 +934,11 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     res: dict = {}
     runners = {"a": section_overhead, "b": section_monai, "c": section_rss, "d": section_gpu,
-               "e": section_out_of_core}
+               "e": section_out_of_core,
+               "f": lambda c: bench_user.section_user(c, this),
+               "g": lambda c: bench_user.section_training(c, this),
+               "h": lambda c: bench_user.section_heads(c, this)}
+    this = sys.modules[__name__]
     for key, fn in runners.items():
         if key in sections:
             res[key] = fn(cfg)

@@ -142,6 +142,11 @@ def test_cancelled_run_resumes_from_its_checkpoint_to_the_planned_total(
 
 
 def test_cancelled_run_with_validation_resumes_from_its_last_step(data, fast, tiny_unet):
+    # float32: this test's premise, a validation after step 2 beating step 2's (so both runs
+    # return the same best weights), holds for the float32 trajectory of this tiny run; in
+    # bf16 (precision "auto" on CPUs with native bf16) its validation Dice peaks at step 2
+    # (0.898 vs 0.890-0.892 later; losses within 0.005 of float32's)
+    fast["precision"] = "float32"
     (straight, straight_history), err = _straight_and_cancelled(
         data, fast, tiny_unet, steps=8, cancel_at=3, val_every=2
     )

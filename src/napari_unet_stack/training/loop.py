@@ -103,23 +103,26 @@ def iter_train(
     _check_cancel(cancel)
     run = TrainRun(plan_run(images, labels, model, s), t0)
     plan = run.plan
-    yield TrainProgress(
-        plan.start,
-        plan.total,
-        {"train_slices": len(plan.train_slices), "val_slices": len(plan.val_slices)},
-    )
-    for step in range(plan.start + 1, plan.total + 1):
-        if cancel is not None and cancel.is_set():
-            done = step - 1 - plan.start
-            raise TrainingCancelled(
-                f"training cancelled after {done} of {plan.steps} steps"
-                + (f" (at step {step - 1} of {plan.total})" if plan.start else ""),
-                model=run.finish(done) if done else None,
-                history=run.history,
-                step=step - 1,
-            )
-        yield TrainProgress(step, plan.total, run.step(step))
-    return run.finish(plan.steps), run.history
+    try:  # however the run ends (or is abandoned), the patch sampling thread stops
+        yield TrainProgress(
+            plan.start,
+            plan.total,
+            {"train_slices": len(plan.train_slices), "val_slices": len(plan.val_slices)},
+        )
+        for step in range(plan.start + 1, plan.total + 1):
+            if cancel is not None and cancel.is_set():
+                done = step - 1 - plan.start
+                raise TrainingCancelled(
+                    f"training cancelled after {done} of {plan.steps} steps"
+                    + (f" (at step {step - 1} of {plan.total})" if plan.start else ""),
+                    model=run.finish(done) if done else None,
+                    history=run.history,
+                    step=step - 1,
+                )
+            yield TrainProgress(step, plan.total, run.step(step))
+        return run.finish(plan.steps), run.history
+    finally:
+        run.close()
 
 
 def train(

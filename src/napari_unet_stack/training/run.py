@@ -13,12 +13,13 @@ from typing import Any
 
 import torch
 
-from ..devices import precision_name
+from ..devices import channels_last_for, precision_name
 from ..models import NestedUNet, SegmentationNetwork, unwrap_logits
 from .augment import PatchSampler
 from .errors import TrainingFailed
 from .evaluate import choose_fast_head, validation_metrics
 from .losses import multi_head_loss
+from .prefetch import BatchPrefetcher
 from .provenance import RunRecord, provenance
 from .setup import Plan
 from .state import cpu_copy, load_optimizer, lr_lambda, snapshot
@@ -64,7 +65,12 @@ class TrainRun:
             cfg=s.augment, rng=plan.rng, sparse=s.sparse,
         )  # fmt: skip
         net.to(plan.device)
+        # channels-last on CUDA and oneDNN CPUs, as the inference engine (devices.py)
+        self.channels_last = channels_last_for(plan.device)
+        if self.channels_last:
+            net.to(memory_format=torch.channels_last)
         net.train()
+        self.prefetch: BatchPrefetcher | None = None  # started by the first step
         self.params = [p for p in net.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(self.params, lr=plan.lr, weight_decay=plan.weight_decay)
         self.scaler = torch.amp.GradScaler("cuda", enabled=plan.autocast_dtype == torch.float16)
@@ -79,6 +85,9 @@ class TrainRun:
             self.optimizer, lambda k: schedule(start + k)
         )
         self.precision = precision_name(plan.autocast_dtype)
+        # validation (and the UNet++ head choice) scores in float32 off CUDA: exact scores
+        # for the best-model choice, at a small share of the run (a tenth of the steps)
+        self.val_precision = self.precision if plan.device.type == "cuda" else "float32"
         self.history: dict[str, list] = {key: [] for key in HISTORY_KEYS}
         self.best: dict[str, Any] = {
             "dice": -math.inf, "step": 0, "state": None, "metrics": None,
@@ -102,15 +111,30 @@ class TrainRun:
         plan = self.plan
         return snapshot(
             step, total=plan.total, warmup=self.warmup, lr=plan.lr,
-            weight_decay=plan.weight_decay, seed=plan.settings.seed, rng=plan.rng,
+            weight_decay=plan.weight_decay, seed=plan.settings.seed, rng_state=self.rng_state(),
             optimizer=self.optimizer, scaler=self.scaler,
         )  # fmt: skip
+
+    def rng_state(self) -> dict:
+        """The sampling RNG's state after the last batch trained on (not the prefetched ones)."""
+        if self.prefetch is None:  # no batch drawn yet: the thread never touched the RNG
+            return self.plan.rng.bit_generator.state
+        return self.prefetch.rng_state
+
+    def close(self) -> None:
+        """Stop the patch sampling thread (idempotent)."""
+        if self.prefetch is not None:
+            self.prefetch.close()
 
     def step(self, step: int) -> dict[str, Any]:
         """One optimizer step (and a validation when due); returns the progress info."""
         plan, dev = self.plan, self.plan.device
-        x_np, y_np = self.sampler.batch(plan.settings.batch_size)
+        if self.prefetch is None:
+            self.prefetch = BatchPrefetcher(self.sampler, plan.settings.batch_size)
+        x_np, y_np = self.prefetch.next()
         x = torch.from_numpy(x_np).to(dev, non_blocking=True)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         y = torch.from_numpy(y_np).to(dev, non_blocking=True)
         dtype = plan.autocast_dtype
         with torch.autocast(dev.type, dtype=dtype, enabled=dtype is not None):
@@ -158,7 +182,7 @@ class TrainRun:
                 step, f"the weights are not finite after step {step} of {plan.total}"
             )
         try:
-            metrics = validation_metrics(plan.net, plan.val_slices, plan.device, self.precision)
+            metrics = validation_metrics(plan.net, plan.val_slices, plan.device, self.val_precision)
         except FloatingPointError:  # non-finite logits (finite but huge weights)
             metrics = {"loss": math.nan}
         if not math.isfinite(metrics["loss"]):
@@ -212,8 +236,10 @@ class TrainRun:
         metadata and the training state of the last step (``failed``: the last good weights,
         no training state). TrainingFailed when the last weights are not finite.
         """
+        self.close()  # no more batches: the sampling thread stops before the last validations
         plan, best, net = self.plan, self.best, self.plan.net
         last = plan.start + done
+        net.to(memory_format=torch.contiguous_format)  # the result is an ordinary module
         if failed:
             state = None
             net.load_state_dict(best["state"] if best["state"] is not None else self.good)
@@ -232,7 +258,8 @@ class TrainRun:
         head_scores = None
         if isinstance(net, NestedUNet) and net.deep_supervision and plan.val_slices:
             fast, head_scores = choose_fast_head(
-                net, plan.val_slices, plan.device, self.precision, plan.settings.fast_head_tolerance
+                net, plan.val_slices, plan.device, self.val_precision,
+                plan.settings.fast_head_tolerance,
             )
             net.meta["fast_head"] = int(fast)
         net.to("cpu")

@@ -191,8 +191,10 @@ class TrainSettings:
     device : 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'
         'auto': CUDA, then MPS, then CPU.
     precision : {'auto', 'float32', 'bfloat16', 'float16'}
-        Mixed precision is used on CUDA only: 'auto' is bf16 autocast where supported,
-        else fp16 with a GradScaler; float32 elsewhere.
+        'auto': on CUDA bf16 autocast where supported, else fp16 with a GradScaler; on
+        CPUs with native bfloat16 (AVX-512 BF16 / AMX) bf16 autocast with channels-last;
+        float32 elsewhere (see `training.setup.train_precision`). The loss, validation and
+        the UNet++ head choice are computed in float32 off CUDA. 'float16' is CUDA only.
     seed : int
         Seeds the model's initialisation, the validation split, patch sampling and
         augmentation: the same seed and data give the same run (on the CPU), and a

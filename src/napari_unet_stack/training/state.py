@@ -63,7 +63,7 @@ def snapshot(
     lr: float,
     weight_decay: float,
     seed: int,
-    rng: np.random.Generator,
+    rng_state: dict,
     optimizer: torch.optim.Optimizer,
     scaler: torch.amp.GradScaler,
 ) -> dict[str, Any]:
@@ -77,7 +77,7 @@ def snapshot(
         "lr": float(lr),
         "weight_decay": float(weight_decay),
         "seed": int(seed),
-        "rng": cpu_copy(rng.bit_generator.state),
+        "rng": cpu_copy(rng_state),
         "optimizer": cpu_copy(optimizer.state_dict()),
         "grad_scaler": dict(scaler.state_dict()) if scaler.is_enabled() else None,
     }
