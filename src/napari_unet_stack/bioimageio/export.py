@@ -27,13 +27,13 @@ from ..checkpoints.own_format import config_of
 from ..checkpoints.torchscript import export_torchscript
 from ..io.atomic import check_target, write_atomically
 from .pictures import cover_image, sample_input
-from .rdf import default_cite, model_rdf, size_constraints
+from .rdf import default_cite, model_normalization, model_rdf, size_constraints
 from .readme import readme_text
 
-__all__ = ["INSTALL_HINT", "export_bioimageio", "import_bioimageio_spec"]
+__all__ = ["FILES", "INSTALL_HINT", "export_bioimageio", "import_bioimageio_spec", "package_fields", "write_files"]
 
 INSTALL_HINT = 'pip install "napari-unet-stack[bioimageio]"'
-_FILES = {
+FILES = {
     "weights": "weights.pt",
     "torchscript": "weights_torchscript.pt",
     "test_input": "test_input.npy",
@@ -64,7 +64,7 @@ def _authors(authors: Any) -> list[dict[str, Any]]:
     return out
 
 
-def _fields(model, name, description, authors, cite, license, tags, extra_fields) -> dict[str, Any]:
+def package_fields(model, name, description, authors, cite, license, tags, extra_fields) -> dict[str, Any]:
     architecture = type(model).__name__
     if name is None:
         name = f"napari-unet-stack {architecture} {'-'.join(model.class_names[-1:])}".strip()
@@ -103,11 +103,23 @@ def _test_tensors(model, test_input: np.ndarray | None) -> tuple[np.ndarray, np.
             raise ValueError(f"`test_input` sides must be {size['min']} + n * {size['step']} pixels, "
                              f"got shape {image.shape}")
     image = image.astype(np.float32)
-    probs = predict(image, model, channel_axis=0, tile_size=None, halo=0, device="cpu", precision="float32")
-    if model.valid_margin:
-        m = int(model.valid_margin)
-        probs = probs[:, m:-m, m:-m]
+    if model.valid_margin:  # the engine pads valid networks to the input's size: run its steps bare
+        probs = _bare_forward(model, image)
+    else:
+        probs = predict(image, model, channel_axis=0, tile_size=None, halo=0, device="cpu", precision="float32",
+                        normalization=model_normalization(model))
     return image[None], np.ascontiguousarray(probs[None], dtype=np.float32)
+
+
+def _bare_forward(model, image: np.ndarray) -> np.ndarray:
+    """The engine's normalization and activation around one forward of the whole image."""
+    from ..inference.forward import activate
+    from ..normalization import normalize
+
+    spec = model_normalization(model)
+    x = torch.from_numpy(normalize(image, spec) if spec is not None else image)[None]
+    with torch.no_grad():
+        return activate(model(x), model.activation)[0].numpy()
 
 
 def _environment() -> str:
@@ -115,18 +127,19 @@ def _environment() -> str:
             f"  - pip\n  - pip:\n      - napari-unet-stack=={__version__}\n")
 
 
-def _write_files(model, folder: Path, test_input, fields: dict[str, Any]) -> dict[str, Any]:
-    """The package's files in ``folder``; returns what goes into ``config[CONFIG_KEY]``."""
+def write_files(model, folder: Path, fields: dict[str, Any], test_input=None) -> dict[str, Any]:
+    """Write the package's files into ``folder``; returns its description (the rdf dict,
+    not yet validated): the part of `export_bioimageio` that needs no bioimageio."""
     x, y = _test_tensors(model, test_input)
-    np.save(folder / _FILES["test_input"], x)
-    np.save(folder / _FILES["test_output"], y)
+    np.save(folder / FILES["test_input"], x)
+    np.save(folder / FILES["test_output"], y)
     state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-    torch.save(state, folder / _FILES["weights"])
-    export_torchscript(model, folder / _FILES["torchscript"], example_input=torch.from_numpy(x))
-    cover_image(x[0], y[0], model, folder / _FILES["cover"])
-    (folder / _FILES["documentation"]).write_text(readme_text(model, fields, _FILES), encoding="utf-8")
-    (folder / _FILES["environment"]).write_text(_environment(), encoding="utf-8")
-    return {
+    torch.save(state, folder / FILES["weights"])
+    export_torchscript(model, folder / FILES["torchscript"], example_input=torch.from_numpy(x))
+    cover_image(x[0], y[0], model, folder / FILES["cover"])
+    (folder / FILES["documentation"]).write_text(readme_text(model, fields, FILES), encoding="utf-8")
+    (folder / FILES["environment"]).write_text(_environment(), encoding="utf-8")
+    extra = {
         "package_version": __version__,
         "pytorch_version": torch.__version__.split("+")[0],
         "config": config_of(model, "export_bioimageio"),
@@ -134,6 +147,7 @@ def _write_files(model, folder: Path, test_input, fields: dict[str, Any]) -> dic
         "halo": int(model.halo),
         "meta": plain(model.meta, "meta"),
     }
+    return model_rdf(model, FILES, fields, extra)
 
 
 def _validated(spec, rdf: dict[str, Any], folder: Path):
@@ -201,15 +215,14 @@ def export_bioimageio(
     config_of(model, "export_bioimageio")
     spec = import_bioimageio_spec()
     check_target(path, overwrite)
-    fields = _fields(model, name, description, authors, cite, license, tags, extra_fields)
+    fields = package_fields(model, name, description, authors, cite, license, tags, extra_fields)
     was_training = model.training
     model.eval()
     try:
         with tempfile.TemporaryDirectory(prefix="bioimageio-export-") as tmp:
             folder = Path(tmp) / "package"
             folder.mkdir()
-            extra = _write_files(model, folder, test_input, fields)
-            rdf = model_rdf(model, _FILES, fields, extra)
+            rdf = write_files(model, folder, fields, test_input)
             descr = _validated(spec, rdf, folder)
             packed = spec.save_bioimageio_package(descr, output_path=Path(tmp) / "package.zip")
             write_atomically(path, lambda target: shutil.copyfile(packed, target))

@@ -82,13 +82,12 @@ def _geometry(path: Path, rdf: Mapping) -> dict[str, Any]:
     step = max(steps)
     if step < 1 or step & (step - 1) or steps != {step}:
         raise _unsupported(path, f"input size steps {sorted(steps)} (powers of 2, equal in y and x)")
-    for axis in out_space:
-        size = axis.get("size")
-        if isinstance(size, dict) and size.get("offset", 0):
-            raise _unsupported(path, "an output smaller than its input (size offset) outside napari-unet-stack exports")
+    offsets = {int(a["size"].get("offset", 0) or 0) if isinstance(a.get("size"), dict) else None for a in out_space}
+    if len(offsets) != 1 or None in offsets:
+        raise _unsupported(path, "output sizes that are not the input's (plus one offset, equal in y and x)")
     halo = max(int(a.get("halo", 0) or 0) for a in out_space)
     return {"in_channels": in_channels, "n_classes": n_classes, "depth": max(int(math.log2(step)), 1),
-            "halo": halo, "input": source, "output": target}
+            "halo": halo, "offset": offsets.pop(), "input": source, "output": target}
 
 
 def _known_architecture(entry: Mapping) -> type[SegmentationNetwork] | None:
@@ -194,7 +193,10 @@ def load_bioimageio(path: Path, overrides: dict, trust: bool = False) -> Segment
         geometry = _geometry(path, rdf)
         ts_overrides = {} if _ours(package) is not None else {
             k: geometry[k] for k in ("in_channels", "n_classes", "depth", "halo") if geometry[k]}
-        model, _ = _pick_weights(package, Path(tmp), {**ts_overrides, **overrides}, trust)
+        model, used = _pick_weights(package, Path(tmp), {**ts_overrides, **overrides}, trust)
+        if geometry["offset"] != -2 * model.valid_margin:
+            raise _unsupported(path, f"an output {-geometry['offset']} pixels smaller than its input with "
+                                     f"{used} weights (valid convolutions are read from napari-unet-stack exports only)")
         for key, actual in (("in_channels", model.in_channels), ("n_classes", model.out_channels)):
             if geometry[key] != actual:
                 raise cannot_load(path, f"its description says {key}={geometry[key]}, its weights {actual}")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..normalization import validate_normalization
+from ..normalization import resolve_normalization, validate_normalization
 
 __all__ = [
     "ARCHITECTURE_LIBRARY",
@@ -21,6 +21,7 @@ __all__ = [
     "OUTPUT_ID",
     "UnsupportedPackageError",
     "activation_of",
+    "model_normalization",
     "model_rdf",
     "normalization_of",
     "preprocessing_of",
@@ -54,6 +55,12 @@ def default_cite(architecture: str) -> list[dict[str, str]]:
 
 
 # -- normalization <-> preprocessing -----------------------------------------------------
+def model_normalization(model: Any) -> dict[str, Any] | None:
+    """The normalization our engine applies for ``model`` (``normalization="auto"``): its
+    own, else the default percentiles."""
+    return resolve_normalization("auto", model.normalization)
+
+
 def preprocessing_of(normalization: dict | None, in_channels: int) -> list[dict[str, Any]]:
     """bioimage.io preprocessing equal to our ``normalization`` (fitted per 2D image and
     channel), after an ``ensure_dtype`` to float32; `UnsupportedPackageError` where
@@ -223,7 +230,7 @@ def model_rdf(model: Any, files: dict[str, str], fields: dict[str, Any], extra: 
             "axes": [{"type": "batch"}, {"type": "channel", "channel_names": in_names}, *_space_axes(size)],
             "test_tensor": {"source": files["test_input"]},
             "data": {"type": "float32"},
-            "preprocessing": preprocessing_of(model.normalization, model.in_channels),
+            "preprocessing": preprocessing_of(model_normalization(model), model.in_channels),
         }],
         "outputs": [{
             "id": OUTPUT_ID,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .._version import __version__
-from .rdf import INPUT_ID, OUTPUT_ID, size_constraints
+from .rdf import INPUT_ID, OUTPUT_ID, model_normalization, size_constraints
 
 __all__ = ["readme_text"]
 
@@ -13,7 +13,7 @@ _NO_PROVENANCE = "No training provenance recorded.\n"
 
 
 def _normalization_text(model) -> str:
-    spec = model.normalization or {"mode": "percentile", "low": 1.0, "high": 99.8}
+    spec = model_normalization(model) or {"mode": "none"}
     mode = spec.get("mode")
     scope = ("fitted per 2D plane and channel" if spec.get("scope", "slice") == "slice" else
              "fitted on the whole stack in napari-unet-stack, but per 2D plane by bioimage.io consumers")
