@@ -179,3 +179,17 @@ def test_package_weights_with_nan_are_refused(tiny, make_package):
 
     with pytest.raises(CheckpointError, match="non-finite"):
         load_model(make_package(tiny, poison))
+
+
+def test_instance_model_package_keeps_its_decoding(make_package, image_for):
+    from napari_unet_stack.training.instances import instance_meta
+
+    model = UNet(1, 3, base_channels=4, depth=2).eval()
+    model.meta.update(instances=instance_meta(), class_values=[0, 1, 1],
+                      class_names=["background", "interior", "boundary"])
+    loaded = load_model(make_package(model))
+    # the package states the normalization the engine used (the default, the model had none)
+    assert {k: v for k, v in loaded.meta.items() if k != "normalization"} == model.meta
+    assert loaded.normalization["mode"] == "percentile" and loaded.out_channels == 3
+    image = image_for(model, seed=7)
+    np.testing.assert_allclose(_probabilities(loaded, image), _probabilities(model, image), atol=1e-4)
