@@ -58,12 +58,14 @@ def test_cli_export_and_predict_from_the_package(tmp_path, capsys):
     np.testing.assert_array_equal(tifffile.imread(tmp_path / "labels.tif"), tifffile.imread(tmp_path / "ref.tif"))
 
 
-@pytest.mark.parametrize("kind", ["valid", "multilabel"])
+@pytest.mark.parametrize("kind", ["valid", "multilabel", "strided"])
 def test_other_geometries_and_activations_pass(kind, tmp_path, rng):
     from napari_unet_stack.bioimageio import export_bioimageio
 
     if kind == "valid":  # unpadded: the output is 2 * valid_margin smaller (a size offset)
         model = UNet(1, 2, base_channels=4, depth=2, padding="valid").eval()
+    elif kind == "strided":  # strided-convolution down-sampling
+        model = UNet(1, 2, base_channels=4, depth=2, downsampling="strided").eval()
     else:  # three input channels, three independent sigmoid classes, UNet++
         model = NestedUNet(3, 3, base_channels=4, depth=2).eval()
         model.activation = "sigmoid"

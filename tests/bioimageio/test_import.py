@@ -193,3 +193,11 @@ def test_instance_model_package_keeps_its_decoding(make_package, image_for):
     assert loaded.normalization["mode"] == "percentile" and loaded.out_channels == 3
     image = image_for(model, seed=7)
     np.testing.assert_allclose(_probabilities(loaded, image), _probabilities(model, image), atol=1e-4)
+
+
+def test_strided_unet_package_round_trips(make_package, image_for):
+    model = UNet(1, 2, base_channels=4, depth=2, downsampling="strided").eval()
+    loaded = load_model(make_package(model))
+    assert loaded.config() == model.config() and loaded.downsampling == "strided"
+    image = image_for(model, seed=8)
+    np.testing.assert_allclose(_probabilities(loaded, image), _probabilities(model, image), atol=1e-4)
