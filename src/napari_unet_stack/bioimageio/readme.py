@@ -39,8 +39,9 @@ def readme_text(model, fields: dict[str, Any], files: dict[str, str]) -> str:
     trained = "".join(f"- {key}: {value}\n" for key, value in provenance.items() if isinstance(value, (str, int, float)))
     geometry = (f"Unpadded (valid) convolutions: the output is {-offset} pixels smaller than the input in y and x."
                 if offset else
-                f"'Same' convolutions: the output has the input's size. Tiles whose outputs are cropped by the "
-                f"halo of {halo} pixels on each side reproduce whole-image inference.")
+                f"'Same' convolutions: the output has the input's size. The halo, {halo} pixels on each side, is "
+                f"the network's reach: the context a tile needs (napari-unet-stack's tiling, tile origins on the "
+                f"{size['step']}-pixel grid, reproduces whole-image inference exactly with it).")
     return f"""# {fields['name']}
 
 {fields['description']}
