@@ -19,6 +19,7 @@ EXPECTED = [
     "UnsafeCheckpointError",
     "__version__",
     "dice",
+    "export_bioimageio",
     "export_torchscript",
     "foreground_dice",
     "iou",

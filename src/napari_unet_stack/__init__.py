@@ -39,6 +39,7 @@ _LAZY = {
     "match_instances": "training",
     "mean_average_precision": "training",
     "load_sample": "samples",
+    "export_bioimageio": "bioimageio",
 }
 
 __all__ = [
@@ -55,6 +56,7 @@ __all__ = [
     "UnsafeCheckpointError",
     "__version__",
     "dice",
+    "export_bioimageio",
     "export_torchscript",
     "foreground_dice",
     "iou",

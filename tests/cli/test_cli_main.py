@@ -20,7 +20,7 @@ def test_subcommands_in_order(capsys):
     with pytest.raises(SystemExit):
         cli.main(["--help"])
     out = capsys.readouterr().out
-    assert "{info,predict,models,demo,train}" in out
+    assert "{info,predict,models,demo,train,export-bioimageio}" in out
 
 
 @pytest.mark.parametrize("command", ["predict", "demo", "train"])

@@ -622,3 +622,33 @@ def test_the_channel_choice_follows_the_channel_axis(make_napari_viewer, user_mo
     assert widget.channel.choices == (0, 1, 2, "mean")
     widget.channel_axis.value = None  # one channel: the choice no longer applies
     assert widget.channel.choices == (None,) and not widget.channel.enabled
+
+
+@pytest.mark.slow
+def test_a_bioimageio_package_is_a_checkpoint_file(make_napari_viewer, qtbot, tmp_path):
+    """Issue 12: Predict offers and loads bioimage.io packages (a zip with an rdf.yaml)."""
+    import zipfile
+
+    import yaml
+
+    from napari_unet_stack.bioimageio.export import package_fields, write_files
+    from napari_unet_stack.models import UNet
+
+    model = UNet(1, 2, base_channels=4, depth=2).eval()
+    files = tmp_path / "files"
+    files.mkdir()
+    rdf = write_files(model, files, package_fields(model, None, None, "Tester", None, "CC-BY-4.0", None, {}))
+    (files / "rdf.yaml").write_text(yaml.safe_dump(rdf))
+    package = tmp_path / "model.zip"
+    with zipfile.ZipFile(package, "w") as archive:
+        for path in sorted(files.iterdir()):
+            archive.write(path, path.name)
+    viewer = make_napari_viewer()
+    image = np.random.default_rng(0).random((2, 64, 64)).astype(np.float32)
+    viewer.add_image(image, name="img")
+    widget = PredictWidget(viewer)
+    assert "*.zip" in widget.checkpoint.filter and "*.yaml" in widget.checkpoint.filter
+    widget.model.value = FILE
+    widget.checkpoint.value = package
+    _run(qtbot, widget)
+    np.testing.assert_array_equal(viewer.layers["img labels"].data, segment(image, model))

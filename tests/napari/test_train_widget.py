@@ -485,3 +485,33 @@ def test_train_a_strided_unet(make_napari_viewer, clean_registry):
     assert train.model_name.endswith("strided")
     image = viewer.layers["nuclei_stack"].data[:2]
     np.testing.assert_array_equal(segment(image, model, tile_size=64), segment(image, model, tile_size=None))
+
+
+@pytest.mark.slow
+def test_a_zip_name_saves_a_bioimageio_package(make_napari_viewer, clean_registry, tmp_path):
+    pytest.importorskip("bioimageio.spec")
+    from napari_unet_stack import load_model
+    from napari_unet_stack.models import UNet
+    from napari_unet_stack.napari._train_widget import TrainWidget
+
+    widget = TrainWidget(make_napari_viewer())
+    widget.model = UNet(1, 2, base_channels=4, depth=2).eval()  # as a finished run leaves it
+    widget.save_path.value = tmp_path / "pkg.zip"
+    assert widget.save() == tmp_path / "pkg.zip", widget.status.value
+    assert widget.status.value == f"saved to {tmp_path / 'pkg.zip'}"
+    assert load_model(tmp_path / "pkg.zip").config() == widget.model.config()
+
+
+def test_a_zip_name_without_the_extra_says_how_to_install(make_napari_viewer, clean_registry, tmp_path, monkeypatch):
+    import sys
+
+    from napari_unet_stack.models import UNet
+    from napari_unet_stack.napari._train_widget import TrainWidget
+
+    monkeypatch.setitem(sys.modules, "bioimageio.spec", None)
+    widget = TrainWidget(make_napari_viewer())
+    widget.model = UNet(1, 2, base_channels=2, depth=1)
+    widget.save_path.value = tmp_path / "pkg.zip"
+    assert widget.save() is None
+    assert widget.status.value.startswith("not saved: ") and "[bioimageio]" in widget.status.value
+    assert not (tmp_path / "pkg.zip").exists()

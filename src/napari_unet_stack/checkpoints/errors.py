@@ -17,6 +17,8 @@ __all__ = [
 SUPPORTED_FORMATS = (
     "napari-unet-stack checkpoints (save_model); "
     "TorchScript archives (torch.jit.save, export_torchscript); "
+    "bioimage.io model packages (.zip or rdf.yaml, format 0.5, torchscript or pytorch_state_dict "
+    "weights of a known architecture); "
     "milesial/Pytorch-UNet, 4uiiurz1/pytorch-nested-unet (UNet, NestedUNet), "
     "WZMIAOMIAO UNet and strided-convolution tutorial UNet state dicts, plain or under a 'model', 'state_dict', "
     "'model_state_dict' or 'net' entry, with or without DataParallel 'module.' prefixes; "

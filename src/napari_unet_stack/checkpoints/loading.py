@@ -9,6 +9,7 @@ from typing import Any
 
 from torch import nn
 
+from ..bioimageio.importing import is_bioimageio, load_bioimageio
 from ..models import SegmentationNetwork, WrappedNetwork
 from ..models.reference import VGGNestedUNet
 from .errors import CheckpointError, cannot_load
@@ -101,7 +102,9 @@ def load_model(
         raise cannot_load(path, f"it cannot be read ({err})") from err
     if size == 0:
         raise cannot_load(path, "the file is empty")
-    if is_torchscript(path):
+    if is_bioimageio(path):
+        model = load_bioimageio(path, overrides, trust)
+    elif is_torchscript(path):
         model = load_torchscript(path, overrides, trust)
     else:
         model = load_object(load_pickle(path, trust), path, overrides)

@@ -1,6 +1,6 @@
 """`unet-stack` command line: a thin layer over the public API.
 
-One module per subcommand (`info`, `models`, `predict`, `demo`, `train`), each with
+One module per subcommand (`info`, `models`, `predict`, `demo`, `train`, `export`), each with
 ``add_parser(subparsers)`` registering its parser and ``run(args)``; `common` holds what
 they share (``-q/--quiet``, the progress bar, model loading). Errors of the types in
 ``USER_ERRORS`` print as one line and exit 2 (``--debug`` shows the traceback); Ctrl-C
@@ -13,14 +13,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import demo, info, models, predict, train
+from . import demo, export, info, models, predict, train
 from .common import DEFAULT_MODEL
 from .signals import Terminated, terminate_on_signals
 
 __all__ = ["DEFAULT_MODEL", "USER_ERRORS", "build_parser", "main"]
 
 #: the subcommands, in the order ``unet-stack --help`` lists them
-SUBCOMMANDS = (info, predict, models, demo, train)
+SUBCOMMANDS = (info, predict, models, demo, train, export)
 
 #: exceptions that are the user's to fix: one line on stderr, exit code 2
 USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, TypeError, FileNotFoundError, OSError)

@@ -12,9 +12,12 @@ from typing import Any
 
 from ._registry import USER_MODELS
 
-__all__ = ["FILE", "LoadedModels", "choice_of", "model_choices"]
+__all__ = ["CHECKPOINT_FILTER", "FILE", "LoadedModels", "choice_of", "model_choices"]
 
 FILE = ("file", "")
+#: the checkpoint field's file filter: our checkpoints and foreign ones, TorchScript,
+#: bioimage.io packages (a zip, or the rdf.yaml of an unpacked one)
+CHECKPOINT_FILTER = "*.pt *.pth *.ckpt *.pkl *.zip *.yaml"
 
 
 def model_choices() -> list[tuple[str, tuple[str, str]]]:

@@ -27,7 +27,7 @@ from ._decode_controls import DecodeControls, InstanceDecoding
 from ._jobs import EXPECTED_ERRORS, PredictJob, describe_model, device_choices, run_prediction
 from ._layers import check_channels, image_input, output_geometry, spatial_shape
 from ._lazy_run import LazyRunner
-from ._models import FILE, LoadedModels
+from ._models import CHECKPOINT_FILTER, FILE, LoadedModels
 from ._outputs import OutputLayers
 from ._predict_choices import PredictChoices
 from ._registry import USER_MODELS
@@ -81,7 +81,7 @@ class PredictWidget(PredictChoices):
         self.image = ComboBox(label="image", choices=self._image_choices)
         self.channel_axis = ComboBox(label="channel axis", choices=self._channel_choices)
         self.model = ComboBox(label="model", choices=self._model_choices)
-        self.checkpoint = FileEdit(label="checkpoint", mode="r", filter="*.pt *.pth *.ckpt *.pkl")
+        self.checkpoint = FileEdit(label="checkpoint", mode="r", filter=CHECKPOINT_FILTER)
         self.channel = ComboBox(label="channel", choices=self._pick_choices,  # after model, checkpoint
                                 tooltip="for a one-channel model and a multichannel image: the channel "
                                         "it sees, or their mean")

@@ -97,7 +97,9 @@ class TrainWidget(WorkerDock):
         self.val_fraction = FloatSpinBox(label="validation", min=0.0, max=0.9, step=0.05,
                                          value=TRAIN_DEFAULTS.val_fraction)
         self.device = ComboBox(label="device", choices=device_choices(), value=TRAIN_DEFAULTS.device)
-        self.save_path = FileEdit(label="save as", mode="w", filter="*.pt")
+        self.save_path = FileEdit(label="save as", mode="w", filter="*.pt *.zip",
+                                  tooltip=".pt: napari-unet-stack checkpoint; .zip: bioimage.io model package "
+                                          "(Fiji/deepImageJ, ilastik, QuPath; needs the [bioimageio] extra)")
         self.save_button = PushButton(text="Save model", enabled=False)
         self.save_state = CheckBox(text="include optimizer state (to resume)", value=True,
                                    tooltip="keep the optimizer and schedule state, for train(resume=True); "
@@ -231,7 +233,10 @@ class TrainWidget(WorkerDock):
 
     # -- saving ------------------------------------------------------------------------
     def save(self) -> Path | None:
-        """Save the trained model to ``save_path``; it stays listed in Predict under the file's name."""
+        """Save the trained model to ``save_path``; it stays listed in Predict under the file's name.
+
+        A ``.zip`` path writes a bioimage.io model package (`export_bioimageio`, replacing
+        the file the dialog chose) instead of our checkpoint."""
         from ..checkpoints import save_model
 
         if self.model is None:
@@ -244,12 +249,21 @@ class TrainWidget(WorkerDock):
         if path.is_dir():
             return self._not_saved(f"{str(path)!r} is a folder; choose a file name to save the model to")
         try:
-            saved = Path(save_model(self.model, path, include_training_state=self.save_state.value))
-        except EXPECTED_ERRORS as err:
+            if path.suffix.lower() == ".zip":
+                saved = self._save_package(path)
+            else:
+                saved = Path(save_model(self.model, path, include_training_state=self.save_state.value))
+        except (*EXPECTED_ERRORS, ImportError) as err:
             return self._not_saved(f"cannot save the model: {err}")
         self.model_name = USER_MODELS.add(saved.stem, self.model, saved, replace=self.model_name)
         self.status.value = f"saved to {saved}"
         return saved
+
+    def _save_package(self, path: Path) -> Path:
+        from ..bioimageio.export import export_bioimageio
+
+        self.status.value = f"writing the bioimage.io package {path.name}..."
+        return Path(export_bioimageio(self.model, path, name=f"napari-unet-stack {path.stem}", overwrite=True))
 
     def _not_saved(self, why: str) -> None:
         """Say why nothing was saved (a notification, and the status: not an earlier "saved to")."""
