@@ -68,7 +68,7 @@ def iterate(image, spec: ModelSpec, request: Request, *, progress=None, cancel=N
     run = _Run(plan, image, allocate_output(plan, out), progress, cancel,
                total=len(layout.leads) * plan.tiles_per_slice)
     run.info.update(
-        device=device_name(plan.device), precision=precision_name(plan.autocast_dtype), halo=plan.halo,
+        device=device_name(plan.device), precision=precision_name(plan.autocast_dtype), halo=plan.halo, border=plan.border,
         tile_shape=(plan.axes[0].core, plan.axes[1].core), window_shape=(plan.axes[0].window, plan.axes[1].window),
         batch_size=plan.batch_size, n_tiles=run.total, exact=plan.exact,
     )
