@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import napari_unet_stack as nus
+from napari_unet_stack.devices import cpu_native_bf16
 
 
 def _grid(n, m):
@@ -36,6 +37,18 @@ def test_tiled_equals_whole_slice_for_any_border(name, border, tile, shape, nets
     tiled = nus.predict(image, model, tile_size=tile, batch_size=2, border=border, device="cpu", info=info)
     assert info["n_tiles"] > 2 * 2 and info["exact"]  # really tiled, windows of one size
     assert info["border"] == (model.valid_margin or border)
+    np.testing.assert_allclose(tiled, whole, atol=1e-4, rtol=0)
+
+
+@pytest.mark.skipif(not cpu_native_bf16(), reason="this CPU has no native bfloat16")
+@pytest.mark.parametrize(("name", "border"), [("unet-bilinear", 5), ("unetpp-fast", 0), ("unet-valid", 16)])
+def test_tiled_equals_whole_slice_at_bf16_for_a_border(name, border, nets):
+    model = nets.MODELS[name]()
+    image = np.random.default_rng(12).random((200, 190)).astype(np.float32)
+    whole = nus.predict(image, model, tile_size=None, border=border, device="cpu", precision="bfloat16")
+    info = {}
+    tiled = nus.predict(image, model, tile_size=48, border=border, device="cpu", precision="bfloat16", info=info)
+    assert info["precision"] == "bfloat16" and info["n_tiles"] > 2 * 2
     np.testing.assert_allclose(tiled, whole, atol=1e-4, rtol=0)
 
 

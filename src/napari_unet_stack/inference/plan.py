@@ -16,12 +16,13 @@ import torch
 
 from .. import tiling
 from ..channels import check_channel
-from ..devices import channels_last_for, memory_budget, resolve_device, resolve_precision
+from ..devices import channels_last_for, memory_budget, resolve_device
 from ..labels import LabelRule, check_threshold
 from ..normalization import resolve_normalization
 from ..validation import check_int
 from .forward import probe_classes
 from .layout import Layout, caller_stacklevel, fit_stack
+from .precision import choose_precision
 from .spec import ModelSpec
 
 log = logging.getLogger("napari_unet_stack")
@@ -188,6 +189,7 @@ class RunPlan:
     request: Request
     device: torch.device
     autocast_dtype: torch.dtype | None
+    precision_reason: str
     stack_params: tuple[np.ndarray, int | None] | None  # `layout.fit_stack`'s parameters and shift
     halo: int
     border: int
@@ -222,11 +224,15 @@ class RunPlan:
 def plan_run(spec: ModelSpec, layout: Layout, request: Request, image) -> RunPlan:
     """Device, precision, stack normalization, halo, tiles, batch size and classes of a run."""
     dev = resolve_device(request.device)
-    autocast_dtype = resolve_precision(request.precision, dev)
     norm = request.normalization
     stack_params = None
     if norm is not None and norm["scope"] == "stack" and layout.lead_shape:
         stack_params = fit_stack(image, layout, norm)
+    n_classes = spec.out_channels
+    if n_classes is None:  # a plain callable: one small forward tells the class count
+        n_classes = probe_classes(spec, layout.n_inputs, dev)
+    precision = choose_precision(spec, layout, request, image, stack_params, dev, n_classes)
+    autocast_dtype = precision.dtype
     halo = resolve_halo(request.halo, spec, request.blend, layout.hw)
     border = resolve_border(request.border, spec, halo)
     bpp = activation_bytes_per_pixel(spec, 2 if autocast_dtype is not None else 4)
@@ -234,9 +240,6 @@ def plan_run(spec: ModelSpec, layout: Layout, request: Request, image) -> RunPla
     cores = resolve_tile(request.tile_size, spec, halo, layout.hw, budget, bpp, dev)
     axes = plan_axes(spec, layout.hw, cores, halo, border)
     batch = resolve_batch(request.batch_size, dev, budget, axes[0].window * axes[1].window, bpp)
-    n_classes = spec.out_channels
-    if n_classes is None:  # a plain callable: one small forward tells the class count
-        n_classes = probe_classes(spec, layout.n_inputs, dev)
     rule = spec.label_rule(n_classes, request.threshold, request.markers) if request.mode == "labels" else None
-    return RunPlan(spec, layout, request, dev, autocast_dtype, stack_params, halo, border, axes, batch, n_classes,
-                   rule)
+    return RunPlan(spec, layout, request, dev, autocast_dtype, precision.reason, stack_params, halo, border, axes, batch,
+                   n_classes, rule)
