@@ -69,10 +69,20 @@ def test_float32_where_bf16_loses_labels(name, stack, nets):
     assert agreement(model, stack[0]) < 0.999  # these lively random nets have flat logits
     info = {}
     whole = nus.predict(stack[0], model, device="cpu", normalization=None, tile_size=None, border=0, info=info)
-    assert info["precision"] == "float32" and "below 99.9%" in info["precision_reason"]
+    assert info["precision"] == "float32" and "needs >= 99.9%" in info["precision_reason"]
     reference = nus.predict(stack[0], model, device="cpu", normalization=None, tile_size=None, border=0,
                             precision="float32")
     np.testing.assert_array_equal(whole, reference)
+
+
+@needs_bf16
+def test_probabilities_that_move_keep_float32(monkeypatch):
+    """Kept labels are not enough: bf16 must also leave the probabilities (nearly) alone."""
+    model, image = Counting(), two_phase()
+    monkeypatch.setattr(precision, "PROB_CHANGE", 0.0)  # Counting's bf16 probabilities move a little
+    info = {}
+    nus.segment(image, model, device="cpu", normalization=None, info=info)
+    assert info["precision"] == "float32" and "probabilities moved" in info["precision_reason"]
 
 
 @needs_bf16

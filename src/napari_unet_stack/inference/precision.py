@@ -4,7 +4,10 @@ the labels, float32 elsewhere (no napari).
 Whether bfloat16 keeps a model's labels is measured, per model and cheaply: the busiest
 `PROBE` x `PROBE` block of the run's first slice (the largest intensity spread) runs in
 float32 and in bfloat16, and bfloat16 is used when at least `AGREEMENT` of the probe's
-labels agree. A probe whose float32 labels are (almost) one class says nothing about the
+labels agree and its probabilities move by at most `PROB_CHANGE` on average (the largest
+class change per pixel): trained models have saturated outputs (bundled models: 0.00024-
+0.00040), barely trained or random ones do not (0.0015-0.0027, some of them keeping
+99.95% of their labels). A probe whose float32 labels are (almost) one class says nothing about the
 boundaries, where bfloat16 flips labels: the run is then float32 and the next run probes
 again. The probe uses the model's default label rule (threshold 0.5), so `predict` and
 `segment` at any threshold decide alike. A measured decision is kept per model object
@@ -29,12 +32,14 @@ from .layout import Layout, read_slice
 from .placement import on_device, weights_version
 from .spec import ModelSpec
 
-__all__ = ["AGREEMENT", "PROBE", "PrecisionChoice", "choose_precision"]
+__all__ = ["AGREEMENT", "PROBE", "PROB_CHANGE", "PrecisionChoice", "choose_precision"]
 
 #: The side of the probe block, in pixels (1/16 of a 512 x 512 slice).
 PROBE = 128
 #: The least fraction of the probe's float32 labels bfloat16 must keep (issue 13: 99.9%).
 AGREEMENT = 0.999
+#: The largest mean change of the probabilities bfloat16 may make (see the module text).
+PROB_CHANGE = 1e-3
 #: A probe whose labels are all but this fraction one class is inconclusive.
 MINORITY = 0.01
 
@@ -66,15 +71,16 @@ def choose_precision(spec: ModelSpec, layout: Layout, request: Any, image: Any, 
         key += (weights_version(spec.module),)
         if key in cache:
             return cache[key]
-    agreement = probe_agreement(spec, layout, request, image, stack_params, device, n_classes)
-    if agreement is None:
+    probe = probe_agreement(spec, layout, request, image, stack_params, device, n_classes)
+    if probe is None:
         return PrecisionChoice(None, "auto: float32 (the bfloat16 probe was inconclusive: one class only)")
-    if agreement >= AGREEMENT:
-        choice = PrecisionChoice(torch.bfloat16, f"auto: bfloat16 kept {agreement:.3%} of the float32 labels "
-                                                 f"of a {PROBE} px probe")
+    agreement, change = probe
+    figures = f"kept {agreement:.3%} of the float32 labels of a {PROBE} px probe, probabilities moved {change:.5f}"
+    if agreement >= AGREEMENT and change <= PROB_CHANGE:
+        choice = PrecisionChoice(torch.bfloat16, f"auto: bfloat16 {figures}")
     else:
-        choice = PrecisionChoice(None, f"auto: float32 (bfloat16 kept only {agreement:.3%} of the labels of a "
-                                       f"{PROBE} px probe, below {AGREEMENT:.1%})")
+        choice = PrecisionChoice(None, f"auto: float32 (bfloat16 {figures}; needs >= {AGREEMENT:.1%} and "
+                                       f"<= {PROB_CHANGE})")
     if cache is not None:
         cache[key] = choice
     return choice
@@ -99,8 +105,9 @@ def busiest_block(data: np.ndarray, size: int) -> np.ndarray:
 
 
 def probe_agreement(spec: ModelSpec, layout: Layout, request: Any, image: Any, stack_params, device: torch.device,
-                    n_classes: int) -> float | None:
-    """The fraction of the probe's float32 labels bfloat16 keeps (None: inconclusive)."""
+                    n_classes: int) -> tuple[float, float] | None:
+    """The fraction of the probe's float32 labels bfloat16 keeps and the mean of the largest
+    change of a class probability per pixel (None: inconclusive)."""
     data, _bad = read_slice(image, layout, layout.leads[0], request.normalization, stack_params)
     block = np.nan_to_num(busiest_block(data, PROBE), nan=0.0, posinf=0.0, neginf=0.0)
     h, w = block.shape[-2:]
@@ -111,12 +118,15 @@ def probe_agreement(spec: ModelSpec, layout: Layout, request: Any, image: Any, s
     last = channels_last_for(device)
     fn = on_device(spec.module, device, last) if spec.module is not None else spec.fn
     rule = spec.label_rule(n_classes)  # the default threshold: predict and segment decide alike
-    labels = []
+    labels, probs = [], []
     with torch.inference_mode():
         for dtype in (None, torch.bfloat16):
             logits, activation = forward(spec, fn, x, device, dtype, last)
-            labels.append(rule.classes_torch(activate(logits, activation))[0, :h, :w].cpu().numpy())
+            p = activate(logits, activation)[:1, :, :h, :w]
+            labels.append(rule.classes_torch(p)[0].cpu().numpy())
+            probs.append(p[0])
+        change = float((probs[0] - probs[1]).abs().amax(dim=0).mean())
     counts = np.bincount(labels[0].ravel().astype(np.int64))
     if counts.max() > (1 - MINORITY) * labels[0].size:
         return None
-    return float(np.mean(labels[0] == labels[1]))
+    return float(np.mean(labels[0] == labels[1])), change
