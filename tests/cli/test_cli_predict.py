@@ -35,6 +35,17 @@ def test_predict_tiff_keeps_axes_pixel_size_and_equals_segment(run, tmp_path, in
     assert _hidden(tmp_path) == []
 
 
+@pytest.mark.parametrize("border", ["0", "reach"])
+def test_predict_border_equals_segment_with_that_border(run, tmp_path, inputs, checkpoint, model, stack, border):
+    code, _, err = run("predict", inputs / "a.tif", "-o", tmp_path / "labels.npy", "--model", checkpoint,
+                       "--tile-size", "32", "--device", "cpu", "--border", border)
+    assert code == 0, err
+    expected = segment(stack, model, device="cpu", tile_size=32, border=0 if border == "0" else border)
+    np.testing.assert_array_equal(np.load(tmp_path / "labels.npy"), expected)
+    if border == "0":  # ('reach', 24 px here, gives the default's labels)
+        assert (expected != segment(stack, model, device="cpu", tile_size=32)).any()  # the default differs
+
+
 @pytest.mark.parametrize(("src", "dst", "fmt"), [("b.ome.zarr", "l.ome.zarr", "ome-zarr"), ("a.tif", "l.zarr", "zarr"),
                                                  ("c.npy", "l.ome.tif", "ome-tiff")])
 def test_predict_formats(run, tmp_path, inputs, checkpoint, src, dst, fmt, scale):

@@ -62,6 +62,8 @@ def test_predict_errors_are_one_line_and_leave_nothing(run, one_line_error, tmp_
     (["--min-size", "5"], "--min-size filters instances: add --instances"),
     (["--min-size", "-1", "--instances"], "--min-size must be >= 0"),
     (["--batch-size", "0"], "--batch-size must be >= 1"),
+    (["--border", "-1"], "--border must be >= 0"),
+    (["--border", "wide"], "--border must be an integer or 'reach', got 'wide'"),
     (["--threshold", "x"], "--threshold must be a number in [0, 1]"),
 ])
 def test_predict_option_errors(run, one_line_error, tmp_path, inputs, checkpoint, extra, match):

@@ -42,9 +42,10 @@ def test_a_cpu_run_reports_float32_and_batch_one(nets):
 )
 def test_tiled_equals_whole_slice_at_bf16_on_the_cpu(name, stack, nets):
     model = nets.MODELS[name]()
-    whole = nus.predict(stack, model, tile_size=None, device="cpu", precision="bfloat16")
+    whole = nus.predict(stack, model, tile_size=None, device="cpu", precision="bfloat16", border="reach")
     info = {}
-    tiled = nus.predict(stack, model, tile_size=(32, 48), batch_size=3, device="cpu", precision="bfloat16", info=info)
+    tiled = nus.predict(stack, model, tile_size=(32, 48), batch_size=3, device="cpu", precision="bfloat16",
+                        border="reach", info=info)
     assert info["precision"] == "bfloat16" and info["n_tiles"] > 2 * 2 and info["exact"]
     np.testing.assert_allclose(tiled, whole, atol=1e-4, rtol=0)
 

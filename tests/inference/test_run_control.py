@@ -15,9 +15,10 @@ def test_progress_and_out(stack, nets):
     model = nets.MODELS["unet-transposed"]()
     calls = []
     out = np.zeros(stack.shape, np.uint16)
-    result = nus.segment(stack, model, tile_size=32, batch_size=2, progress=lambda d, t: calls.append((d, t)), out=out)
+    result = nus.segment(stack, model, tile_size=32, batch_size=2, border="reach",
+                         progress=lambda d, t: calls.append((d, t)), out=out)
     assert result is out and len(np.unique(out)) >= 2  # not trivially empty
-    np.testing.assert_array_equal(out, nus.segment(stack, model, tile_size=None))
+    np.testing.assert_array_equal(out, nus.segment(stack, model, tile_size=None, border="reach"))
     dones = [d for d, _ in calls]
     assert dones == sorted(dones) and calls[-1][0] == calls[-1][1] == 2 * 3 * 5
 

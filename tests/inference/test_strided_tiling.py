@@ -79,7 +79,7 @@ def test_engine_matches_the_bare_strided_forward(name, nets):
     gives the model's own probabilities."""
     model = MODELS[name](nets)
     image = np.random.default_rng(5).standard_normal((64, 96)).astype(np.float32)
-    probs = nus.predict(image, model, normalization=None, tile_size=None, halo=0, pad_mode="constant")
+    probs = nus.predict(image, model, normalization=None, tile_size=None, halo=0, border=0)
     with torch.no_grad():
         logits = model(torch.from_numpy(image)[None, None])
     expected = (torch.softmax(logits, dim=1) if model.activation == "softmax" else torch.sigmoid(logits))[0].numpy()

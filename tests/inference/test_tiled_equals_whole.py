@@ -16,9 +16,9 @@ NAMES = ["unet-transposed", "unet-bilinear", "unet-depth4", "unetpp", "unetpp-fa
 )
 def test_tiled_equals_whole_slice(name, tile, stack, nets):
     model = nets.MODELS[name]()
-    whole = nus.predict(stack, model, tile_size=None)
+    whole = nus.predict(stack, model, tile_size=None, border="reach")
     info = {}
-    tiled = nus.predict(stack, model, tile_size=tile, batch_size=3, info=info)
+    tiled = nus.predict(stack, model, tile_size=tile, batch_size=3, border="reach", info=info)
     assert info["n_tiles"] > 2 * 2  # really tiled
     assert whole.shape == (model.out_channels, *stack.shape)
     np.testing.assert_allclose(tiled, whole, atol=1e-4, rtol=0)
@@ -90,7 +90,7 @@ def test_engine_matches_the_bare_network_forward(nets):
     """The engine's (BatchNorm-folded, device-copied) network gives the model's own softmax."""
     model = nets.MODELS["unet-transposed"]()
     image = np.random.default_rng(5).standard_normal((64, 96)).astype(np.float32)
-    probs = nus.predict(image, model, normalization=None, tile_size=None, halo=0, pad_mode="constant")
+    probs = nus.predict(image, model, normalization=None, tile_size=None, halo=0, border=0)
     with torch.no_grad():
         expected = torch.softmax(model(torch.from_numpy(image)[None, None]), dim=1)[0].numpy()
     np.testing.assert_allclose(probs, expected, atol=1e-5)

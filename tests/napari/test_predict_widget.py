@@ -12,7 +12,8 @@ import pytest
 import torch
 from torch import nn
 
-from napari_unet_stack import predict, segment
+from napari_unet_stack import UNet, predict, segment
+from napari_unet_stack.devices import cpu_native_bf16
 from napari_unet_stack.models.base import SegmentationNetwork
 from napari_unet_stack.napari._predict_widget import FILE, PredictWidget
 from napari_unet_stack.napari._registry import USER_MODELS
@@ -26,6 +27,9 @@ class _Shared(list):
     def __deepcopy__(self, memo):
         return self
 
+
+#: precision="auto" on a CPU with native bfloat16 probes a new model once: two forwards
+PROBE_CALLS = 2 if cpu_native_bf16() else 0
 
 class Threshold(SegmentationNetwork):
     """A one-pixel 'network': sigmoid(40 (x - 0.22)) on the normalized image (Dice ~0.9 on the
@@ -279,7 +283,7 @@ def test_progress_bar_counts_slices_times_tiles(make_napari_viewer, qtbot, user_
     assert bar.n == total and bar.values[-1] == total  # reached the end
     assert bar.values == sorted(bar.values) and len(set(bar.values)) > 1  # moved forward, tile by tile
     assert bar.closed and widget._pbar is None
-    assert model.calls == total  # one forward per tile (batch size 1)
+    assert model.calls == total + PROBE_CALLS  # one forward per tile (batch size 1), and the precision probe
     assert widget.status.value.startswith(f"img: {total} tile(s) of ")
 
 
@@ -297,13 +301,13 @@ def test_the_viewer_stays_responsive_while_predicting(make_napari_viewer, qtbot,
     worker = widget.run(wait=wait)
     assert worker is not None, widget.status.value
     if wait:
-        assert widget.worker is None and model.calls == 18  # returned when done...
+        assert widget.worker is None and model.calls == 18 + PROBE_CALLS  # returned when done...
     else:
-        assert widget.worker is worker and model.calls < 18  # returned at once, the worker runs on
+        assert widget.worker is worker and model.calls < 18 + PROBE_CALLS  # returned at once, the worker runs on
         assert not widget.run_button.enabled and widget.cancel_button.enabled
     qtbot.waitUntil(lambda: widget.worker is None, timeout=30_000)
 
-    assert model.calls == 18
+    assert model.calls == 18 + PROBE_CALLS
     # ...and while the network ran the GUI thread went on processing events: a blocked loop
     # gives no tick
     start, end = model.times[0], model.times[-1] + model.delay
@@ -652,3 +656,21 @@ def test_a_bioimageio_package_is_a_checkpoint_file(make_napari_viewer, qtbot, tm
     widget.checkpoint.value = package
     _run(qtbot, widget)
     np.testing.assert_array_equal(viewer.layers["img labels"].data, segment(image, model))
+
+
+def test_border_from_the_advanced_section_reaches_the_engine(make_napari_viewer, qtbot, user_model):
+    viewer = make_napari_viewer()
+    image = np.random.default_rng(3).random((40, 52)).astype(np.float32)
+    viewer.add_image(image, name="img")
+    widget = PredictWidget(viewer)
+    torch.manual_seed(0)
+    model = UNet(1, 2, base_channels=4, depth=2).eval()
+    for conv in (m for m in model.modules() if isinstance(m, nn.Conv2d)):  # lively: outputs follow the input
+        nn.init.kaiming_normal_(conv.weight, nonlinearity="relu")
+    widget.model.value = user_model(model)
+    widget.probability.value = True
+    widget.border.value = 0
+    _run(qtbot, widget)
+    expected = np.rint(predict(image, model, border=0)[1] * 255)  # 255 = 1.0
+    np.testing.assert_array_equal(viewer.layers["img probability"].data, expected)
+    assert (expected != np.rint(predict(image, model)[1] * 255)).any()  # the default border differs

@@ -50,6 +50,9 @@ def add_parser(sub) -> None:
                    help=f"bundled model name or checkpoint file (default: {DEFAULT_MODEL})")
     add_image_options(p, "each input")
     p.add_argument("--tile-size", default="auto", metavar="PX", help="tile core size, 'auto' or 'none'")
+    p.add_argument("--border", metavar="PX",
+                   help="mirror padding at the image edge in pixels, or 'reach' (the model's full reach, "
+                        "as before 0.x); default: the library's (16, measured: README 'Border')")
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument("--batch-size", default="auto", metavar="N", help="tiles per forward pass, or 'auto'")
     _add_instance_options(p)
@@ -101,6 +104,7 @@ def engine_options(args) -> dict:
 
     tile = parse_int("--tile-size", args.tile_size, 1, ("auto", "none"))
     batch = parse_int("--batch-size", args.batch_size, 1, ("auto",))
+    border = {} if args.border is None else {"border": parse_int("--border", args.border, 0, ("reach",))}
     try:
         threshold = float(args.threshold)
     except ValueError:
@@ -118,7 +122,7 @@ def engine_options(args) -> dict:
         parse_scheduler(args.scheduler)
         args.scheduler_timeout = connect_timeout(args.scheduler_timeout, "--scheduler-timeout")
     return {"tile_size": None if tile == "none" else tile, "batch_size": batch, "device": args.device,
-            "threshold": threshold}
+            "threshold": threshold, **border}
 
 
 def _compute(kind: str, data, model, model_ref, out, client, progress, options) -> None:

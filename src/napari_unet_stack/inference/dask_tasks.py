@@ -13,8 +13,8 @@ written into it instead. How the model reaches the tasks:
   dask.distributed ships it to each worker once (not pickled into every task). That is
   one pickle of the weights per worker process; pass a source to avoid even that.
 
-The options are checked and the normalization resolved once, here on the client; every
-task gets the same `Request` and runs the engine on its chunk. Stack-scope normalization
+The options are checked and the normalization and ``precision="auto"`` resolved once,
+here on the client; every task gets the same `Request` and runs the engine on its chunk. Stack-scope normalization
 is fitted here too (on the slices the in-memory engine uses) and handed to the tasks as
 fixed parameters, so the lazy result equals the in-memory one for slice- and stack-scope
 normalization alike.
@@ -27,10 +27,13 @@ from typing import Any
 
 import numpy as np
 
+from ..devices import precision_name, resolve_device
 from .engine import iterate
 from .events import InferenceCancelled, check_run_options, drain
+from .forward import probe_classes
 from .layout import Layout, fit_stack, validate_image
 from .plan import Request, make_request
+from .precision import choose_precision
 from .sources import ModelSource, cached_model, is_source
 from .spec import model_spec
 from .stitch import check_writable
@@ -112,6 +115,7 @@ def dask_apply(image, model, *, mode: str, options: dict[str, Any]):
     image = image.rechunk({ax: -1 for ax in range(image.ndim) if ax not in layout.spatial[:-2]})
     request = request.replace(normalization=fixed_normalization(image, layout, request.normalization),
                               channel=layout.channel)
+    request, reason = _fixed_precision(spec, layout, request, image)
     if mode == "labels":
         result = _lazy_labels(image, layout, model_ref, request, spec.label_rule(spec.out_channels or 1).dtype)
     else:
@@ -119,13 +123,25 @@ def dask_apply(image, model, *, mode: str, options: dict[str, Any]):
             raise ValueError("lazy probabilities need a model that reports its output channels")
         result = _lazy_probabilities(image, layout, model_ref, request, spec.out_channels)
     if info is not None:
-        info.update(lazy=out is None, n_tasks=int(np.prod(result.numblocks)), model_transport=transport)
+        info.update(lazy=out is None, n_tasks=int(np.prod(result.numblocks)), model_transport=transport,
+                    precision=request.precision, precision_reason=reason)
     if out is None:
         return result
     if tuple(out.shape) != tuple(result.shape):
         raise ValueError(f"`out` must have shape {tuple(result.shape)}, got {tuple(out.shape)}")
     check_writable(out)
     return store_chunks(result, out, progress, cancel)
+
+
+def _fixed_precision(spec, layout: Layout, request: Request, image) -> tuple[Request, str]:
+    """``precision="auto"`` decided here, once, on the first slice (`precision.choose_precision`),
+    so every task runs in the same precision."""
+    if request.precision not in (None, "auto"):
+        return request, "requested"
+    device = resolve_device(request.device)
+    n_classes = spec.out_channels or probe_classes(spec, layout.n_inputs, device)
+    choice = choose_precision(spec, layout, request, image, None, device, n_classes)
+    return request.replace(precision=precision_name(choice.dtype)), choice.reason
 
 
 def _lazy_labels(image, layout: Layout, model_ref, request: Request, dtype: np.dtype):

@@ -68,14 +68,15 @@ def iterate(image, spec: ModelSpec, request: Request, *, progress=None, cancel=N
     run = _Run(plan, image, allocate_output(plan, out), progress, cancel,
                total=len(layout.leads) * plan.tiles_per_slice)
     run.info.update(
-        device=device_name(plan.device), precision=precision_name(plan.autocast_dtype), halo=plan.halo,
+        device=device_name(plan.device), precision=precision_name(plan.autocast_dtype),
+        precision_reason=plan.precision_reason, halo=plan.halo, border=plan.border,
         tile_shape=(plan.axes[0].core, plan.axes[1].core), window_shape=(plan.axes[0].window, plan.axes[1].window),
         batch_size=plan.batch_size, n_tiles=run.total, exact=plan.exact,
     )
     log.info(
-        "napari-unet-stack: %d slice(s) on %s in %s, tiles %s + halo %d, batch %d",
-        len(layout.leads), run.info["device"], run.info["precision"], run.info["tile_shape"], plan.halo,
-        plan.batch_size,
+        "napari-unet-stack: %d slice(s) on %s in %s (%s), tiles %s + halo %d, border %d, batch %d",
+        len(layout.leads), run.info["device"], run.info["precision"], plan.precision_reason, run.info["tile_shape"],
+        plan.halo, plan.border, plan.batch_size,
     )
     yield Progress(0, run.total)
     with _eval_mode(spec.module):

@@ -13,7 +13,7 @@ import weakref
 
 import torch
 
-__all__ = ["fold_batchnorm", "on_device"]
+__all__ = ["fold_batchnorm", "on_device", "weights_version"]
 
 _DEVICE_COPIES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
@@ -40,14 +40,21 @@ def fold_batchnorm(module: torch.nn.Module) -> None:
                 child._modules[b] = torch.nn.Identity()
 
 
+def weights_version(module: torch.nn.Module, params: list[torch.Tensor] | None = None) -> tuple:
+    """A key that changes when ``module``'s weights are modified in place (training) or a
+    setting that changes forward without touching them (the UNet++ head) is changed."""
+    if params is None:
+        params = list(module.parameters()) + list(module.buffers())
+    return (tuple(p._version for p in params), getattr(module, "head", None), getattr(module, "active_head", None))
+
+
 def on_device(module: torch.nn.Module, device: torch.device, channels_last: bool) -> torch.nn.Module:
     """An inference copy of ``module`` on ``device`` (cached until its weights change)."""
     params = list(module.parameters()) + list(module.buffers())
     scripted = isinstance(module, torch.jit.ScriptModule)
     if scripted and all(p.device == device for p in params) and not channels_last:
         return module
-    # settings that change forward without touching weights (the UNet++ head) are part of the key
-    version = (tuple(p._version for p in params), getattr(module, "head", None), getattr(module, "active_head", None))
+    version = weights_version(module, params)
     cache = _DEVICE_COPIES.setdefault(module, {})
     key = (str(device), channels_last)
     hit = cache.get(key)

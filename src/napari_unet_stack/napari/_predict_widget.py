@@ -23,6 +23,7 @@ from napari.utils.notifications import show_error
 from qtpy.QtCore import Qt
 from superqt import QCollapsible
 
+from ..inference.plan import DEFAULT_BORDER
 from ._decode_controls import DecodeControls, InstanceDecoding
 from ._jobs import EXPECTED_ERRORS, PredictJob, describe_model, device_choices, run_prediction
 from ._layers import check_channels, image_input, output_geometry, spatial_shape
@@ -41,6 +42,8 @@ __all__ = ["PredictWidget"]
 
 TILE_SIZES = [("auto", "auto"), ("256", 256), ("512", 512), ("1024", 1024), ("2048", 2048), ("whole slice", None)]
 HALOS = [("auto (exact)", "auto"), *((str(h), h) for h in (0, 16, 32, 64, 96, 128, 192))]
+BORDERS = [*((f"{b} px" + (" (default)" if b == DEFAULT_BORDER else ""), b) for b in sorted({0, 8, DEFAULT_BORDER, 32})),
+           ("reach (the halo)", "reach")]
 BATCH_SIZES = [("auto", "auto"), *((str(b), b) for b in (1, 2, 4, 8, 16, 32, 64))]
 #: what the threshold acts on for softmax models (see `napari_unet_stack.labels`)
 SOFTMAX_NOTE = "softmax model: foreground where 1 - P(background) > threshold"
@@ -90,11 +93,12 @@ class PredictWidget(PredictChoices):
         self.device_used = Label(label="")
         self.tile_size = ComboBox(label="tile size", choices=TILE_SIZES, value="auto")
         self.halo = ComboBox(label="halo", choices=HALOS, value="auto")
+        self.border = ComboBox(label="border", choices=BORDERS, value=DEFAULT_BORDER)
         self.blend = ComboBox(label="blend", choices=["crop", "gaussian", "linear"], value="crop")
         self.batch_size = ComboBox(label="batch size", choices=BATCH_SIZES, value="auto")
         self.head = ComboBox(label="UNet++ head", choices=["accurate", "fast"], value="accurate")
         self.precision = ComboBox(label="precision", choices=["auto", "float32", "bfloat16", "float16"])
-        self.advanced = Container(widgets=[self.halo, self.blend, self.batch_size, self.head, self.precision])
+        self.advanced = Container(widgets=[self.halo, self.border, self.blend, self.batch_size, self.head, self.precision])
         self.threshold = FloatSlider(label="threshold", min=0.01, max=0.99, step=0.01, value=0.5, tracking=False)
         self.threshold_note = Label(label="")
         self.semantic = CheckBox(text="semantic labels", value=True)
@@ -212,7 +216,7 @@ class PredictWidget(PredictChoices):
         return self.channel.value if self.channel.enabled else None
 
     def _options(self) -> dict:
-        return dict(tile_size=self.tile_size.value, halo=self.halo.value, blend=self.blend.value,
+        return dict(tile_size=self.tile_size.value, halo=self.halo.value, border=self.border.value, blend=self.blend.value,
                     batch_size=self.batch_size.value, device=self.device.value, precision=self.precision.value,
                     channel=self._channel())
 
