@@ -146,7 +146,8 @@ def train_precision(precision: Any, device: torch.device) -> torch.dtype | None:
     ``"auto"``: on CUDA as `devices.resolve_precision` (bf16 where supported, else fp16
     with a GradScaler); on CPUs that compute bfloat16 natively (`devices.cpu_native_bf16`)
     bf16 autocast, which with channels-last took about 0.4-0.5x of the float32 step of the
-    default UNet (issue 13) and trained it to the float32 run's Dice; float32 elsewhere
+    default UNet (issue 13); 150 steps of it on ``nuclei_train`` scored a held-out Dice of
+    0.948 on ``nuclei_stack`` (the float32-trained bundled nuclei-unet: 0.949); float32 elsewhere
     (MPS, CPUs without native bf16, where emulated bf16 is slower). An explicit
     ``"bfloat16"`` runs on any CPU; ``"float16"`` is CUDA only; MPS trains in float32.
     The loss is computed in float32 whatever the network's output dtype.
