@@ -171,7 +171,8 @@ class _TrainProgress:
             self.last_val.update(info)
         postfix = {"loss": f"{info['loss']:.4f}"} if "loss" in info else {}
         if self.last_val:
-            postfix["val Dice"] = f"{self.last_val['val_dice']:.3f}"
+            painted = self.last_val.get("val_scope") == "painted pixels"
+            postfix["painted-pixel val Dice" if painted else "val Dice"] = f"{self.last_val['val_dice']:.3f}"
             if "val_instance_f1" in self.last_val:
                 postfix["val F1"] = f"{self.last_val['val_instance_f1']:.3f}"
         self.bar.set_postfix(postfix, refresh=False)
@@ -190,6 +191,9 @@ def _summary(model, history, seconds: float) -> str:
         return summary + "; no validation set (val Dice not measured)"
     per_class = ", ".join(f"{k} {v:.3f}" for k, v in (val.get("dice_per_class") or {}).items() if v is not None)
     objects = f", instance F1 {val['instance_f1']:.3f}" if val.get("instance_f1") is not None else ""
+    if val.get("scope") == "painted pixels":
+        return summary + (f"; best painted-pixel val Dice {val['dice']:.3f} at step {prov.get('best_step')} "
+                          f"({per_class}{objects}): held-out painted pixels only, not a full-image score")
     return summary + f"; best val Dice {val['dice']:.3f} at step {prov.get('best_step')} ({per_class}{objects})"
 
 

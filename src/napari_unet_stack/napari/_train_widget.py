@@ -70,6 +70,7 @@ class TrainWidget(WorkerDock):
         self.model: Any = None  # the last trained model
         self.model_name: str | None = None  # its name in USER_MODELS
         self._f1: float | None = None  # the last validation instance F1 (instance models)
+        self._what = "val Dice"  # or "painted-pixel Dice": what the validation scores
         self._make_form()
         self.image.changed.connect(self._on_image_changed)
         self.architecture.changed.connect(self._on_architecture_changed)
@@ -173,7 +174,7 @@ class TrainWidget(WorkerDock):
             self._not_started(err)
             return None
         self.plot.clear(job.options["steps"])
-        self._f1 = None
+        self._f1, self._what = None, "val Dice"
         worker = self._start(run_training, job, desc="UNet training", total=job.options["steps"],
                              status="preparing data...")
         if wait:
@@ -238,10 +239,11 @@ class TrainWidget(WorkerDock):
         if "val_dice" in info:
             self.plot.append("validation Dice", event.step, info["val_dice"])
             self._f1 = info.get("val_instance_f1", self._f1)
+            self._what = "painted-pixel Dice" if info.get("val_scope") == "painted pixels" else "val Dice"
         dice = self.plot.points["validation Dice"]
         self.status.value = (f"step {event.step}/{event.total}"
                              + (f", loss {info['loss']:.3f}" if "loss" in info else "")
-                             + (f", val Dice {dice[-1][1]:.3f}" if dice else "")
+                             + (f", {self._what} {dice[-1][1]:.3f}" if dice else "")
                              + (f", instance F1 {self._f1:.3f}" if self._f1 is not None else ""))
         self._advance(event.step, event.total)  # last: it may re-enter this handler
 
@@ -263,7 +265,7 @@ class TrainWidget(WorkerDock):
         dice = self.plot.points["validation Dice"]
         what = "done" if status == "done" else f"cancelled after {err.step} steps"
         f1 = f", instance F1 {self._f1:.3f}" if self._f1 is not None else ""
-        self.status.value = (f"{what}{f', val Dice {dice[-1][1]:.3f}' if dice else ''}{f1}; "
+        self.status.value = (f"{what}{f', {self._what} {dice[-1][1]:.3f}' if dice else ''}{f1}; "
                              f"'{self.model_name}' is in Predict")
 
     # -- saving ------------------------------------------------------------------------

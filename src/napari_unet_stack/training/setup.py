@@ -213,6 +213,7 @@ def plan_run(images: Any, labels: Any, model: Any, s: TrainSettings) -> Plan:
         float(s.val_fraction),
         rng,
         min_size=max(label_shape[0] // 2, net.size_multiple),
+        sparse=s.sparse,
     )
     index_centres(train_slices, s.sparse, rng)
     steps = _count_steps(s, resumed, start, train_slices, label_shape)
