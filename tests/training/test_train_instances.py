@@ -61,12 +61,26 @@ def test_instance_training_sets_the_metadata_and_saves(triples, fast, tiny_unet,
     assert set(np.unique(semantic)) <= {0, 1}  # the plain labels are the foreground
 
 
-def test_a_given_model_must_have_three_softmax_outputs(triples, fast, tiny_unet):
+def test_fine_tuning_across_heads_keeps_the_features_and_replaces_the_head(triples, fast, tiny_unet):
+    import torch
+
     image, ids = triples
-    with pytest.raises(ValueError, match="3 output channels"):
-        train(image, ids, tiny_unet(2), instances=True, steps=1, **fast)
-    model, _ = train(image, ids, tiny_unet(3), instances=True, steps=1, **fast)
-    assert is_instance_model(model)
+    semantic = tiny_unet(2)
+    with pytest.warns(UserWarning, match="new class head of 3 classes"):
+        model, _ = train(image, ids, semantic, instances=True, steps=1, lr=1e-12, augment=False,
+                         **{k: v for k, v in fast.items() if k != "lr"})
+    assert is_instance_model(model) and model.out_channels == 3
+    # (nearly) no step taken: the encoder is the semantic model's, the head is new
+    for new, old in zip(model.encoders[0].parameters(), semantic.encoders[0].parameters(), strict=True):
+        torch.testing.assert_close(new, old)
+    assert model.head.weight.shape[0] == 3
+    # and back: an instance model fine-tuned on a semantic mask gets a 2-class head
+    with pytest.warns(UserWarning, match="new class head of 2 classes"):
+        back, _ = train(image, (ids > 0).astype(np.uint8), model, steps=1, **fast)
+    assert back.out_channels == 2 and not is_instance_model(back)
+    assert "class_values" not in back.meta
+    model3, _ = train(image, ids, tiny_unet(3), instances=True, steps=1, **fast)  # a 3-class model is used as is
+    assert is_instance_model(model3)
 
 
 def test_instance_labels_need_two_objects(fast):
