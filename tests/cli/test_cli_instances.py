@@ -20,6 +20,8 @@ def test_cli_defaults_are_the_library_defaults():
     assert cli_predict.DEFAULT_MIN_DISTANCE == postprocess.DEFAULT_MIN_DISTANCE
     assert cli_predict.DEFAULT_SMOOTHING == postprocess.DEFAULT_SMOOTHING
     assert cli_predict.DEFAULT_LINK_IOU == postprocess.DEFAULT_LINK_IOU
+    assert cli_predict.DEFAULT_MARKER_THRESHOLD == postprocess.DEFAULT_MARKER_THRESHOLD
+    assert cli_predict.METHOD_CHOICES == postprocess.METHOD_CHOICES
 
 
 @pytest.mark.slow
@@ -55,6 +57,9 @@ def test_time_frames_of_an_imagej_file_are_not_linked(run, tmp_path, checkpoint,
     (["--instances", "--min-distance", "0"], "--min-distance must be >= 1"),
     (["--instances", "--link-iou", "2"], "--link-iou must be in"),
     (["--instances", "--smoothing", "x"], "--smoothing must be a number"),
+    (["--marker-threshold", "0.4"], "--marker-threshold is an instance option"),
+    (["--instances", "--marker-threshold", "1.5"], "--marker-threshold must be in (0, 1)"),
+    (["--instances", "markers"], "needs an instance model"),
 ])
 def test_bad_instance_options(run, tmp_path, inputs, checkpoint, argv, message):
     code, _, err = run("predict", inputs / "a.tif", "-o", tmp_path / "x.tif", "--model", checkpoint, *argv)
@@ -66,3 +71,26 @@ def test_unknown_method_is_a_usage_error(run, tmp_path, inputs, checkpoint, caps
     with pytest.raises(SystemExit):
         run("predict", inputs / "a.tif", "-o", tmp_path / "x.tif", "--model", checkpoint, "--instances", "stardist")
     assert "invalid choice: 'stardist'" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_train_instances_then_predict_markers_round_trip(run, tmp_path):
+    from napari_unet_stack import load_model, synthetic
+    from napari_unet_stack.training import is_instance_model
+
+    sample = synthetic.nuclei_stack((2, 64, 64), seed=5)
+    io.write_image(tmp_path / "img.tif", sample.image, axes="ZYX")
+    io.write_image(tmp_path / "ids.tif", sample.instances, axes="ZYX")
+    code, out, err = run("train", tmp_path / "img.tif", tmp_path / "ids.tif", "-o", tmp_path / "inst.pt",
+                         "--instances", "--steps", "2", "--patch-size", "32", "--batch-size", "2",
+                         "--base-channels", "4", "--depth", "2", "--device", "cpu", "--val-fraction", "0.5")
+    assert code == 0, err
+    assert "instance F1" in out
+    model = load_model(tmp_path / "inst.pt")
+    assert is_instance_model(model) and model.out_channels == 3
+    code, _, err = run("predict", tmp_path / "img.tif", "-o", tmp_path / "cells.tif", "--model",
+                       tmp_path / "inst.pt", "--instances", "--marker-threshold", "0.4", "--device", "cpu")
+    assert code == 0, err
+    labels, _ = _read(tmp_path / "cells.tif")
+    expected = segment(sample.image, model, device="cpu", instances=True, marker_threshold=0.4)
+    np.testing.assert_array_equal(labels, expected)

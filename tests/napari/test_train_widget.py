@@ -515,3 +515,22 @@ def test_a_zip_name_without_the_extra_says_how_to_install(make_napari_viewer, cl
     assert widget.save() is None
     assert widget.status.value.startswith("not saved: ") and "[bioimageio]" in widget.status.value
     assert not (tmp_path / "pkg.zip").exists()
+
+
+@pytest.mark.slow
+def test_an_instance_labels_layer_trains_an_instance_model(make_napari_viewer, qtbot, clean_registry):
+    from napari_unet_stack.training import is_instance_model
+
+    viewer, train, _predict = _widgets(make_napari_viewer)  # the sample's ground truth: one id per nucleus
+    assert train.instances.value and not train.binarize.enabled
+    semantic = viewer.add_labels((viewer.layers["nuclei_stack ground truth"].data > 0).astype(np.uint8), name="mask")
+    train.annotations.value = semantic
+    assert not train.instances.value and train.binarize.enabled  # one id: a semantic mask
+    train.annotations.value = viewer.layers["nuclei_stack ground truth"]
+    train.steps.value, train.val_fraction.value = 2, 0.2
+    train.train(wait=True)
+    assert train.model is not None, train.status.value
+    assert is_instance_model(train.model) and train.model.out_channels == 3
+    assert "instance F1" in train.status.value
+    labels = segment(viewer.layers["nuclei_stack"].data[:2], train.model, instances=True, device="cpu")
+    assert labels.shape == (2, 256, 256)

@@ -81,3 +81,25 @@ def test_sparse_errors(data, fast, tiny_unet):
         train(data.image, only_background, tiny_unet(), sparse=True, steps=1, **fast)
     with pytest.raises(ValueError, match=r"painted values 1\.\.2"):
         train(data.image, data.labels * 2 + 1, tiny_unet(), sparse=True, steps=1, **fast)
+
+
+def test_two_painted_slices_both_train_and_validate_on_held_out_strokes():
+    from napari_unet_stack.training.data import IGNORE, Slice, split_validation
+
+    target = np.full((2, 40, 40), IGNORE, np.int16)
+    for z in range(2):  # per slice: three background strokes (0), three nucleus strokes (1)
+        for k in range(3):
+            target[z, 2 + 12 * k: 6 + 12 * k, 2:10] = 0
+            target[z, 2 + 12 * k: 6 + 12 * k, 20:30] = 1
+    slices = [Slice(np.zeros((1, 40, 40), np.float32), target[z], (0, (z,))) for z in range(2)]
+    train, val = split_validation(slices, 0.15, np.random.default_rng(0), min_size=16, sparse=True)
+    assert len(train) == 2  # no painted slice is taken away from training
+    assert 1 <= len(val) <= 2
+    held = sum(int((v.target >= 0).sum()) for v in val)
+    assert held == 4 * 8 + 4 * 10  # one stroke of each class (6 each: round(6 x 0.15) = 1)
+    for v in val:
+        t = next(t for t in train if t.source == v.source)
+        assert not ((v.target >= 0) & (t.target >= 0)).any()  # validation pixels are never trained on
+        assert ((v.target >= 0) | (t.target >= 0)).sum() == (target[v.source[1][0]] >= 0).sum()
+    for value in (0, 1):  # each class keeps training strokes
+        assert sum(int((t.target == value).sum()) for t in train) >= 5 * 32

@@ -21,6 +21,7 @@ from .common import (
 from .outputs import plan_outputs
 
 DEFAULT_MIN_DISTANCE, DEFAULT_SMOOTHING, DEFAULT_LINK_IOU = 3, 1.0, 0.1  # postprocess's (checked by a test)
+DEFAULT_MARKER_THRESHOLD, METHOD_CHOICES = 0.5, ("auto", "markers", "watershed", "components")  # idem
 
 __all__ = ["add_parser", "engine_options", "run"]
 
@@ -78,20 +79,26 @@ def add_parser(sub) -> None:
 
 
 def _add_instance_options(p) -> None:
-    """--instances and the options of its decoding (`postprocess.instance_labels`)."""
-    p.add_argument("--instances", nargs="?", const="watershed", choices=("watershed", "components"),
-                   help="instance labels (each object its own id): 'watershed' (the default when given "
-                        "alone) splits touching objects by a distance-transform watershed and links "
-                        "them across Z by IoU; 'components': connected components (3D over Z). T axes "
-                        "of the file are never linked. Put it after the inputs or write --instances=NAME")
-    p.add_argument("--min-size", default="0", metavar="PX", help="with --instances: drop smaller objects")
+    """--instances and the options of its decoding (`postprocess.InstanceOptions`)."""
+    p.add_argument("--instances", nargs="?", const="auto", choices=METHOD_CHOICES,
+                   help="instance labels (each object its own id). 'auto' (the default when given alone): "
+                        "an instance model (trained with --instances) grows its own markers into its "
+                        "foreground ('markers'); any other model's foreground is split by a distance-transform "
+                        "watershed ('watershed'); objects are linked across Z by IoU. 'components': connected "
+                        "components (3D over Z). T axes of the file are never linked. Put it after the inputs "
+                        "or write --instances=NAME")
+    p.add_argument("--min-size", default=None, metavar="PX",
+                   help="with --instances: drop smaller objects (default: the instance model's, else 0)")
+    p.add_argument("--marker-threshold", default=None, metavar="P",
+                   help=f"with --instances markers: P(interior) above which a pixel is a marker, in (0, 1) "
+                        f"(default: the model's, else {DEFAULT_MARKER_THRESHOLD})")
     p.add_argument("--min-distance", default=str(DEFAULT_MIN_DISTANCE), metavar="PX",
                    help=f"with --instances watershed: markers at least PX apart (default {DEFAULT_MIN_DISTANCE})")
     p.add_argument("--smoothing", default=str(DEFAULT_SMOOTHING), metavar="SIGMA",
                    help=f"with --instances watershed: Gaussian sigma of the distance transform "
                         f"(default {DEFAULT_SMOOTHING})")
     p.add_argument("--link-iou", default=str(DEFAULT_LINK_IOU), metavar="IOU",
-                   help=f"with --instances watershed: link objects of neighbouring Z slices with at least "
+                   help=f"with --instances: link objects of neighbouring Z slices with at least "
                         f"this IoU (default {DEFAULT_LINK_IOU})")
     p.add_argument("--per-slice", action="store_true",
                    help="with --instances: objects per slice, not linked across Z")
@@ -173,13 +180,18 @@ def _write(data, dst, probs_dst, model, model_ref, args, options, client, bar, l
 
     from .. import io
     from ..labels import LabelRule, smallest_uint
-    from ..postprocess import instance_labels
+    from ..postprocess import labels_rule
 
     shape, axes, meta = layout["shape"], layout["axes"], layout["meta"]
+    decoding = args.decoding
     rule = LabelRule.for_model(model, options["threshold"])
+    if decoding is not None:  # an instance model's marker maps, or the semantic labels
+        rule = labels_rule(model, decoding, options["threshold"])
+        if decoding.markers:
+            options = dict(options, markers=decoding.marker_threshold)
     dtype = rule.dtype
     # the semantic labels, then the instance ids in place (uint32: as many ids as pixels)
-    semantic = np.zeros(shape, np.uint32 if np.prod(shape) < 2**32 else np.uint64) if args.instances else None
+    semantic = np.zeros(shape, np.uint32 if np.prod(shape) < 2**32 else np.uint64) if decoding else None
     if probs_dst is not None:
         prob_options = {k: v for k, v in options.items() if k != "threshold"}
         with io.create_image(probs_dst, (model.out_channels, *shape), np.float32, axes="C" + axes,
@@ -194,58 +206,67 @@ def _write(data, dst, probs_dst, model, model_ref, args, options, client, bar, l
         if client is None:
             _compute("labels", data, model, model_ref, semantic, None, bar, options)
         else:
-            from ..inference import segment
+            from ..inference.dask_tasks import dask_apply
 
-            semantic = client.compute(segment(data, model_ref, **options)).result()
+            semantic = client.compute(dask_apply(data, model_ref, mode="labels", options=options)).result()
     else:
         with io.create_image(dst, shape, dtype, axes=axes, labels=True, **meta) as out:
             _compute("labels", data, model, model_ref, out, client, bar, options)
     if semantic is None:
         return dtype
-    labels = instance_labels(semantic, out=semantic if semantic.dtype.itemsize >= 4 else None,
-                             **instance_options(args, axes))
+    labels = decoding.apply(semantic, time_axes_of(axes), out=semantic if semantic.dtype.itemsize >= 4 else None)
     if labels is semantic:
         labels = labels.astype(smallest_uint(int(labels.max(initial=0))), copy=False)
     io.write_image(dst, labels, axes=axes, labels=True, **meta)
     return labels.dtype
 
 
-def instance_options(args, axes: str) -> dict:
-    """The keywords of `postprocess.instance_labels` from the options and the labels' axes
-    (its T axes are time: never linked)."""
-    return {"method": args.instances, "min_size": args.min_size, "min_distance": args.min_distance,
-            "smoothing": args.smoothing, "link_iou": args.link_iou, "ndim": 2 if args.per_slice else None,
-            "time_axes": tuple(i for i, a in enumerate(axes[:-2]) if a == "T")}
+def time_axes_of(axes: str) -> tuple[int, ...]:
+    """The labels' T axes: time, never linked."""
+    return tuple(i for i, a in enumerate(axes[:-2]) if a == "T")
+
+
+_FLAGS = {"`smoothing`": "--smoothing", "`link_iou`": "--link-iou", "`marker_threshold`": "--marker-threshold",
+          "`min_size`": "--min-size", "`min_distance`": "--min-distance"}
 
 
 def _instance_numbers(args) -> None:
-    """--min-size and the watershed's numbers, checked (before any work)."""
-    from ..postprocess import instance_labels
+    """The decoding options, checked (before any work): ``args.decoding`` (an
+    `InstanceOptions`, or None without --instances)."""
+    from ..postprocess import InstanceOptions
     from ..validation import parse_int
 
-    args.min_size = parse_int("--min-size", args.min_size, 0)
+    if args.min_size is not None:
+        args.min_size = parse_int("--min-size", args.min_size, 0)
     args.min_distance = parse_int("--min-distance", args.min_distance, 1)
-    for name in ("smoothing", "link_iou"):
+    for name in ("smoothing", "link_iou", "marker_threshold"):
         flag = "--" + name.replace("_", "-")
+        if getattr(args, name) is None:
+            continue
         try:
             setattr(args, name, float(getattr(args, name)))
         except ValueError:
             raise ValueError(f"{flag} must be a number, got {getattr(args, name)!r}") from None
+    args.decoding = None
     if args.instances is None:
-        given = [f for f, v, d in (("--min-size", args.min_size, 0), ("--per-slice", args.per_slice, False),
+        given = [f for f, v, d in (("--min-size", args.min_size, None), ("--per-slice", args.per_slice, False),
                                    ("--min-distance", args.min_distance, DEFAULT_MIN_DISTANCE),
                                    ("--smoothing", args.smoothing, DEFAULT_SMOOTHING),
+                                   ("--marker-threshold", args.marker_threshold, None),
                                    ("--link-iou", args.link_iou, DEFAULT_LINK_IOU)) if v != d]
         if given:
             what = "filters instances" if given[0] == "--min-size" else "is an instance option"
             raise ValueError(f"{given[0]} {what}: add --instances")
         return
-    import numpy as np
-
     try:
-        instance_labels(np.zeros((2, 2), np.uint8), **instance_options(args, "YX"))
+        args.decoding = InstanceOptions(args.instances, min_size=args.min_size, min_distance=args.min_distance,
+                                        smoothing=args.smoothing, marker_threshold=args.marker_threshold,
+                                        link_iou=args.link_iou, ndim=2 if args.per_slice else None)
     except ValueError as err:
-        raise ValueError(str(err).replace("`smoothing`", "--smoothing").replace("`link_iou`", "--link-iou")) from None
+        message = str(err)
+        for name, flag in _FLAGS.items():
+            message = message.replace(name, flag)
+        raise ValueError(message) from None
 
 
 def _predict_file(src, dst, probs_dst, model, model_ref, args, options, client) -> None:
@@ -289,6 +310,8 @@ def run(args) -> int:
     _instance_numbers(args)
     inputs = io.find_images(args.inputs)
     model = load_cli_model(args.model, args.trust)
+    if args.decoding is not None:
+        args.decoding = args.decoding.resolve(model)  # 'auto': the model's own decoding
     jobs = plan_outputs(inputs, args)
     source = str(Path(args.model).resolve()) if Path(args.model).is_file() else args.model
     model_ref = ModelSource(source, trust=args.trust)

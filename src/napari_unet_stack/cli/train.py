@@ -76,6 +76,12 @@ def add_parser(sub) -> None:
                    help=f"share of slices held out for validation (default {fit.val_fraction:g}; 0 disables)")
     p.add_argument("--no-augment", action="store_true", help="random crops only")
     p.add_argument("--sparse", action="store_true", help="0 = unlabelled; painted value v = class v-1")
+    p.add_argument("--instances", action="store_true",
+                   help="LABELS are instance labels (each object its own id; with --sparse 0 = unlabelled, "
+                        "1 = background, ids >= 2 objects): train background / interior / boundary, so that "
+                        "predict --instances separates touching objects")
+    p.add_argument("--boundary-width", type=int, default=fit.boundary_width, metavar="PX",
+                   help=f"with --instances: the boundary band inside each object (default {fit.boundary_width})")
     add_image_options(p, "IMAGES")
     p.add_argument("--class-names", metavar="A,B,...", help="one name per output channel")
     p.add_argument("--device", default=fit.device, help=DEVICE_HELP)
@@ -140,7 +146,8 @@ def _start_model(args, images, labels, channel_axis):
                 "--base-channels / --depth / --downsampling build a new network; they do not apply with --model"
             )
         return load_cli_model(args.model, args.trust)
-    n_classes = classes_for(labels, sparse=args.sparse)  # the training rule: binary 0/v masks, bounded
+    # the training rule: binary 0/v masks, bounded; an instance model has 3 classes
+    n_classes = 3 if args.instances else classes_for(labels, sparse=args.sparse)
     in_channels = 1 if channel_axis is None else images[0].shape[channel_axis]
     given = (("base_channels", args.base_channels), ("depth", args.depth), ("downsampling", args.downsampling))
     kwargs = {k: v for k, v in given if v is not None}
@@ -164,7 +171,10 @@ class _TrainProgress:
             self.last_val.update(info)
         postfix = {"loss": f"{info['loss']:.4f}"} if "loss" in info else {}
         if self.last_val:
-            postfix["val Dice"] = f"{self.last_val['val_dice']:.3f}"
+            painted = self.last_val.get("val_scope") == "painted pixels"
+            postfix["painted-pixel val Dice" if painted else "val Dice"] = f"{self.last_val['val_dice']:.3f}"
+            if "val_instance_f1" in self.last_val:
+                postfix["val F1"] = f"{self.last_val['val_instance_f1']:.3f}"
         self.bar.set_postfix(postfix, refresh=False)
         self.bar.update(step - self.bar.n)
 
@@ -180,7 +190,11 @@ def _summary(model, history, seconds: float) -> str:
     if val.get("dice") is None:
         return summary + "; no validation set (val Dice not measured)"
     per_class = ", ".join(f"{k} {v:.3f}" for k, v in (val.get("dice_per_class") or {}).items() if v is not None)
-    return summary + f"; best val Dice {val['dice']:.3f} at step {prov.get('best_step')} ({per_class})"
+    objects = f", instance F1 {val['instance_f1']:.3f}" if val.get("instance_f1") is not None else ""
+    if val.get("scope") == "painted pixels":
+        return summary + (f"; best painted-pixel val Dice {val['dice']:.3f} at step {prov.get('best_step')} "
+                          f"({per_class}{objects}): held-out painted pixels only, not a full-image score")
+    return summary + f"; best val Dice {val['dice']:.3f} at step {prov.get('best_step')} ({per_class}{objects})"
 
 
 def _check_output(out, overwrite: bool) -> None:
@@ -252,7 +266,7 @@ def run(args) -> int:
             patch_size=args.patch_size, batch_size=args.batch_size, lr=args.lr,
             val_fraction=args.val_fraction, augment=not args.no_augment, sparse=args.sparse,
             channel_axis=channel_axis, class_names=class_names, device=args.device, seed=args.seed,
-            progress=progress,
+            instances=args.instances, boundary_width=args.boundary_width, progress=progress,
         )
     finally:
         progress.close()

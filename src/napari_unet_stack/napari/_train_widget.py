@@ -43,6 +43,14 @@ __all__ = ["TrainWidget"]
 #: the defaults of the form: the library's own (`train`, ``unet-stack train``)
 MODEL_DEFAULTS = ModelSettings()
 TRAIN_DEFAULTS = TrainSettings()
+#: A labels layer with more ids than this is taken for instance labels (the instance model on).
+FEW_IDS = 4
+
+
+def count_ids(data: np.ndarray, *, sparse: bool) -> int:
+    """The object ids of a labels layer (sparse: 0 unlabelled and 1 background are no objects)."""
+    ids = np.unique(data)
+    return int(np.count_nonzero(ids >= (2 if sparse else 1)))
 
 
 class TrainWidget(WorkerDock):
@@ -61,15 +69,21 @@ class TrainWidget(WorkerDock):
         self.train_button = self.start_button
         self.model: Any = None  # the last trained model
         self.model_name: str | None = None  # its name in USER_MODELS
+        self._f1: float | None = None  # the last validation instance F1 (instance models)
+        self._what = "val Dice"  # or "painted-pixel Dice": what the validation scores
         self._make_form()
         self.image.changed.connect(self._on_image_changed)
         self.architecture.changed.connect(self._on_architecture_changed)
+        self.annotations.changed.connect(self._on_labels_changed)
+        self.sparse.changed.connect(self._on_labels_changed)
+        self.instances.changed.connect(lambda on: setattr(self.binarize, "enabled", not on))
         # Qt's signal: magicgui's `changed` is not emitted for "none" (a None value)
         self.channel_axis.native.currentIndexChanged.connect(lambda _index: self._on_axis_changed())
         self.train_button.changed.connect(lambda: self.train())
         self.save_button.changed.connect(lambda: self.save())
         self.reset_choices()
         self._on_image_changed()
+        self._on_labels_changed()
 
     def _make_form(self) -> None:
         self.image = ComboBox(label="image", choices=self._layers(Image))
@@ -82,6 +96,10 @@ class TrainWidget(WorkerDock):
         self.sparse = CheckBox(text="sparse: 0 = unlabelled, paint 1 = background, 2 = object",
                                value=False)
         self.binarize = CheckBox(text="any label is foreground (instances)", value=True)
+        self.instances = CheckBox(text="instance model: learn to part touching objects", value=False,
+                                  tooltip="the labels are instance labels (each object its own id): train "
+                                          "background / interior / boundary; on when the layer has more "
+                                          f"than {FEW_IDS} ids")
         self.architecture = ComboBox(label="architecture", choices=list(ARCHITECTURES),
                                      value=MODEL_DEFAULTS.architecture, tooltip="NestedUNet: UNet++")
         self.base_channels = SpinBox(label="width", min=2, max=128, value=MODEL_DEFAULTS.base_channels,
@@ -105,8 +123,9 @@ class TrainWidget(WorkerDock):
                                    tooltip="keep the optimizer and schedule state, for train(resume=True); "
                                            "off: a smaller file for inference only")
         self.extend([
-            self.image, self.channel_axis, self.channel, self.annotations, self.sparse, self.binarize, self.architecture,
-            self.base_channels, self.depth, self.downsampling, self.steps, self.patch_size, self.batch_size, self.val_fraction, self.device,
+            self.image, self.channel_axis, self.channel, self.annotations, self.sparse, self.binarize, self.instances,
+            self.architecture, self.base_channels, self.depth, self.downsampling, self.steps, self.patch_size,
+            self.batch_size, self.val_fraction, self.device,
             Container(widgets=[self.train_button, self.cancel_button], layout="horizontal", labels=False),
             self.status, self.save_path,
             Container(widgets=[self.save_button, self.save_state], layout="horizontal", labels=False),
@@ -130,6 +149,13 @@ class TrainWidget(WorkerDock):
     def _on_architecture_changed(self, _value=None) -> None:
         self.downsampling.enabled = self.architecture.value == "UNet"  # a UNet option
 
+    def _on_labels_changed(self, _value=None) -> None:
+        """An instance labels layer (more than `FEW_IDS` ids) turns the instance model on."""
+        layer = self.annotations.value
+        if layer is not None:
+            data = np.asarray(layer.data[-1] if layer.multiscale else layer.data)
+            self.instances.value = count_ids(data, sparse=self.sparse.value) > FEW_IDS
+
     def _on_axis_changed(self, _value=None) -> None:
         self.channel.reset_choices()
         self.channel.enabled = self.channel.choices != (None,)
@@ -148,6 +174,7 @@ class TrainWidget(WorkerDock):
             self._not_started(err)
             return None
         self.plot.clear(job.options["steps"])
+        self._f1, self._what = None, "val Dice"
         worker = self._start(run_training, job, desc="UNet training", total=job.options["steps"],
                              status="preparing data...")
         if wait:
@@ -175,6 +202,8 @@ class TrainWidget(WorkerDock):
                 f"{image.name!r} {tuple(data.shape)} without its channel axis ({where}: {spatial}){hint}"
             )
         sparse = self.sparse.value
+        if self.instances.value:
+            return self._make_job(image, data, channel_axis, target, instances=True)
         if self.binarize.value:
             target = np.minimum(target, 2) if sparse else (target > 0)
             target = target.astype(np.uint8)
@@ -182,8 +211,12 @@ class TrainWidget(WorkerDock):
         n_classes = classes_for(target, sparse=sparse)  # the training rule: 0/v masks are binary
         if n_classes > 64:
             raise ValueError(
-                f"labels {labels.name!r} hold {top} values: tick 'any label is foreground' for instance labels"
+                f"labels {labels.name!r} hold {top} values: tick 'any label is foreground' or 'instance model' "
+                f"for instance labels"
             )
+        return self._make_job(image, data, channel_axis, target, n_classes=n_classes)
+
+    def _make_job(self, image, data, channel_axis, target, *, n_classes: int = 3, instances: bool = False) -> TrainJob:
         self._on_axis_changed()
         channel = self.channel.value if self.channel.enabled else None
         in_channels = 1 if channel_axis is None or channel is not None else data.shape[channel_axis]
@@ -191,8 +224,8 @@ class TrainWidget(WorkerDock):
         settings = ModelSettings(self.architecture.value, self.base_channels.value, self.depth.value, downsampling)
         model = settings.build(in_channels, n_classes)
         options = dict(steps=self.steps.value, patch_size=self.patch_size.value, batch_size=self.batch_size.value,
-                       val_fraction=self.val_fraction.value, channel_axis=channel_axis, channel=channel, sparse=sparse,
-                       device=self.device.value)
+                       val_fraction=self.val_fraction.value, channel_axis=channel_axis, channel=channel,
+                       sparse=self.sparse.value, device=self.device.value, instances=instances)
         name = f"{image.name} {self.architecture.value} w{self.base_channels.value} d{self.depth.value}"
         name += " strided" if downsampling == "strided" else ""
         return TrainJob(name, np.asarray(data), target, model, options)
@@ -205,10 +238,13 @@ class TrainWidget(WorkerDock):
             self.plot.append("loss", event.step, info["loss"])
         if "val_dice" in info:
             self.plot.append("validation Dice", event.step, info["val_dice"])
+            self._f1 = info.get("val_instance_f1", self._f1)
+            self._what = "painted-pixel Dice" if info.get("val_scope") == "painted pixels" else "val Dice"
         dice = self.plot.points["validation Dice"]
         self.status.value = (f"step {event.step}/{event.total}"
                              + (f", loss {info['loss']:.3f}" if "loss" in info else "")
-                             + (f", val Dice {dice[-1][1]:.3f}" if dice else ""))
+                             + (f", {self._what} {dice[-1][1]:.3f}" if dice else "")
+                             + (f", instance F1 {self._f1:.3f}" if self._f1 is not None else ""))
         self._advance(event.step, event.total)  # last: it may re-enter this handler
 
     def _on_returned(self, outcome) -> None:
@@ -228,7 +264,8 @@ class TrainWidget(WorkerDock):
         self.save_button.enabled = True
         dice = self.plot.points["validation Dice"]
         what = "done" if status == "done" else f"cancelled after {err.step} steps"
-        self.status.value = (f"{what}{f', val Dice {dice[-1][1]:.3f}' if dice else ''}; "
+        f1 = f", instance F1 {self._f1:.3f}" if self._f1 is not None else ""
+        self.status.value = (f"{what}{f', {self._what} {dice[-1][1]:.3f}' if dice else ''}{f1}; "
                              f"'{self.model_name}' is in Predict")
 
     # -- saving ------------------------------------------------------------------------

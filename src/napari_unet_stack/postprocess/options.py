@@ -58,7 +58,7 @@ def _check_number(name: str, value: Any, low: float, high: float, *, open_low: b
     inside = (v > low if open_low else v >= low) and (v < high if open_high else v <= high)
     if not (ok and inside):
         span = f"{'(' if open_low else '['}{low:g}, {high:g}{')' if open_high else ']'}"
-        raise ValueError(f"`{name}` must be a number in {span}, got {value!r}")
+        raise ValueError(f"`{name}` must be in {span} (a number), got {value!r}")
     return v
 
 

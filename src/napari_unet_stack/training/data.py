@@ -37,6 +37,7 @@ from .classes import (
     label_capacity,
     to_targets,
 )
+from .strokes import few_slices, split_strokes
 
 __all__ = [
     "IGNORE",
@@ -290,19 +291,22 @@ def check_capacity(data: PreparedData, model: Any, sparse: bool) -> None:
 
 # ----------------------------------------------------------------------------- split
 def split_validation(
-    slices: list[Slice], val_fraction: float, rng: np.random.Generator, min_size: int
+    slices: list[Slice], val_fraction: float, rng: np.random.Generator, min_size: int, sparse: bool = False
 ) -> tuple[list[Slice], list[Slice]]:
     """Hold out ``val_fraction`` of the slices (seeded); a single slice is split by rows/columns.
 
     A single slice loses its last rows (or columns, for wide images) to validation, at
     least ``min_size`` pixels and as long as both parts keep labelled pixels; otherwise
-    there is no validation set.
+    there is no validation set. Painted (``sparse``) labels on fewer slices than
+    ``1 / val_fraction`` hold out strokes of every slice instead (`strokes.split_strokes`).
     """
     if not 0.0 <= val_fraction < 1.0:
         raise ValueError(f"`val_fraction` must be in [0, 1), got {val_fraction}")
     if val_fraction == 0:
         return list(slices), []
     n = len(slices)
+    if sparse and few_slices(n, val_fraction):
+        return split_strokes(slices, val_fraction, rng, IGNORE)
     if n >= 2:
         n_val = min(n - 1, max(1, round(n * val_fraction)))
         order = rng.permutation(n)

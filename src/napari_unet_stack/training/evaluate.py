@@ -3,7 +3,8 @@
 Validation runs the model through `predict` exactly as inference will (padding, tiling) on
 slices already normalized as inference normalizes them, decides classes by the one label
 rule `segment` uses (`napari_unet_stack.labels.LabelRule`), and scores per-class Dice / IoU
-and the cross-entropy over the labelled pixels. An instance model's slices are also
+and the cross-entropy over the labelled pixels (``scope``: "painted pixels" when some pixels
+are unlabelled, so a score is not a full-image score). An instance model's slices are also
 decoded as `segment(..., instances=True)` decodes them and matched object by object
 against their instance ids: ``instance_f1`` (F1 at IoU 0.5; NaN for sparse labels, whose
 objects are not all painted).
@@ -24,9 +25,11 @@ from ..postprocess import InstanceOptions, labels_rule, marker_slice, model_inst
 from .data import Slice, check_capacity, label_capacity, prepare_data
 from .metrics import confusion_counts, match_instances
 
-__all__ = ["choose_fast_head", "select_fast_head", "target_names", "validation_metrics"]
+__all__ = ["PAINTED", "choose_fast_head", "select_fast_head", "target_names", "validation_metrics"]
 
 _EPS = 1e-7
+#: ``metrics["scope"]`` of painted labels: the scores count the (held-out) painted pixels only.
+PAINTED = "painted pixels"
 
 
 def target_names(model: SegmentationNetwork) -> list[str]:
@@ -103,6 +106,7 @@ def validation_metrics(
         "dice_per_class": {n: float(v) for n, v in zip(names, d, strict=True)},
         "iou_per_class": {n: float(v) for n, v in zip(names, j, strict=True)},
         "instance_f1": objects.f1,
+        "scope": PAINTED if any(bool((s.target < 0).any()) for s in slices) else "all pixels",
     }
 
 

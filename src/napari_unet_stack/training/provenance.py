@@ -33,6 +33,8 @@ def plain_metrics(metrics: dict | None) -> dict | None:
     for key, value in metrics.items():
         if isinstance(value, dict):
             out[key] = {k: finite_or_none(v) for k, v in value.items()}
+        elif isinstance(value, str):
+            out[key] = value
         else:
             out[key] = finite_or_none(value)
     return out

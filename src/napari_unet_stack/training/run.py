@@ -202,7 +202,7 @@ class TrainRun:
             )
         info = {
             "val_loss": metrics["loss"], "val_dice": metrics["dice"], "val_iou": metrics["iou"],
-            "best_val_dice": best["dice"],
+            "best_val_dice": best["dice"], "val_scope": metrics["scope"],
         }  # fmt: skip
         if math.isfinite(metrics["instance_f1"]):
             info["val_instance_f1"] = metrics["instance_f1"]

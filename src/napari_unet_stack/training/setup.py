@@ -28,7 +28,8 @@ from .data import (
     prepare_data,
     split_validation,
 )
-from .instances import instance_training_labels, prepare_instance_model
+from .finetune import with_new_head
+from .instances import instance_training_labels, is_instance_model, prepare_instance_model
 from .settings import DEFAULT_LR, DEFAULT_STEPS, DEFAULT_WEIGHT_DECAY, TrainSettings, default_model
 from .state import check_training_state, load_last_weights, restore_rng
 
@@ -163,6 +164,21 @@ def train_precision(precision: Any, device: torch.device) -> torch.dtype | None:
     return dtype
 
 
+def _needs_new_head(net: SegmentationNetwork | None, s: TrainSettings, resumed: bool) -> bool:
+    """Whether ``net``'s class head cannot learn these labels: an instance model trained on
+    semantic labels, or with ``instances=True`` a model that is not a 3-class softmax one."""
+    if net is None:
+        return False
+    if s.instances:
+        cross = net.activation != "softmax" or int(net.out_channels) != 3
+    else:
+        cross = is_instance_model(net)
+    if cross and resumed:
+        raise ValueError("`resume=True` goes on with the same classes: the model is "
+                         + ("not an instance model" if s.instances else "an instance model (pass instances=True)"))
+    return cross
+
+
 def _count_steps(s, resumed, start: int, train_slices: list[Slice], label_shape) -> int:
     """Steps of this call: ``steps``, from ``epochs``, on to the resumed total, or the default."""
     if s.steps is not None:
@@ -188,12 +204,18 @@ def plan_run(images: Any, labels: Any, model: Any, s: TrainSettings) -> Plan:
     if weight_decay is None:
         weight_decay = float(earlier.get("weight_decay", DEFAULT_WEIGHT_DECAY))
     norm = _normalization(s, net)
+    new_head = _needs_new_head(net, s, resumed is not None)
+    if new_head and s.instances:
+        net = with_new_head(net, 3, seed=s.seed, why="instances=True learns background / interior / boundary")
+        new_head = False
     class_values = net.meta.get("class_values") if net is not None and not s.sparse else None
     ids = None
     if s.instances:
         labels, ids = instance_training_labels(labels, boundary_width=s.boundary_width, sparse=s.sparse)
         class_values = None
-    capacity = label_capacity(net) if net is not None else None
+    if new_head:
+        class_values = None
+    capacity = label_capacity(net) if net is not None and not new_head else None
     if s.channel is not None and net is not None and int(net.in_channels) != 1:
         check_channel(s.channel, None, int(net.in_channels), channel_axis=s.channel_axis)
     data = prepare_data(images, labels, channel_axis=s.channel_axis, channel=s.channel, sparse=s.sparse,
@@ -203,6 +225,8 @@ def plan_run(images: Any, labels: Any, model: Any, s: TrainSettings) -> Plan:
         with torch.random.fork_rng(devices=[]):  # seeded init, global RNG untouched
             torch.manual_seed(s.seed)
             net = default_model(data.in_channels, 3 if s.instances else max(2, data.n_targets))
+    elif new_head:
+        net = with_new_head(net, max(2, data.n_targets), seed=s.seed, why="an instance model trained on semantic labels")
     if s.instances:
         prepare_instance_model(net, data, ids, s.boundary_width)
     check_capacity(data, net, s.sparse)
@@ -214,6 +238,7 @@ def plan_run(images: Any, labels: Any, model: Any, s: TrainSettings) -> Plan:
         float(s.val_fraction),
         rng,
         min_size=max(label_shape[0] // 2, net.size_multiple),
+        sparse=s.sparse,
     )
     index_centres(train_slices, s.sparse, rng)
     steps = _count_steps(s, resumed, start, train_slices, label_shape)
