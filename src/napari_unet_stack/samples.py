@@ -3,9 +3,11 @@
 =================  ======================================================================
 name               what
 =================  ======================================================================
-``nuclei_train``   16 x 256 x 256 uint16 stack of nuclei (training data of the bundled
-                   models), semantic labels (0/1) and instance labels
-``nuclei_stack``   the same kind of stack from another seed, held out for evaluation
+``nuclei_train``   16 x 256 x 256 uint16 stack of nuclei from the varied generator
+                   (`synthetic.varied_nuclei`, one scene; part of the bundled models'
+                   training data), semantic labels (0/1) and instance labels
+``nuclei_stack``   the same kind of stack from another seed (another scene), held out
+                   for evaluation
 ``large_image``    4096 x 4096 uint16 2D image of ~20,000 nuclei (tiling / speed tests);
                    generated on first use (~10 s) and cached (see `sample_cache_dir`)
 =================  ======================================================================
@@ -40,16 +42,16 @@ __all__ = ["SAMPLES", "Sample", "load_sample", "sample_cache_dir"]
 #: name -> how it is made (generator function and its arguments) and described
 SAMPLES: dict[str, dict[str, Any]] = {
     "nuclei_train": {
-        "make": "nuclei_stack",
-        "kwargs": {"shape": (16, 256, 256), "seed": 1},
+        "make": "varied_nuclei",
+        "kwargs": {"shape": (16, 256, 256), "seed": 1, "bit_depths": 16},
         "shipped": True,
-        "description": "nuclei stack for training (16 x 256 x 256, seed 1)",
+        "description": "varied nuclei stack for training (16 x 256 x 256, seed 1)",
     },
     "nuclei_stack": {
-        "make": "nuclei_stack",
-        "kwargs": {"shape": (16, 256, 256), "seed": 2},
+        "make": "varied_nuclei",
+        "kwargs": {"shape": (16, 256, 256), "seed": 2, "bit_depths": 16},
         "shipped": True,
-        "description": "held-out nuclei stack for evaluation (16 x 256 x 256, seed 2)",
+        "description": "held-out varied nuclei stack for evaluation (16 x 256 x 256, seed 2)",
     },
     "large_image": {
         "make": "nuclei_image",

@@ -19,6 +19,15 @@ seed and arguments give the same arrays.
 Layout: `generators` (the public functions), `simulate` (the imaging model), `placement`
 (where the nuclei go), `render` (drawing them), `noise` (smooth random fields, haze).
 
+The **varied** generator (`varied_nuclei`, `varied_set`; the bundled models' training
+data) draws a new scene for every image from the ranges of `VariedParams`: nuclei sizes
+(pixel sizes), density, clumps, touching pairs, elongated and irregular outlines, dim and
+bright nuclei in one field, hollow-looking and textured interiors with nucleoli,
+out-of-focus nuclei, blur, uneven illumination and background, noise level, and 8-, 12-
+or 16-bit cameras. Layout: `varied` (the public functions and imaging model), `scene`
+(the knobs), `varied_placement` (clumps, per-nucleus looks), `varied_render` (outlines and
+interiors).
+
 Examples
 --------
 >>> from napari_unet_stack.synthetic import nuclei_stack
@@ -37,15 +46,23 @@ from .generators import (
     nuclei_image,
     nuclei_stack,
 )
+from .scene import Scene, VariedParams
 from .simulate import NucleiParams, SyntheticNuclei
+from .varied import VARIED_VERSION, VariedNuclei, varied_nuclei, varied_set
 
 __all__ = [
     "GENERATOR_VERSION",
     "LARGE_IMAGE_SEED",
     "LARGE_IMAGE_SHAPE",
+    "VARIED_VERSION",
     "NucleiParams",
+    "Scene",
     "SyntheticNuclei",
+    "VariedNuclei",
+    "VariedParams",
     "large_image",
     "nuclei_image",
     "nuclei_stack",
+    "varied_nuclei",
+    "varied_set",
 ]
