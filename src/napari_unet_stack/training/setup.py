@@ -148,7 +148,7 @@ def train_precision(precision: Any, device: torch.device) -> torch.dtype | None:
     with a GradScaler); on CPUs that compute bfloat16 natively (`devices.cpu_native_bf16`)
     bf16 autocast, which with channels-last took about 0.4-0.5x of the float32 step of the
     default UNet (issue 13); 150 steps of it on ``nuclei_train`` scored a held-out Dice of
-    0.948 on ``nuclei_stack`` (the float32-trained bundled nuclei-unet: 0.949); float32 elsewhere
+    0.948 on ``nuclei_stack``, the same seeded run in float32 0.945; float32 elsewhere
     (MPS, CPUs without native bf16, where emulated bf16 is slower). An explicit
     ``"bfloat16"`` runs on any CPU; ``"float16"`` is CUDA only; MPS trains in float32.
     The loss is computed in float32 whatever the network's output dtype.
