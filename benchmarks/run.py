@@ -5,8 +5,10 @@ repeated, and reports medians of the times and the median of the per-repeat rati
 that the load of a shared machine hits both sides alike. Sections:
 
 (a) engine overhead: whole-slice ``predict(tile_size=None)`` vs the bare forward
-    (``torch.inference_mode``, ``model(x)`` on the already mirror-padded slices, softmax).
-(b) exact tiling vs MONAI ``sliding_window_inference`` with the same windows.
+    (``torch.inference_mode``, ``model(x)`` on the already mirror-padded slices, softmax);
+    ``border="reach"``, so both see the same canvas.
+(b) exact tiling vs MONAI ``sliding_window_inference`` with the same windows (``border="reach"``:
+    MONAI is given the slices mirror-padded by the halo).
 (c) peak RSS of ``segment`` over a 16- and a 64-slice uint16 stack (one subprocess each).
 (d) GPU throughput (only where ``torch.cuda.is_available()``).
 (e) ``benchmarks/bench_out_of_core.py``'s ``main()``, when that file exists.
@@ -283,16 +285,16 @@ def section_overhead(cfg) -> dict:
         return outs
 
     def engine():
-        return nus.predict(x, model, tile_size=None, normalization=None, batch_size=batch, device="cpu")
+        return nus.predict(x, model, tile_size=None, normalization=None, batch_size=batch, device="cpu", border="reach")
 
     def engine_norm():
-        return nus.predict(raw, model, tile_size=None, batch_size=batch, device="cpu")
+        return nus.predict(raw, model, tile_size=None, batch_size=batch, device="cpu", border="reach")
 
     def engine_labels():
-        return nus.segment(x, model, tile_size=None, normalization=None, batch_size=batch, device="cpu")
+        return nus.segment(x, model, tile_size=None, normalization=None, batch_size=batch, device="cpu", border="reach")
 
     # warm-up (oneDNN primitives for this shape)
-    nus.predict(x[:1], model, tile_size=None, normalization=None, batch_size=batch, device="cpu")
+    nus.predict(x[:1], model, tile_size=None, normalization=None, batch_size=batch, device="cpu", border="reach")
     with torch.inference_mode():
         model(canvas[:1])
     timer = ForwardTimer(model, engine_network(model))
@@ -354,7 +356,7 @@ def section_monai(cfg) -> dict:
     assert size % model.size_multiple == 0, "MONAI windows stay on the size grid only then"
 
     def ours(info=None):
-        return nus.predict(x, model, tile_size=core, normalization=None, batch_size=batch, device="cpu",
+        return nus.predict(x, model, tile_size=core, normalization=None, batch_size=batch, device="cpu", border="reach",
                            info=info)
 
     def predictor(t):
@@ -374,11 +376,11 @@ def section_monai(cfg) -> dict:
     info: dict = {}
     # warm-up both on one window (oneDNN primitives for the window shape)
     small = x[:1, :core, :core]
-    nus.predict(small, model, tile_size=core, normalization=None, batch_size=batch, device="cpu")
+    nus.predict(small, model, tile_size=core, normalization=None, batch_size=batch, device="cpu", border="reach")
     with torch.inference_mode():
         predictor(torch.zeros(1, 1, window, window))
     t0 = time.perf_counter()
-    reference = nus.predict(x, model, tile_size=None, normalization=None, batch_size=batch, device="cpu")
+    reference = nus.predict(x, model, tile_size=None, normalization=None, batch_size=batch, device="cpu", border="reach")
     t_whole = time.perf_counter() - t0
     n_monai = count_monai_windows(size + 2 * halo, window, core) * z
     timer = ForwardTimer(model, engine_network(model))
@@ -916,6 +918,7 @@ def parse(argv=None):
     cfg.rss_runs = 3 if q else 2
     cfg.d_shape = (4, 1024) if q else (16, 2048)
     cfg.f_shape, cfg.f_base, cfg.f_demo_slices = ((2, 256), 8, 2) if q else ((4, 512), 16, None)
+    cfg.f_train_steps = 5 if q else 60
     cfg.g_steps, cfg.g_batch, cfg.g_patch = (4, 2, 32) if q else (12, 8, 128)
     cfg.h_shape = (1, 256) if q else (4, 512)
     if cfg.results is None and not q:
