@@ -112,3 +112,42 @@ def test_lazy_dask_result_runs_in_the_precision_decided_once():
     assert info["precision"] == "bfloat16"
     expected = nus.segment(image, Counting(), device="cpu", normalization=None, precision="bfloat16")
     np.testing.assert_array_equal(lazy.compute(), expected)
+
+
+@needs_bf16
+def test_a_recorded_held_out_check_decides_while_the_weights_match(stack, nets):
+    """A model may carry the bf16 check measured on its held-out data (the bundled models
+    do): it decides instead of the probe while the weights are the ones it was measured on."""
+    model = nets.MODELS["unet-transposed"]()  # its 128 px probe keeps float32 (see above)
+    digest = precision.weights_digest(model)
+    model.meta.setdefault("provenance", {})["bf16_check"] = {
+        "agreement": 0.9995, "prob_change": 0.0004, "data": "a held-out test stack", "weights": digest}
+    info = {}
+    nus.predict(stack[0], model, device="cpu", normalization=None, info=info)
+    assert info["precision"] == "bfloat16" and "a held-out test stack" in info["precision_reason"]
+    with torch.no_grad():
+        next(model.parameters()).add_(1e-3)  # fine-tuned: the record is for other weights
+    assert precision.weights_digest(model) != digest and precision.recorded_check(model) is None
+    nus.predict(stack[0], model, device="cpu", normalization=None, info=info)
+    assert info["precision"] == "float32" and "128 px probe" in info["precision_reason"]
+
+
+@needs_bf16
+def test_a_recorded_check_below_the_bounds_keeps_float32(stack, nets):
+    model = nets.MODELS["unet-transposed"]()
+    model.meta.setdefault("provenance", {})["bf16_check"] = {
+        "agreement": 0.998, "prob_change": 0.0004, "data": "held-out", "weights": precision.weights_digest(model)}
+    info = {}
+    nus.predict(stack[0], model, device="cpu", normalization=None, info=info)
+    assert info["precision"] == "float32" and "99.800% of the float32 labels of held-out" in info["precision_reason"]
+
+
+def test_the_weights_digest_names_values_not_objects():
+    a = nus.UNet(1, 2, base_channels=4, depth=2)
+    b = nus.UNet(1, 2, base_channels=4, depth=2)
+    b.load_state_dict(a.state_dict())
+    assert precision.weights_digest(a) == precision.weights_digest(b)
+    with torch.no_grad():
+        next(b.parameters()).add_(1.0)
+    assert precision.weights_digest(a) != precision.weights_digest(b)
+    assert precision.recorded_check(a) is None  # nothing recorded

@@ -14,10 +14,19 @@ again. The probe uses the model's default label rule (threshold 0.5), so `predic
 (and device and weights version): training in place or a new UNet++ head probes again. CUDA keeps its rule
 (`devices.resolve_precision`: bfloat16, else float16); training's precision is not
 touched.
+
+A model may also carry the check measured on held-out data when it was made
+(``meta["provenance"]["bf16_check"]``: ``agreement``, ``prob_change``, ``data`` and the
+``weights`` digest of the network it was measured on, see `weights_digest`;
+``scripts/train_default_models.py`` records it for the bundled models over their whole
+held-out stack). While the weights still have that digest, the recorded figures decide
+under the same two bounds instead of the 128 px probe; weights changed in any way
+(fine-tuning) no longer match, and the probe decides again.
 """
 
 from __future__ import annotations
 
+import hashlib
 import weakref
 from dataclasses import dataclass
 from typing import Any
@@ -32,7 +41,8 @@ from .layout import Layout, read_slice
 from .placement import on_device, weights_version
 from .spec import ModelSpec
 
-__all__ = ["AGREEMENT", "PROBE", "PROB_CHANGE", "PrecisionChoice", "choose_precision"]
+__all__ = ["AGREEMENT", "PROBE", "PROB_CHANGE", "PrecisionChoice", "choose_precision", "recorded_check",
+           "weights_digest"]
 
 #: The side of the probe block, in pixels (1/16 of a 512 x 512 slice).
 PROBE = 128
@@ -71,11 +81,16 @@ def choose_precision(spec: ModelSpec, layout: Layout, request: Any, image: Any, 
         key += (weights_version(spec.module),)
         if key in cache:
             return cache[key]
-    probe = probe_agreement(spec, layout, request, image, stack_params, device, n_classes)
-    if probe is None:
-        return PrecisionChoice(None, "auto: float32 (the bfloat16 probe was inconclusive: one class only)")
-    agreement, change = probe
-    figures = f"kept {agreement:.3%} of the float32 labels of a {PROBE} px probe, probabilities moved {change:.5f}"
+    recorded = recorded_check(spec.module)
+    if recorded is not None:
+        agreement, change, where = recorded
+        figures = f"kept {agreement:.3%} of the float32 labels of {where}, probabilities moved {change:.5f}"
+    else:
+        probe = probe_agreement(spec, layout, request, image, stack_params, device, n_classes)
+        if probe is None:
+            return PrecisionChoice(None, "auto: float32 (the bfloat16 probe was inconclusive: one class only)")
+        agreement, change = probe
+        figures = f"kept {agreement:.3%} of the float32 labels of a {PROBE} px probe, probabilities moved {change:.5f}"
     if agreement >= AGREEMENT and change <= PROB_CHANGE:
         choice = PrecisionChoice(torch.bfloat16, f"auto: bfloat16 {figures}")
     else:
@@ -84,6 +99,32 @@ def choose_precision(spec: ModelSpec, layout: Layout, request: Any, image: Any, 
     if cache is not None:
         cache[key] = choice
     return choice
+
+
+def weights_digest(module: torch.nn.Module) -> str:
+    """SHA-256 of a network's parameters and buffers (names, dtypes, shapes and values)."""
+    digest = hashlib.sha256()
+    for name, tensor in module.state_dict().items():
+        t = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return digest.hexdigest()
+
+
+def recorded_check(module: Any) -> tuple[float, float, str] | None:
+    """The bf16 check a model carries for its current weights: (agreement, change, where)."""
+    meta = getattr(module, "meta", None)
+    check = (meta or {}).get("provenance", {}).get("bf16_check") if isinstance(meta, dict) else None
+    if not isinstance(check, dict) or module is None:
+        return None
+    try:
+        agreement, change = float(check["agreement"]), float(check["prob_change"])
+        weights, where = str(check["weights"]), str(check.get("data", "held-out data"))
+    except (KeyError, TypeError, ValueError):
+        return None
+    if weights != weights_digest(module):
+        return None
+    return agreement, change, where
 
 
 def busiest_block(data: np.ndarray, size: int) -> np.ndarray:
