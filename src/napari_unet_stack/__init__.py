@@ -4,6 +4,7 @@ The public API; everything else is an implementation detail. Importing this pack
 not import napari or Qt; the training names (and scipy behind them) load on first use.
 """
 
+from ._lazy import lazy_getattr
 from ._version import __version__
 from .checkpoints import (
     CheckpointError,
@@ -76,15 +77,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str):
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    from importlib import import_module
-
-    value = getattr(import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _LAZY, globals())
 
 
 def __dir__() -> list[str]:

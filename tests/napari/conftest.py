@@ -16,6 +16,23 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture
+def registered():
+    """``add(model, name)`` registers a user model for the duration of a test and returns
+    its ``("user", name)`` source."""
+    from napari_unet_stack.napari._registry import USER_MODELS
+
+    names: list[str] = []
+
+    def add(model, name):
+        names.append(USER_MODELS.add(name, model))
+        return ("user", names[-1])
+
+    yield add
+    for name in names:
+        USER_MODELS.remove(name)
+
+
+@pytest.fixture
 def progress_bars(monkeypatch):
     """The napari progress bars the widgets make during a test, each with the values it showed."""
     from napari.utils import progress

@@ -15,7 +15,6 @@ from napari_unet_stack import segment
 from napari_unet_stack.models.base import SegmentationNetwork
 from napari_unet_stack.napari._colours import PALETTE, instance_colours
 from napari_unet_stack.napari._predict_widget import PredictWidget
-from napari_unet_stack.napari._registry import USER_MODELS
 from napari_unet_stack.postprocess import InstanceOptions
 from napari_unet_stack.training import instance_meta
 
@@ -65,19 +64,6 @@ def nuclei():
     from napari_unet_stack.samples import load_sample
 
     return np.ascontiguousarray(load_sample("nuclei_stack").image[4:8, :128, :128])
-
-
-@pytest.fixture
-def registered():
-    names: list[str] = []
-
-    def add(model, name):
-        names.append(USER_MODELS.add(name, model))
-        return ("user", names[-1])
-
-    yield add
-    for name in names:
-        USER_MODELS.remove(name)
 
 
 def _touching(ids: np.ndarray) -> set[tuple[int, int]]:

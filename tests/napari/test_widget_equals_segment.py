@@ -10,7 +10,6 @@ import torch
 
 from napari_unet_stack import segment
 from napari_unet_stack.napari._predict_widget import PredictWidget
-from napari_unet_stack.napari._registry import USER_MODELS
 
 pytestmark = pytest.mark.gui
 
@@ -37,19 +36,6 @@ def nuclei():
     from napari_unet_stack.samples import load_sample
 
     return np.ascontiguousarray(load_sample("nuclei_stack").image[5:8, 40:136, 60:156])
-
-
-@pytest.fixture
-def registered():
-    names: list[str] = []
-
-    def add(model, name):
-        names.append(USER_MODELS.add(name, model))
-        return ("user", names[-1])
-
-    yield add
-    for name in names:
-        USER_MODELS.remove(name)
 
 
 def _widget(make_napari_viewer, image):

@@ -15,6 +15,8 @@ nor bioimageio.
 
 from __future__ import annotations
 
+from .._lazy import lazy_getattr
+
 __all__ = ["INSTALL_HINT", "UnsupportedPackageError", "export_bioimageio", "is_bioimageio"]
 
 _LAZY = {
@@ -25,12 +27,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str):
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    from importlib import import_module
-
-    value = getattr(import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _LAZY, globals())

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from ..labels import check_activation, default_activation
+from ..validation import check_int
 from .blocks import round_up
 
 #: Keys of ``SegmentationNetwork.meta`` that checkpoints store and the engine reads.
@@ -118,6 +119,22 @@ class SegmentationNetwork(nn.Module):
     def config(self) -> dict[str, Any]:
         """Constructor arguments that rebuild this architecture (see ``checkpoints``)."""
         raise NotImplementedError(f"{type(self).__name__} cannot be saved in our format")
+
+    def _set_sizes(self, in_channels: int, n_classes: int, base_channels: int, depth: int) -> int:
+        """Checks and stores ``in_channels``, ``out_channels`` (``n_classes``) and
+        ``base_channels``; returns ``depth``, checked (stored by the caller)."""
+        self.in_channels = check_int("in_channels", in_channels, 1)
+        self.out_channels = check_int("n_classes", n_classes, 1)
+        self.base_channels = check_int("base_channels", base_channels, 1)
+        return check_int("depth", depth, 1)
+
+    def _config(self, architecture: str | None = None, **kwargs: Any) -> dict[str, Any]:
+        """What `config` returns: ``architecture`` (default: the class name) and the
+        constructor arguments, ``in_channels`` and ``n_classes`` first, then ``kwargs``."""
+        return {
+            "architecture": architecture or type(self).__name__,
+            "kwargs": {"in_channels": self.in_channels, "n_classes": self.out_channels, **kwargs},
+        }
 
     def describe(self) -> str:
         """One line for users: architecture, channels, classes, parameters."""

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..validation import check_int
 from .base import SegmentationNetwork
 from .blocks import DoubleConv, conv_back, hull, pool_back, reach_of, up_back
 
@@ -41,10 +42,7 @@ class NestedUNet(SegmentationNetwork):
         head: str | int = "accurate",
     ) -> None:
         super().__init__()
-        self.in_channels = check_int("in_channels", in_channels, 1)
-        self.out_channels = check_int("n_classes", n_classes, 1)
-        self.base_channels = check_int("base_channels", base_channels, 1)
-        self._full_depth = check_int("depth", depth, 1)
+        self._full_depth = self._set_sizes(in_channels, n_classes, base_channels, depth)
         self.deep_supervision = bool(deep_supervision)
         widths = [base_channels * 2**i for i in range(depth + 1)]
         self.nodes = nn.ModuleDict()
@@ -151,15 +149,11 @@ class NestedUNet(SegmentationNetwork):
         lasts = range(1, self._full_depth + 1) if k is None else [k]
         return max(reach_of(node(0, j, (0, block - 1)), block) for j in lasts)
 
-    def config(self) -> dict:
-        return {
-            "architecture": "NestedUNet",
-            "kwargs": {
-                "in_channels": self.in_channels,
-                "n_classes": self.out_channels,
-                "base_channels": self.base_channels,
-                "depth": self._full_depth,
-                "deep_supervision": self.deep_supervision,
-                "head": self._head,
-            },
-        }
+    def config(self) -> dict[str, Any]:
+        return self._config(
+            "NestedUNet",
+            base_channels=self.base_channels,
+            depth=self._full_depth,
+            deep_supervision=self.deep_supervision,
+            head=self._head,
+        )

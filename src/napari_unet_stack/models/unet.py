@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
-from ..validation import check_int
 from .base import SegmentationNetwork
 from .blocks import (
     DoubleConv,
@@ -82,10 +83,7 @@ class UNet(SegmentationNetwork):
         downsampling: str = "maxpool",
     ) -> None:
         super().__init__()
-        self.in_channels = check_int("in_channels", in_channels, 1)
-        self.out_channels = check_int("n_classes", n_classes, 1)
-        self.base_channels = check_int("base_channels", base_channels, 1)
-        self.depth = check_int("depth", depth, 1)
+        self.depth = self._set_sizes(in_channels, n_classes, base_channels, depth)
         if upsampling not in ("transposed", "bilinear"):
             raise ValueError(f"`upsampling` must be 'transposed' or 'bilinear', got {upsampling!r}")
         if padding not in ("same", "valid"):
@@ -204,19 +202,15 @@ class UNet(SegmentationNetwork):
         block = self.size_multiple
         return reach_of(decoder(0, (0, block - 1)), block)
 
-    def config(self) -> dict:
-        return {
-            "architecture": "UNet",
-            "kwargs": {
-                "in_channels": self.in_channels,
-                "n_classes": self.out_channels,
-                "base_channels": self.base_channels,
-                "depth": self.depth,
-                "upsampling": self.upsampling,
-                "padding": self.padding,
-                "downsampling": self.downsampling,
-            },
-        }
+    def config(self) -> dict[str, Any]:
+        return self._config(
+            "UNet",
+            base_channels=self.base_channels,
+            depth=self.depth,
+            upsampling=self.upsampling,
+            padding=self.padding,
+            downsampling=self.downsampling,
+        )
 
 
 def check_downsampling(downsampling: str, upsampling: str = "transposed", padding: str = "same") -> None:

@@ -17,7 +17,13 @@ class NucleusPlacer:
 
     A grid of cells no smaller than the largest diameter makes the neighbour look-up local.
     Every draw comes from ``rng`` in a fixed order, so a seed gives the same nuclei.
+    Subclasses change the elongation ranges, `new_shape`, `anywhere` and
+    `partner_brightness`; `place` runs the same dart-throwing for all.
     """
+
+    #: Axis ratio a / b of the elongated nuclei, and of the others.
+    elongated = (1.5, 2.3)
+    roundish = (1.0, 1.25)
 
     def __init__(
         self,
@@ -33,7 +39,7 @@ class NucleusPlacer:
         self.radius = radius
         self.elongated_fraction = elongated_fraction
         self.z_scale = z_scale
-        self.cell = 2 * radius[1] * math.sqrt(2.3)  # >= the largest diameter
+        self.cell = 2 * radius[1] * math.sqrt(self.elongated[1])  # >= the largest diameter
         self.grid: dict[tuple[int, int], list[int]] = {}
         self.rows: list[tuple[float, ...]] = []
 
@@ -61,17 +67,22 @@ class NucleusPlacer:
                         return False
         return True
 
-    def new_shape(self) -> tuple[float, ...]:
-        """(radius, a, b, c, angle, brightness) of a new nucleus."""
+    def axes(self) -> tuple[float, float, float, float]:
+        """(radius, a, b, c) of a new nucleus: a radius, then an elongation, drawn."""
         rng = self.rng
         r = rng.uniform(*self.radius)
         if rng.random() < self.elongated_fraction:
-            e = rng.uniform(1.5, 2.3)
+            e = rng.uniform(*self.elongated)
         else:
-            e = rng.uniform(1.0, 1.25)
+            e = rng.uniform(*self.roundish)
         a, b = r * math.sqrt(e), r / math.sqrt(e)
         c = max(r * self.z_scale, 0.75)
-        return r, a, b, c, rng.uniform(0, math.pi), float(rng.lognormal(0.0, 0.3))
+        return r, a, b, c
+
+    def new_shape(self) -> tuple[float, ...]:
+        """(radius, a, b, c, angle, brightness) of a new nucleus."""
+        r, a, b, c = self.axes()
+        return r, a, b, c, self.rng.uniform(0, math.pi), float(self.rng.lognormal(0.0, 0.3))
 
     def partner(self, r: float, c: float) -> tuple[float, ...] | None:
         """(z, y, x, angle, brightness) pressed against a placed nucleus, or None when the
@@ -102,17 +113,43 @@ class NucleusPlacer:
         self.grid.setdefault((int(y // self.cell), int(x // self.cell)), []).append(len(self.rows))
         self.rows.append(row)
 
+    def partner_brightness(self, bright: float) -> float:
+        """The brightness of a nucleus pressed against a neighbour (`partner`'s, as drawn)."""
+        return bright
 
-def _target_count(placer: NucleusPlacer, fill: float) -> int:
-    """How many nuclei cover about ``fill`` of every slice."""
-    r_mean = sum(placer.radius) / 2
-    mean_area = math.pi * r_mean**2
-    if placer.nz == 1:
-        return max(1, round(fill * placer.ny * placer.nx / mean_area))
-    # a nucleus covers on average 2/3 of its central area over 2c slices
-    z_lo, z_hi = placer.z_range()
-    volume = mean_area * 4 / 3 * placer.z_scale * r_mean
-    return max(1, round(fill * placer.ny * placer.nx * (z_hi - z_lo + 1) / volume))
+    def target_count(self, fill: float, mean_area: float) -> int:
+        """How many nuclei of mean central area ``mean_area`` cover about ``fill`` of every
+        slice."""
+        r_mean = sum(self.radius) / 2
+        if self.nz == 1:
+            return max(1, round(fill * self.ny * self.nx / mean_area))
+        # a nucleus covers on average 2/3 of its central area over 2c slices
+        z_lo, z_hi = self.z_range()
+        volume = mean_area * 4 / 3 * self.z_scale * r_mean
+        return max(1, round(fill * self.ny * self.nx * (z_hi - z_lo + 1) / volume))
+
+    def place(self, target: int, touching_fraction: float) -> np.ndarray:
+        """Throws nuclei until ``target`` are placed (or ``30 * target`` attempts); a share
+        ``touching_fraction`` of the attempts presses one against a placed nucleus.
+        Returns rows of `COLUMNS`."""
+        rng = self.rng
+        attempts = 0
+        while len(self.rows) < target and attempts < 30 * target:
+            attempts += 1
+            r, a, b, c, angle, bright = self.new_shape()
+            if self.rows and rng.random() < touching_fraction:
+                found = self.partner(r, c)
+                if found is None:
+                    continue
+                z, y, x, angle, bright = found
+                bright = self.partner_brightness(bright)
+                ok = self.fits(z, y, x, r, 0.68)
+            else:
+                z, y, x = self.anywhere(r)
+                ok = self.fits(z, y, x, r, 0.92)
+            if ok:
+                self.add((z, y, x, a, b, c, angle, bright, r))
+        return np.asarray(self.rows, dtype=np.float64).reshape(-1, 9)
 
 
 def place_nuclei(
@@ -131,20 +168,6 @@ def place_nuclei(
     placer = NucleusPlacer(
         rng, shape, radius=radius, elongated_fraction=elongated_fraction, z_scale=z_scale
     )
-    target = _target_count(placer, fill)
-    attempts = 0
-    while len(placer.rows) < target and attempts < 30 * target:
-        attempts += 1
-        r, a, b, c, angle, bright = placer.new_shape()
-        if placer.rows and rng.random() < touching_fraction:
-            found = placer.partner(r, c)
-            if found is None:
-                continue
-            z, y, x, angle, bright = found
-            ok = placer.fits(z, y, x, r, 0.68)
-        else:
-            z, y, x = placer.anywhere(r)
-            ok = placer.fits(z, y, x, r, 0.92)
-        if ok:
-            placer.add((z, y, x, a, b, c, angle, bright, r))
-    return np.asarray(placer.rows, dtype=np.float64).reshape(-1, 9)
+    r_mean = sum(radius) / 2
+    target = placer.target_count(fill, math.pi * r_mean**2)
+    return placer.place(target, touching_fraction)

@@ -6,14 +6,15 @@ import math
 
 import numpy as np
 
-__all__ = ["relabel", "render"]
+__all__ = ["nucleus_box", "relabel", "render"]
 
 
-def _ellipsoid_box(shape, row) -> tuple[slice, ...] | None:
-    """The voxels a nucleus can reach, clipped to the image (None when outside)."""
+def nucleus_box(shape, row, reach: float = 1.0) -> tuple[slice, ...] | None:
+    """The voxels a nucleus whose outline reaches ``reach`` times its long semi-axis ``a``
+    can cover, clipped to the image (None when outside)."""
     nz, ny, nx = shape
     z0, y0, x0, a, _b, c = row[:6]
-    ext = a + 1
+    ext = a * reach + 1
     zs = (0, 1) if nz == 1 else (max(0, math.floor(z0 - c)), min(nz, math.ceil(z0 + c) + 1))
     ys = max(0, math.floor(y0 - ext)), min(ny, math.ceil(y0 + ext) + 1)
     xs = max(0, math.floor(x0 - ext)), min(nx, math.ceil(x0 + ext) + 1)
@@ -45,7 +46,7 @@ def render(shape: tuple[int, int, int], nuclei: np.ndarray, texture: np.ndarray)
     instances = np.zeros(shape, dtype=np.uint32)
     signal = np.zeros(shape, dtype=np.float32)
     for idx, row in enumerate(nuclei, start=1):
-        box = _ellipsoid_box(shape, row)
+        box = nucleus_box(shape, row)
         if box is None:
             continue
         d = _distance(box, row, shape[0])

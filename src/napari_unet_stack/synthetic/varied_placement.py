@@ -20,12 +20,14 @@ class VariedPlacer(NucleusPlacer):
     centres, brightness log-normal with the scene's spread, elongation up to 2.6.
     """
 
+    elongated = (1.5, 2.6)
+    roundish = (1.0, 1.3)
+
     def __init__(self, rng: np.random.Generator, shape, scene: Scene, z_scale: float) -> None:
         super().__init__(
             rng, shape, radius=scene.radius_range,
             elongated_fraction=scene.elongated_fraction, z_scale=z_scale,
         )  # fmt: skip
-        self.cell = 2 * scene.radius_range[1] * math.sqrt(2.6)
         self.scene = scene
         n_clumps = 1 + int(rng.integers(4))
         self.clumps = np.column_stack(
@@ -41,16 +43,12 @@ class VariedPlacer(NucleusPlacer):
         self.clump_sigma = self.clump_sigma * max(sigma, 1.5 * hi)
 
     def new_shape(self) -> tuple[float, ...]:
-        rng = self.rng
-        r = rng.uniform(*self.radius)
-        if rng.random() < self.elongated_fraction:
-            e = rng.uniform(1.5, 2.6)
-        else:
-            e = rng.uniform(1.0, 1.3)
-        a, b = r * math.sqrt(e), r / math.sqrt(e)
-        c = max(r * self.z_scale, 0.75)
-        bright = float(rng.lognormal(0.0, self.scene.brightness_spread))
-        return r, a, b, c, rng.uniform(0, math.pi), bright
+        r, a, b, c = self.axes()
+        bright = float(self.rng.lognormal(0.0, self.scene.brightness_spread))  # before the angle
+        return r, a, b, c, self.rng.uniform(0, math.pi), bright
+
+    def partner_brightness(self, bright: float) -> float:
+        return bright * float(self.rng.lognormal(0.0, self.scene.brightness_spread / 2))
 
     def anywhere(self, r: float) -> tuple[float, float, float]:
         rng = self.rng
@@ -63,38 +61,13 @@ class VariedPlacer(NucleusPlacer):
         return z, rng.uniform(-r, self.ny + r), rng.uniform(-r, self.nx + r)
 
 
-def _target(placer: VariedPlacer, fill: float) -> int:
-    lo, hi = placer.radius
-    mean_area = math.pi * (lo * lo + lo * hi + hi * hi) / 3  # E[r^2] of a uniform radius
-    if placer.nz == 1:
-        return max(1, round(fill * placer.ny * placer.nx / mean_area))
-    z_lo, z_hi = placer.z_range()
-    volume = mean_area * 4 / 3 * placer.z_scale * (lo + hi) / 2
-    return max(1, round(fill * placer.ny * placer.nx * (z_hi - z_lo + 1) / volume))
-
-
 def place_varied(rng: np.random.Generator, shape, scene: Scene, z_scale: float) -> np.ndarray:
     """Rows of `placement.COLUMNS` for one scene (touching pairs as in `place_nuclei`)."""
     placer = VariedPlacer(rng, shape, scene, z_scale)
-    target = _target(placer, scene.fill)
+    lo, hi = placer.radius
+    target = placer.target_count(scene.fill, math.pi * (lo * lo + lo * hi + hi * hi) / 3)  # E[pi r^2]
     placer.set_clump_sizes(target)
-    attempts = 0
-    while len(placer.rows) < target and attempts < 30 * target:
-        attempts += 1
-        r, a, b, c, angle, bright = placer.new_shape()
-        if placer.rows and rng.random() < scene.touching_fraction:
-            found = placer.partner(r, c)
-            if found is None:
-                continue
-            z, y, x, angle, bright = found
-            bright *= float(rng.lognormal(0.0, scene.brightness_spread / 2))
-            ok = placer.fits(z, y, x, r, 0.68)
-        else:
-            z, y, x = placer.anywhere(r)
-            ok = placer.fits(z, y, x, r, 0.92)
-        if ok:
-            placer.add((z, y, x, a, b, c, angle, bright, r))
-    return np.asarray(placer.rows, dtype=np.float64).reshape(-1, 9)
+    return placer.place(target, scene.touching_fraction)
 
 
 class Looks(NamedTuple):

@@ -9,22 +9,10 @@ import math
 
 import numpy as np
 
+from .render import nucleus_box
 from .varied_placement import Looks
 
 __all__ = ["render_varied"]
-
-
-def _box(shape, row, reach: float) -> tuple[slice, ...] | None:
-    """The voxels a nucleus whose outline reaches ``reach`` times ``a`` can cover."""
-    nz, ny, nx = shape
-    z0, y0, x0, a, _b, c = row[:6]
-    ext = a * reach + 1
-    zs = (0, 1) if nz == 1 else (max(0, math.floor(z0 - c)), min(nz, math.ceil(z0 + c) + 1))
-    ys = max(0, math.floor(y0 - ext)), min(ny, math.ceil(y0 + ext) + 1)
-    xs = max(0, math.floor(x0 - ext)), min(nx, math.ceil(x0 + ext) + 1)
-    if zs[0] >= zs[1] or ys[0] >= ys[1] or xs[0] >= xs[1]:
-        return None
-    return slice(*zs), slice(*ys), slice(*xs)
 
 
 def _distance(box, row, harmonics: np.ndarray, nz: int) -> np.ndarray:
@@ -71,7 +59,7 @@ def render_varied(shape, nuclei: np.ndarray, looks: Looks, fields):
     blurred = np.zeros(shape, dtype=np.float32)
     for idx, row in enumerate(nuclei, start=1):
         harm = looks.harmonics[idx - 1]
-        box = _box(shape, row, 1.0 + float(harm[:, 0].sum()))
+        box = nucleus_box(shape, row, 1.0 + float(harm[:, 0].sum()))
         if box is None:
             continue
         d = _distance(box, row, harm, shape[0])

@@ -13,7 +13,6 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ...validation import check_int
 from ..base import SegmentationNetwork
 from .common import count_indices, unet_reach, weight_shape
 
@@ -78,10 +77,7 @@ class PaddedUNet(SegmentationNetwork):
         conv_bias: bool = False,
     ) -> None:
         super().__init__()
-        self.in_channels = check_int("in_channels", in_channels, 1)
-        self.out_channels = check_int("n_classes", n_classes, 1)
-        self.base_channels = check_int("base_channels", base_channels, 1)
-        self.depth = check_int("depth", depth, 1)
+        self.depth = self._set_sizes(in_channels, n_classes, base_channels, depth)
         self.bilinear = bool(bilinear)
         self.conv_bias = bool(conv_bias)
         self.exact_tiling = not self.bilinear  # align_corners=True depends on the image size
@@ -151,14 +147,9 @@ class PaddedUNet(SegmentationNetwork):
         }
 
     def config(self) -> dict[str, Any]:
-        return {
-            "architecture": type(self).__name__,
-            "kwargs": {
-                "in_channels": self.in_channels,
-                "n_classes": self.out_channels,
-                "bilinear": self.bilinear,
-                "base_channels": self.base_channels,
-                "depth": self.depth,
-                "conv_bias": self.conv_bias,
-            },
-        }
+        return self._config(
+            bilinear=self.bilinear,
+            base_channels=self.base_channels,
+            depth=self.depth,
+            conv_bias=self.conv_bias,
+        )

@@ -12,7 +12,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from ...validation import check_int
 from ..base import SegmentationNetwork
 from .common import check_multiple, count_indices, nested_reach, unet_reach, weight_shape
 
@@ -42,10 +41,7 @@ class _VGGBase(SegmentationNetwork):
 
     def __init__(self, in_channels: int, n_classes: int, base_channels: int, depth: int) -> None:
         super().__init__()
-        self.in_channels = check_int("in_channels", in_channels, 1)
-        self.out_channels = check_int("n_classes", n_classes, 1)
-        self.base_channels = check_int("base_channels", base_channels, 1)
-        self._full_depth = check_int("depth", depth, 1)
+        self._full_depth = self._set_sizes(in_channels, n_classes, base_channels, depth)
         self._widths = [base_channels * 2**i for i in range(depth + 1)]
         self.pool = nn.MaxPool2d(2, 2)
         self.up = nn.Upsample(scale_factor=2, mode="bilinear", align_corners=True)
@@ -120,15 +116,7 @@ class VGGUNet(_VGGBase):
         return kwargs
 
     def config(self) -> dict[str, Any]:
-        return {
-            "architecture": "VGGUNet",
-            "kwargs": {
-                "in_channels": self.in_channels,
-                "n_classes": self.out_channels,
-                "base_channels": self.base_channels,
-                "depth": self._full_depth,
-            },
-        }
+        return self._config("VGGUNet", base_channels=self.base_channels, depth=self._full_depth)
 
 
 class VGGNestedUNet(_VGGBase):
@@ -245,14 +233,10 @@ class VGGNestedUNet(_VGGBase):
         return kwargs
 
     def config(self) -> dict[str, Any]:
-        return {
-            "architecture": "VGGNestedUNet",
-            "kwargs": {
-                "in_channels": self.in_channels,
-                "n_classes": self.out_channels,
-                "base_channels": self.base_channels,
-                "depth": self._full_depth,
-                "deep_supervision": self.deep_supervision,
-                "head": self._head,
-            },
-        }
+        return self._config(
+            "VGGNestedUNet",
+            base_channels=self.base_channels,
+            depth=self._full_depth,
+            deep_supervision=self.deep_supervision,
+            head=self._head,
+        )

@@ -18,7 +18,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from ...validation import check_int
 from ..base import SegmentationNetwork
 from ..blocks import Interval, conv_back, down_back, hull, reach_of, up_back
 from .common import check_multiple, count_indices, weight_shape
@@ -103,10 +102,7 @@ class StridedTutorialUNet(SegmentationNetwork):
         self, in_channels: int = 1, n_classes: int = 1, base_channels: int = 64, depth: int = 4
     ) -> None:
         super().__init__()
-        self.in_channels = check_int("in_channels", in_channels, 1)
-        self.out_channels = check_int("n_classes", n_classes, 1)
-        self.base_channels = check_int("base_channels", base_channels, 1)
-        self.depth = check_int("depth", depth, 1)
+        self.depth = self._set_sizes(in_channels, n_classes, base_channels, depth)
         widths = [base_channels * 2**level for level in range(depth)]
         c_in = in_channels
         for k, w in enumerate(widths, start=1):
@@ -146,12 +142,4 @@ class StridedTutorialUNet(SegmentationNetwork):
         }
 
     def config(self) -> dict[str, Any]:
-        return {
-            "architecture": type(self).__name__,
-            "kwargs": {
-                "in_channels": self.in_channels,
-                "n_classes": self.out_channels,
-                "base_channels": self.base_channels,
-                "depth": self.depth,
-            },
-        }
+        return self._config(base_channels=self.base_channels, depth=self.depth)
