@@ -239,7 +239,7 @@ def summary_rows(res: dict, fmt_ratio) -> list[tuple[str, str, str, str]]:
     f = res.get("f")
     if f:
         u, d = f["unpadded"], f["demo"]
-        rows.append((f"(f) predict (defaults: {u['precision'].split()[0]}) / bare eager float32 forward, unpadded slices",
+        rows.append((f"(f) predict (defaults: {u.get('precision', '?').split()[0]}) / bare eager float32 forward, unpadded slices",
                      fmt_ratio(*u["unpadded"]), f"<= {TARGET_UNPADDED:.2f}x",
                      verdict(u["unpadded"][0] <= TARGET_UNPADDED)))
         rows.append(("(f) same / bare forward on the padded slices", fmt_ratio(*u["padded"]),
@@ -269,7 +269,7 @@ def markdown(res: dict, fmt_ratio) -> list[str]:
         z, hgt, w = u["shape"]
         out += ["", "## (f) What a user pays: unpadded forward and the demo job", "",
                 (f"{u['model']} on nuclei_train (He-initialized, then `train`; precision 'auto' chose "
-                 f"{u['precision']}), normalized synthetic stack {z} x {hgt} x {w}. "
+                 f"{u.get('precision', '?')}), normalized synthetic stack {z} x {hgt} x {w}. "
                  "`predict(x, model, normalization=None, device='cpu')` with every other option at its "
                  "default, against `torch.softmax(model(x), 1)` in eager float32 NCHW under "
                  "`torch.inference_mode()`, all slices in one batch, on the slices as they are "

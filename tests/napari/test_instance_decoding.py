@@ -71,7 +71,8 @@ def _touching(ids: np.ndarray) -> set[tuple[int, int]]:
     growing each object by one pixel."""
     structure = ndimage.generate_binary_structure(ids.ndim, ids.ndim)
     if ids.ndim == 3:
-        structure[0] = structure[2] = ndimage.generate_binary_structure(2, 1)  # Z: face neighbours
+        structure[0] = structure[2] = False
+        structure[0, 1, 1] = structure[2, 1, 1] = True  # Z: the face neighbour only
     pairs = set()
     for i, box in enumerate(ndimage.find_objects(ids), start=1):
         if box is None:
