@@ -57,11 +57,11 @@ OUT = ROOT / "src" / "napari_unet_stack" / "bundled_models"
 MODELS = {
     "nuclei-unet": {
         "build": lambda: UNet(1, 3, base_channels=8, depth=4),
-        "steps": 450,
+        "steps": 1500,
     },
     "nuclei-unetpp": {
         "build": lambda: NestedUNet(1, 3, base_channels=8, depth=4, deep_supervision=True),
-        "steps": 170,
+        "steps": 600,
     },
 }
 SETTINGS = {
