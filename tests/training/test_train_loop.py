@@ -90,11 +90,10 @@ def test_training_on_sparse_labels_learns(data, held_out, fast, tiny_unet):
     sparse = np.where(painted, data.labels + 1, 0).astype(np.uint8)  # 1 = background, 2 = nucleus
     torch.manual_seed(0)
     model, _ = train(data.image, sparse, tiny_unet(), steps=50, sparse=True, val_every=25, **fast)
-    assert (
-        model.meta["provenance"]["data"]["train_slices"]
-        + model.meta["provenance"]["data"]["val_slices"]
-        == 5
-    )
+    # 5 painted slices are fewer than 1 / val_fraction: validation holds out strokes of
+    # every painted slice, so all 5 train (and the empty slice is skipped by both)
+    assert model.meta["provenance"]["data"]["train_slices"] == 5
+    assert 1 <= model.meta["provenance"]["data"]["val_slices"] <= 5
     pred = segment(held_out.image, model, device="cpu")
     assert foreground_dice(pred, held_out.labels) > 0.6
 
