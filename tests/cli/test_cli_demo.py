@@ -20,6 +20,10 @@ def test_demo(run, tmp_path):
         # what scripts/train_default_models.py measured on the same stack when it trained it
         scored = load_model(cli.DEFAULT_MODEL).meta["provenance"]["held_out"]["foreground_dice"]
         assert dice == pytest.approx(scored["default"], abs=0.0015) and "untrained" not in out
+        # and the instance F1 the script measured (its own scoring code, Z-linked objects)
+        f1 = float(out.split("F1 at IoU 0.5:")[1].split()[0])
+        held_out = load_model(cli.DEFAULT_MODEL).meta["provenance"]["held_out"]["scores"]
+        assert f1 == pytest.approx(held_out["default"]["nuclei_stack"]["3d"]["f1"], abs=0.002)
     files = sorted(os.listdir(tmp_path / "demo"))
     assert files == ["nuclei_stack_labels.tif", "nuclei_stack_overlay.png"]
     with io.read_image(tmp_path / "demo" / "nuclei_stack_labels.tif") as labels:
