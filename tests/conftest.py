@@ -17,3 +17,21 @@ def rng():
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture
+def threshold_net():
+    """A one-channel sigmoid "network" with foreground where the image is above 0.5 (reach 0):
+    its semantic labels are known exactly, so instance tests can draw the expected objects."""
+    from napari_unet_stack.models.base import SegmentationNetwork
+
+    class Threshold(SegmentationNetwork):
+        in_channels, out_channels, depth = 1, 1, 1
+
+        def _reach(self):
+            return 0
+
+        def forward(self, x):
+            return (x - 0.5) * 100
+
+    return Threshold

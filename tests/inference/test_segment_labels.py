@@ -7,7 +7,6 @@ import pytest
 import torch
 
 import napari_unet_stack as nus
-from napari_unet_stack.models.base import SegmentationNetwork
 
 
 def foreground_numpy(probs, activation):
@@ -149,27 +148,18 @@ def test_nonfinite_pixels(nets):
     assert labels[5, 7] == 0 and labels[20, 30] == 0
 
 
-def test_instances_and_min_size():
-    class Threshold(SegmentationNetwork):
-        in_channels, out_channels, depth = 1, 1, 1
-
-        def _reach(self):
-            return 0
-
-        def forward(self, x):
-            return (x - 0.5) * 100
-
+def test_instances_and_min_size(threshold_net):
     image = np.zeros((2, 30, 30), np.float32)
     image[:, 2:8, 2:8] = 1
     image[:, 20:28, 20:28] = 1
     image[:, 15, 15] = 1  # one-pixel speck
-    labels = nus.segment(image, Threshold(), normalization=None, instances=True, min_size=3)
+    labels = nus.segment(image, threshold_net(), normalization=None, instances=True, min_size=3)
     assert labels.dtype == np.uint8
     # 3D connectivity over Z by default: each square is one object through both slices
     assert set(np.unique(labels)) == {0, 1, 2}
     assert labels[0, 3, 3] == labels[1, 3, 3] != labels[0, 21, 21]
     assert labels[0, 15, 15] == 0
-    per_slice = nus.segment(image, Threshold(), normalization=None, instances=True, instance_ndim=2)
+    per_slice = nus.segment(image, threshold_net(), normalization=None, instances=True, instance_ndim=2)
     assert len(np.unique(per_slice)) == 1 + 3 * 2
 
 

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 import napari_unet_stack as nus
-from napari_unet_stack.models.base import SegmentationNetwork
 from napari_unet_stack.postprocess import instance_labels, slice_groups
 from napari_unet_stack.training import match_instances
 
@@ -21,18 +20,6 @@ def discs(shape=(40, 60), centres=((20, 20), (20, 37)), radius=10):
     for k, (cy, cx) in enumerate(centres, start=1):
         truth[(yy - cy) ** 2 + (xx - cx) ** 2 <= radius**2] = k
     return truth
-
-
-class Threshold(SegmentationNetwork):
-    """Foreground where the image is above 0.5 (one sigmoid channel)."""
-
-    in_channels, out_channels, depth = 1, 1, 1
-
-    def _reach(self):
-        return 0
-
-    def forward(self, x):
-        return (x - 0.5) * 100
 
 
 def test_touching_discs_merge_as_components_and_split_by_the_watershed():
@@ -156,11 +143,11 @@ def test_zarr_out_and_in_place():
 
 
 @pytest.mark.slow
-def test_segment_instances_numpy_zarr_and_dask_agree():
+def test_segment_instances_numpy_zarr_and_dask_agree(threshold_net):
     zarr = pytest.importorskip("zarr")
     da = pytest.importorskip("dask.array")
     image = np.stack([cylinders() > 0] * 2).astype(np.float32)  # T Z Y X
-    net = Threshold()
+    net = threshold_net()
     labels = nus.segment(image, net, normalization=None, instances=True, time_axis=0)
     assert labels.max() == 4 and labels.dtype == np.uint8
     merged = nus.segment(image, net, normalization=None, instances="components", time_axis=0)
@@ -175,16 +162,16 @@ def test_segment_instances_numpy_zarr_and_dask_agree():
     np.testing.assert_array_equal(out2[...], labels)
 
 
-def test_segment_time_axis_counts_without_the_channel_axis():
-    net = Threshold()
+def test_segment_time_axis_counts_without_the_channel_axis(threshold_net):
+    net = threshold_net()
     frames = (cylinders() > 0).astype(np.float32)
     image = np.stack([frames, frames], axis=1)[:, :1]  # T C Y X with one channel
     labels = nus.segment(image, net, normalization=None, instances=True, channel_axis=1, time_axis=0)
     assert labels.shape == (6, 40, 60) and labels.max() == 12
 
 
-def test_bad_instance_options_fail_before_the_work():
-    net = Threshold()
+def test_bad_instance_options_fail_before_the_work(threshold_net):
+    net = threshold_net()
     image = np.zeros((2, 8, 8), np.float32)
     for kwargs, message in [({"instances": "stardist"}, "instances"), ({"min_size": -1}, "min_size"),
                             ({"min_distance": 0}, "min_distance"), ({"link_iou": 0}, "link_iou"),
