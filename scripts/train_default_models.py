@@ -30,6 +30,7 @@ stored in ``meta["provenance"]["held_out"]``.
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import time
@@ -76,6 +77,9 @@ TRAIN_SET = {"n": 96, "shape": (256, 256), "seed": 100}
 HELD_OUT_SET = {"n": 16, "shape": (256, 256), "seed": 7}
 #: the extra stack the UNet++ fast head is chosen on, and the margin used there
 HEAD_SELECTION = {"shape": (16, 256, 256), "seed": 3, "tolerance": 0.01}
+#: how provenance names that stack
+SELECTION_DATA = (f"synthetic.varied_nuclei({HEAD_SELECTION['shape']}, seed={HEAD_SELECTION['seed']}, "
+                  "bit_depths=16)")
 #: the marker thresholds tried for the models' own decoding (on the head-selection stack)
 MARKER_THRESHOLDS = (0.5, 0.7, 0.8, 0.9, 0.95)
 
@@ -207,13 +211,20 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+@functools.cache
+def selection_stack():
+    """The extra stack (neither training nor held-out data) that picks the UNet++ fast head
+    and the marker threshold, generated once per run."""
+    return varied_nuclei(HEAD_SELECTION["shape"], seed=HEAD_SELECTION["seed"], bit_depths=16)
+
+
 def _select_head(model, provenance: dict) -> None:
-    extra = varied_nuclei(HEAD_SELECTION["shape"], seed=HEAD_SELECTION["seed"], bit_depths=16)
+    extra = selection_stack()
     head, head_scores = select_fast_head(
         model, extra.image, extra.labels, tolerance=HEAD_SELECTION["tolerance"], device="cpu"
     )
     provenance["fast_head_selection"] = {
-        "data": f"synthetic.varied_nuclei({HEAD_SELECTION['shape']}, seed={HEAD_SELECTION['seed']}, bit_depths=16)",
+        "data": SELECTION_DATA,
         "tolerance": HEAD_SELECTION["tolerance"],
         "dice": {k: round(v, 4) for k, v in head_scores.items()},
         "fast_head": head,
@@ -223,7 +234,7 @@ def _select_head(model, provenance: dict) -> None:
 def _tune_markers(model, provenance: dict) -> None:
     """The marker threshold of the model's own decoding, chosen on the head-selection stack
     (seed 3: neither training nor held-out data) by the F1 at IoU 0.5 of Z-linked objects."""
-    extra = varied_nuclei(HEAD_SELECTION["shape"], seed=HEAD_SELECTION["seed"], bit_depths=16)
+    extra = selection_stack()
     probs = predict(extra.image, model, device="cpu", precision="float32")
     f1 = {}
     for t in MARKER_THRESHOLDS:
@@ -232,8 +243,7 @@ def _tune_markers(model, provenance: dict) -> None:
     best = max(f1, key=f1.get)
     model.meta["instances"] = {**model.meta["instances"], "marker_threshold": best}
     provenance["marker_threshold_selection"] = {
-        "data": provenance.get("fast_head_selection", {}).get("data")
-        or f"synthetic.varied_nuclei({HEAD_SELECTION['shape']}, seed={HEAD_SELECTION['seed']}, bit_depths=16)",
+        "data": SELECTION_DATA,
         "f1_3d": {str(k): v for k, v in f1.items()}, "marker_threshold": best,
     }
 
