@@ -179,3 +179,14 @@ def test_bad_instance_options_fail_before_the_work(threshold_net):
                             ({"time_axis": 0, "instance_ndim": 3}, "no Z axis")]:
         with pytest.raises(ValueError, match=message):
             nus.segment(image, net, normalization=None, **{"instances": True, **kwargs})
+
+
+def test_instance_labels_checks_its_parameters_like_the_options():
+    """`instance_labels` called on its own refuses what `InstanceOptions` refuses (one check)."""
+    semantic = np.zeros((4, 4), np.uint8)
+    for kwargs, message in [({"min_size": None}, "min_size"), ({"min_size": True}, "min_size"),
+                            ({"min_size": -1}, "min_size"), ({"min_distance": 0}, "min_distance"),
+                            ({"smoothing": -1.0}, "smoothing"), ({"link_iou": 0}, "link_iou"),
+                            ({"link_iou": 1.5}, "link_iou")]:
+        with pytest.raises(ValueError, match=message):
+            instance_labels(semantic, **kwargs)

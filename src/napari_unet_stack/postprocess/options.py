@@ -10,12 +10,12 @@ distance-transform watershed of its foreground.
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from .checks import check_decoding, check_number
 from .linking import DEFAULT_LINK_IOU
 from .slices import DEFAULT_MIN_DISTANCE, DEFAULT_SMOOTHING
 
@@ -46,20 +46,10 @@ def check_instance_info(info: Any, n_channels: int) -> dict:
         raise ValueError(f"`instances['classes']` must give background, interior and boundary output channels "
                          f"(0..{n_channels - 1}), got {classes!r}")
     if "marker_threshold" in info:
-        _check_number("marker_threshold", info["marker_threshold"], 0, 1, open_low=True, open_high=True)
+        check_number("marker_threshold", info["marker_threshold"], 0, 1, open_low=True, open_high=True)
     if "min_size" in info and (not isinstance(info["min_size"], int) or info["min_size"] < 0):
         raise ValueError(f"`instances['min_size']` must be an int >= 0, got {info['min_size']!r}")
     return info
-
-
-def _check_number(name: str, value: Any, low: float, high: float, *, open_low: bool, open_high: bool) -> float:
-    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
-    v = float(value) if ok else math.nan
-    inside = (v > low if open_low else v >= low) and (v < high if open_high else v <= high)
-    if not (ok and inside):
-        span = f"{'(' if open_low else '['}{low:g}, {high:g}{')' if open_high else ']'}"
-        raise ValueError(f"`{name}` must be in {span} (a number), got {value!r}")
-    return v
 
 
 @dataclass(frozen=True)
@@ -106,15 +96,9 @@ class InstanceOptions:
     def __post_init__(self) -> None:
         if self.method not in METHOD_CHOICES:
             raise ValueError(f"`instances` (method) must be True, False or one of {METHOD_CHOICES}, got {self.method!r}")
-        if self.min_size is not None and (isinstance(self.min_size, bool) or int(self.min_size) != self.min_size
-                                          or self.min_size < 0):
-            raise ValueError(f"`min_size` must be an integer >= 0 (or None: the model's), got {self.min_size!r}")
-        if isinstance(self.min_distance, bool) or int(self.min_distance) != self.min_distance or self.min_distance < 1:
-            raise ValueError(f"`min_distance` must be an integer >= 1, got {self.min_distance!r}")
-        _check_number("smoothing", self.smoothing, 0, math.inf, open_low=False, open_high=True)
+        check_decoding(self.min_size, self.min_distance, self.smoothing, self.link_iou, model_min_size=True)
         if self.marker_threshold is not None:
-            _check_number("marker_threshold", self.marker_threshold, 0, 1, open_low=True, open_high=True)
-        _check_number("link_iou", self.link_iou, 0, 1, open_low=True, open_high=False)
+            check_number("marker_threshold", self.marker_threshold, 0, 1, open_low=True, open_high=True)
         if self.ndim not in (None, 2, 3):
             raise ValueError(f"`instance_ndim` must be None, 2 (per slice) or 3 (linked across Z), got {self.ndim!r}")
 

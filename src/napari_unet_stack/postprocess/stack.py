@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..labels import smallest_uint
+from .checks import check_decoding
 from .linking import DEFAULT_LINK_IOU, iou_links, overlap_pairs
 from .slices import (
     DEFAULT_MIN_DISTANCE,
@@ -143,14 +144,7 @@ def instance_labels(semantic: Any, *, ndim: int | None = None, method: str = "wa
 def _check(method: str, min_size: int, min_distance: int, smoothing: float, link_iou: float) -> None:
     if method not in METHODS:
         raise ValueError(f"instance method must be one of {METHODS}, got {method!r}")
-    if int(min_size) != min_size or min_size < 0:
-        raise ValueError(f"`min_size` must be an integer >= 0, got {min_size}")
-    if int(min_distance) != min_distance or min_distance < 1:
-        raise ValueError(f"`min_distance` must be an integer >= 1, got {min_distance}")
-    if not smoothing >= 0:
-        raise ValueError(f"`smoothing` must be >= 0, got {smoothing}")
-    if not 0 < link_iou <= 1:
-        raise ValueError(f"`link_iou` must be in (0, 1], got {link_iou}")
+    check_decoding(min_size, min_distance, smoothing, link_iou)
 
 
 def _linked(semantic, out, keys, ids: _Ids, method: str, params) -> None:
