@@ -118,6 +118,22 @@ def test_device_rule_equals_host_rule(n, activation, class_values, threshold):
     assert rule.map_values(on_host).dtype == rule.dtype
 
 
+def test_device_rule_ties_and_layouts_match_host():
+    """Exact ties between foreground classes go to the first, as numpy's argmax does, in
+    NCHW and channels-last tensors alike (the device rule must not depend on the layout)."""
+    probs = np.zeros((2, 4, 8, 8), np.float32)
+    probs[:, 0] = 0.2
+    probs[:, 1:3] = 0.3  # classes 1 and 2 tie everywhere
+    probs[1, 3, :4] = 0.5  # class 3 wins in half of the second image
+    probs[1, 1:3, :4] = 0.15
+    rule = LabelRule.of(4, "softmax")
+    host = np.stack([rule.classes(p) for p in probs])
+    assert set(np.unique(host)) == {1, 3}
+    t = torch.from_numpy(probs)
+    for layout in (t, t.to(memory_format=torch.channels_last)):
+        np.testing.assert_array_equal(rule.classes_torch(layout).numpy(), host)
+
+
 def test_bad_threshold_and_channels():
     with pytest.raises(ValueError, match=r"`threshold` must be in \[0, 1\], got 1.5"):
         LabelRule.of(1, threshold=1.5)
