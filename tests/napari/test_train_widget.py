@@ -497,9 +497,44 @@ def test_a_zip_name_saves_a_bioimageio_package(make_napari_viewer, clean_registr
     widget = TrainWidget(make_napari_viewer())
     widget.model = UNet(1, 2, base_channels=4, depth=2).eval()  # as a finished run leaves it
     widget.save_path.value = tmp_path / "pkg.zip"
-    assert widget.save() == tmp_path / "pkg.zip", widget.status.value
+    assert widget.save(wait=True) == tmp_path / "pkg.zip", widget.status.value
     assert widget.status.value == f"saved to {tmp_path / 'pkg.zip'}"
     assert load_model(tmp_path / "pkg.zip").config() == widget.model.config()
+
+
+@pytest.mark.slow
+def test_a_package_is_written_off_the_main_thread(make_napari_viewer, clean_registry, qtbot, tmp_path):
+    """Writing a package takes seconds: save() returns at once, the UI says what happens and
+    neither a second save nor training starts until it is written."""
+    pytest.importorskip("bioimageio.spec")
+    import threading
+
+    from napari_unet_stack.models import UNet
+    from napari_unet_stack.napari import _train_widget
+    from napari_unet_stack.napari._train_widget import TrainWidget
+
+    release, threads = threading.Event(), []
+    real = _train_widget.write_package
+
+    def held(model, path):  # the export, held until the test has looked at the widget
+        threads.append(threading.current_thread())
+        release.wait(30)
+        return real(model, path)
+
+    widget = TrainWidget(make_napari_viewer())
+    widget.model = UNet(1, 2, base_channels=4, depth=2).eval()
+    widget.save_path.value = tmp_path / "pkg.zip"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(_train_widget, "write_package", held)
+        assert widget.save() is None
+        assert widget.status.value == "writing the bioimage.io package pkg.zip..."
+        assert not widget.save_button.enabled and not widget.train_button.enabled
+        assert widget.train() is None and "being written" in widget.status.value
+        assert widget.save() is None and "being written" in widget.status.value
+        release.set()
+        qtbot.waitUntil(lambda: widget.status.value.startswith("saved to"), timeout=60_000)
+    assert threads and threads[0] is not threading.main_thread()
+    assert (tmp_path / "pkg.zip").is_file() and widget.save_button.enabled and widget.train_button.enabled
 
 
 def test_a_zip_name_without_the_extra_says_how_to_install(make_napari_viewer, clean_registry, tmp_path, monkeypatch):
@@ -512,7 +547,7 @@ def test_a_zip_name_without_the_extra_says_how_to_install(make_napari_viewer, cl
     widget = TrainWidget(make_napari_viewer())
     widget.model = UNet(1, 2, base_channels=2, depth=1)
     widget.save_path.value = tmp_path / "pkg.zip"
-    assert widget.save() is None
+    assert widget.save(wait=True) is None
     assert widget.status.value.startswith("not saved: ") and "[bioimageio]" in widget.status.value
     assert not (tmp_path / "pkg.zip").exists()
 

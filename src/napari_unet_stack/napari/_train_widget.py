@@ -10,6 +10,7 @@ architectures of `napari_unet_stack.models.ARCHITECTURES`. The trained model goe
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -53,6 +54,17 @@ def count_ids(data: np.ndarray, *, sparse: bool) -> int:
     return int(np.count_nonzero(ids >= (2 if sparse else 1)))
 
 
+def write_package(model: Any, path: Path) -> tuple[Path | None, BaseException | None]:
+    """The worker body of a ``.zip`` save: (the written path, None) or (None, the error that
+    stopped it); a worker that returned the error itself would raise it (superqt's rule)."""
+    from ..bioimageio.export import export_bioimageio
+
+    try:
+        return Path(export_bioimageio(model, path, name=f"napari-unet-stack {path.stem}", overwrite=True)), None
+    except (*EXPECTED_ERRORS, ImportError) as err:
+        return None, err
+
+
 class TrainWidget(WorkerDock):
     """Train on the chosen layers; see the module docstring.
 
@@ -67,6 +79,7 @@ class TrainWidget(WorkerDock):
     def __init__(self, viewer: napari.viewer.Viewer):
         super().__init__(viewer, "Train")
         self.train_button = self.start_button
+        self._package_writer = None  # the worker writing a bioimage.io package, while it runs
         self.model: Any = None  # the last trained model
         self.model_name: str | None = None  # its name in USER_MODELS
         self._f1: float | None = None  # the last validation instance F1 (instance models)
@@ -167,6 +180,9 @@ class TrainWidget(WorkerDock):
         With ``wait=True`` return only when it has finished (the viewer stays responsive).
         """
         if self.busy():
+            return None
+        if self._package_writer is not None:
+            self._not_started(RuntimeError("a bioimage.io package is being written; train when it is saved"))
             return None
         try:
             job = self._prepare()
@@ -269,15 +285,21 @@ class TrainWidget(WorkerDock):
                              f"'{self.model_name}' is in Predict")
 
     # -- saving ------------------------------------------------------------------------
-    def save(self) -> Path | None:
+    def save(self, *, wait: bool = False) -> Path | None:
         """Save the trained model to ``save_path``; it stays listed in Predict under the file's name.
 
         A ``.zip`` path writes a bioimage.io model package (`export_bioimageio`, replacing
-        the file the dialog chose) instead of our checkpoint."""
+        the file the dialog chose) instead of our checkpoint, in a worker thread: it takes
+        seconds (TorchScript, test tensors, the spec's validation), so ``save`` returns None
+        at once and the status says when it is saved; ``wait=True`` returns the path when
+        it is written (the viewer stays responsive). Returns None when nothing was saved.
+        """
         from ..checkpoints import save_model
 
         if self.model is None:
             return self._not_saved("train a model first")
+        if self._package_writer is not None:
+            return self._not_saved("a bioimage.io package is being written; wait for it")
         path = Path(self.save_path.value)
         if path.is_dir() or str(path) in ("", "."):  # before adding a suffix: not "<folder>.pt" beside it
             return self._not_saved("choose a file name to save the model to")
@@ -285,22 +307,54 @@ class TrainWidget(WorkerDock):
             path = path.with_suffix(".pt")
         if path.is_dir():
             return self._not_saved(f"{str(path)!r} is a folder; choose a file name to save the model to")
+        if path.suffix.lower() == ".zip":
+            return self._save_package(path, wait)
         try:
-            if path.suffix.lower() == ".zip":
-                saved = self._save_package(path)
-            else:
-                saved = Path(save_model(self.model, path, include_training_state=self.save_state.value))
-        except (*EXPECTED_ERRORS, ImportError) as err:
+            saved = Path(save_model(self.model, path, include_training_state=self.save_state.value))
+        except EXPECTED_ERRORS as err:
             return self._not_saved(f"cannot save the model: {err}")
-        self.model_name = USER_MODELS.add(saved.stem, self.model, saved, replace=self.model_name)
+        return self._saved(saved, self.model, self.model_name)
+
+    def _saved(self, saved: Path, model: Any, listed: str | None) -> Path:
+        self.model_name = USER_MODELS.add(saved.stem, model, saved, replace=listed)
         self.status.value = f"saved to {saved}"
         return saved
 
-    def _save_package(self, path: Path) -> Path:
-        from ..bioimageio.export import export_bioimageio
+    def _save_package(self, path: Path, wait: bool) -> Path | None:
+        """Write the package in a worker; training and saving wait until it is written."""
+        from napari.qt.threading import create_worker
+        from qtpy.QtCore import QEventLoop
 
+        model, listed = self.model, self.model_name
+        snapshot = copy.deepcopy(model)  # the file holds the weights as they were when asked
+        done: dict[str, Path | None] = {"path": None}
+
+        def on_returned(outcome) -> None:
+            saved, err = outcome
+            if err is not None:
+                self._not_saved(f"cannot save the model: {err}")
+            elif not self._gone:
+                done["path"] = self._saved(saved, model, listed)
+
+        worker = create_worker(write_package, snapshot, path, _start_thread=False)
+        worker.returned.connect(on_returned)
+        worker.finished.connect(self._package_written)
+        self._package_writer = worker
+        self.save_button.enabled = self.start_button.enabled = False
         self.status.value = f"writing the bioimage.io package {path.name}..."
-        return Path(export_bioimageio(self.model, path, name=f"napari-unet-stack {path.stem}", overwrite=True))
+        loop = QEventLoop() if wait else None
+        if loop is not None:
+            worker.finished.connect(loop.quit)
+        worker.start()
+        if loop is not None:
+            loop.exec()
+        return done["path"]
+
+    def _package_written(self) -> None:
+        self._package_writer = None
+        if not self._gone:
+            self.save_button.enabled = self.model is not None
+            self.start_button.enabled = self.worker is None
 
     def _not_saved(self, why: str) -> None:
         """Say why nothing was saved (a notification, and the status: not an earlier "saved to")."""
