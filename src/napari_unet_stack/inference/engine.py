@@ -31,7 +31,16 @@ from .layout import as_image, read_slice, validate_image
 from .placement import on_device
 from .plan import Request, RunPlan, plan_run
 from .spec import ModelSpec
-from .stitch import SliceState, allocate_output, collect, finish_slice, new_slice, write_tile
+from .stitch import (
+    SliceState,
+    allocate_output,
+    check_out,
+    collect,
+    finish_slice,
+    new_slice,
+    output_shape,
+    write_tile,
+)
 
 log = logging.getLogger("napari_unet_stack")
 
@@ -64,6 +73,7 @@ def iterate(image, spec: ModelSpec, request: Request, *, progress=None, cancel=N
     check_run_options(progress, cancel)
     image = as_image(image)
     layout = validate_image(image, request.channel_axis, spec.in_channels, request.channel)
+    check_out(out, output_shape(layout, request.mode == "labels", spec.out_channels))  # before the probes run
     plan = plan_run(spec, layout, request, image)
     run = _Run(plan, image, allocate_output(plan, out), progress, cancel,
                total=len(layout.leads) * plan.tiles_per_slice)

@@ -17,7 +17,8 @@ import torch
 from .. import tiling
 from .plan import RunPlan
 
-__all__ = ["SliceState", "allocate_output", "check_writable", "collect", "finish_slice", "new_slice", "write_tile"]
+__all__ = ["SliceState", "allocate_output", "check_out", "check_writable", "collect", "finish_slice", "new_slice", "output_shape",
+           "write_tile"]
 
 
 @dataclass
@@ -42,19 +43,30 @@ def check_writable(out: Any) -> None:
         raise ValueError(f"`out` is read-only ({type(out).__name__}): pass a writable array")
 
 
+def output_shape(layout: Any, labels: bool, n_classes: int | None) -> tuple[int, ...] | None:
+    """The result's shape: labels (..., Y, X), probabilities (K, ..., Y, X); None while K is unknown."""
+    image_shape = tuple(layout.shape[ax] for ax in layout.spatial)
+    if labels:
+        return image_shape
+    return None if n_classes is None else (int(n_classes), *image_shape)
+
+
+def check_out(out: Any, shape: tuple[int, ...] | None) -> None:
+    """``out`` writable and of ``shape`` (None: not known yet); run before any work too."""
+    if out is None:
+        return
+    if shape is not None and tuple(out.shape) != shape:
+        raise ValueError(f"`out` must have shape {shape}, got {tuple(out.shape)}")
+    check_writable(out)
+
+
 def allocate_output(plan: RunPlan, out: Any = None) -> Any:
     """``out`` checked against the result's shape and dtype, or a new zeroed array."""
-    layout = plan.layout
-    image_shape = tuple(layout.shape[ax] for ax in layout.spatial)
-    if plan.rule is not None:
-        out_dtype, out_shape = plan.rule.dtype, image_shape
-    else:
-        out_dtype, out_shape = np.dtype(np.float32), (plan.n_classes, *image_shape)
+    out_shape = output_shape(plan.layout, plan.rule is not None, plan.n_classes)
+    out_dtype = plan.rule.dtype if plan.rule is not None else np.dtype(np.float32)
     if out is None:
         return np.zeros(out_shape, dtype=out_dtype)
-    if tuple(out.shape) != out_shape:
-        raise ValueError(f"`out` must have shape {out_shape}, got {tuple(out.shape)}")
-    check_writable(out)
+    check_out(out, out_shape)
     if plan.rule is not None and not np.can_cast(out_dtype, np.dtype(out.dtype), casting="safe"):
         raise ValueError(f"`out` must have an integer dtype that holds {out_dtype} labels, got {out.dtype}")
     if plan.rule is None and np.dtype(out.dtype).kind != "f":
