@@ -19,7 +19,7 @@ def _read(path):
 def test_cli_defaults_are_the_library_defaults():
     assert cli_predict.DEFAULT_MIN_DISTANCE == postprocess.DEFAULT_MIN_DISTANCE
     assert cli_predict.DEFAULT_SMOOTHING == postprocess.DEFAULT_SMOOTHING
-    assert cli_predict.DEFAULT_LINK_IOU == postprocess.DEFAULT_LINK_IOU
+    assert cli_predict.DEFAULT_LINK_OVERLAP == postprocess.DEFAULT_LINK_OVERLAP
     assert cli_predict.DEFAULT_MARKER_THRESHOLD == postprocess.DEFAULT_MARKER_THRESHOLD
     assert cli_predict.METHOD_CHOICES == postprocess.METHOD_CHOICES
 
@@ -55,7 +55,7 @@ def test_time_frames_of_an_imagej_file_are_not_linked(run, tmp_path, checkpoint,
     (["--min-distance", "2"], "--min-distance is an instance option: add --instances"),
     (["--per-slice"], "--per-slice is an instance option"),
     (["--instances", "--min-distance", "0"], "--min-distance must be >= 1"),
-    (["--instances", "--link-iou", "2"], "--link-iou must be in"),
+    (["--instances", "--link-overlap", "2"], "--link-overlap must be in"),
     (["--instances", "--smoothing", "x"], "--smoothing must be a number"),
     (["--marker-threshold", "0.4"], "--marker-threshold is an instance option"),
     (["--instances", "--marker-threshold", "1.5"], "--marker-threshold must be in (0, 1)"),

@@ -174,7 +174,7 @@ def test_bad_instance_options_fail_before_the_work(threshold_net):
     net = threshold_net()
     image = np.zeros((2, 8, 8), np.float32)
     for kwargs, message in [({"instances": "stardist"}, "instances"), ({"min_size": -1}, "min_size"),
-                            ({"min_distance": 0}, "min_distance"), ({"link_iou": 0}, "link_iou"),
+                            ({"min_distance": 0}, "min_distance"), ({"link_overlap": 0}, "link_overlap"),
                             ({"time_axis": 2}, "time_axis"), ({"instance_ndim": 4}, "per slice"),
                             ({"time_axis": 0, "instance_ndim": 3}, "no Z axis")]:
         with pytest.raises(ValueError, match=message):
@@ -186,7 +186,7 @@ def test_instance_labels_checks_its_parameters_like_the_options():
     semantic = np.zeros((4, 4), np.uint8)
     for kwargs, message in [({"min_size": None}, "min_size"), ({"min_size": True}, "min_size"),
                             ({"min_size": -1}, "min_size"), ({"min_distance": 0}, "min_distance"),
-                            ({"smoothing": -1.0}, "smoothing"), ({"link_iou": 0}, "link_iou"),
-                            ({"link_iou": 1.5}, "link_iou")]:
+                            ({"smoothing": -1.0}, "smoothing"), ({"link_overlap": 0}, "link_overlap"),
+                            ({"link_overlap": 1.5}, "link_overlap")]:
         with pytest.raises(ValueError, match=message):
             instance_labels(semantic, **kwargs)

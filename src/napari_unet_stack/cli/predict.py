@@ -20,7 +20,7 @@ from .common import (
 )
 from .outputs import plan_outputs
 
-DEFAULT_MIN_DISTANCE, DEFAULT_SMOOTHING, DEFAULT_LINK_IOU = 3, 1.0, 0.1  # postprocess's (checked by a test)
+DEFAULT_MIN_DISTANCE, DEFAULT_SMOOTHING, DEFAULT_LINK_OVERLAP = 3, 1.0, 0.8  # postprocess's (checked by a test)
 DEFAULT_MARKER_THRESHOLD, METHOD_CHOICES = 0.5, ("auto", "markers", "watershed", "components")  # idem
 
 __all__ = ["add_parser", "engine_options", "run"]
@@ -97,9 +97,9 @@ def _add_instance_options(p) -> None:
     p.add_argument("--smoothing", default=str(DEFAULT_SMOOTHING), metavar="SIGMA",
                    help=f"with --instances watershed: Gaussian sigma of the distance transform "
                         f"(default {DEFAULT_SMOOTHING})")
-    p.add_argument("--link-iou", default=str(DEFAULT_LINK_IOU), metavar="IOU",
-                   help=f"with --instances: link objects of neighbouring Z slices with at least "
-                        f"this IoU (default {DEFAULT_LINK_IOU})")
+    p.add_argument("--link-overlap", default=str(DEFAULT_LINK_OVERLAP), metavar="FRACTION",
+                   help=f"with --instances: objects of neighbouring Z slices are one when the smaller "
+                        f"lies at least FRACTION inside the other (default {DEFAULT_LINK_OVERLAP})")
     p.add_argument("--per-slice", action="store_true",
                    help="with --instances: objects per slice, not linked across Z")
 
@@ -226,7 +226,7 @@ def time_axes_of(axes: str) -> tuple[int, ...]:
     return tuple(i for i, a in enumerate(axes[:-2]) if a == "T")
 
 
-_FLAGS = {"`smoothing`": "--smoothing", "`link_iou`": "--link-iou", "`marker_threshold`": "--marker-threshold",
+_FLAGS = {"`smoothing`": "--smoothing", "`link_overlap`": "--link-overlap", "`marker_threshold`": "--marker-threshold",
           "`min_size`": "--min-size", "`min_distance`": "--min-distance"}
 
 
@@ -239,7 +239,7 @@ def _instance_numbers(args) -> None:
     if args.min_size is not None:
         args.min_size = parse_int("--min-size", args.min_size, 0)
     args.min_distance = parse_int("--min-distance", args.min_distance, 1)
-    for name in ("smoothing", "link_iou", "marker_threshold"):
+    for name in ("smoothing", "link_overlap", "marker_threshold"):
         flag = "--" + name.replace("_", "-")
         if getattr(args, name) is None:
             continue
@@ -253,7 +253,7 @@ def _instance_numbers(args) -> None:
                                    ("--min-distance", args.min_distance, DEFAULT_MIN_DISTANCE),
                                    ("--smoothing", args.smoothing, DEFAULT_SMOOTHING),
                                    ("--marker-threshold", args.marker_threshold, None),
-                                   ("--link-iou", args.link_iou, DEFAULT_LINK_IOU)) if v != d]
+                                   ("--link-overlap", args.link_overlap, DEFAULT_LINK_OVERLAP)) if v != d]
         if given:
             what = "filters instances" if given[0] == "--min-size" else "is an instance option"
             raise ValueError(f"{given[0]} {what}: add --instances")
@@ -261,7 +261,7 @@ def _instance_numbers(args) -> None:
     try:
         args.decoding = InstanceOptions(args.instances, min_size=args.min_size, min_distance=args.min_distance,
                                         smoothing=args.smoothing, marker_threshold=args.marker_threshold,
-                                        link_iou=args.link_iou, ndim=2 if args.per_slice else None)
+                                        link_overlap=args.link_overlap, ndim=2 if args.per_slice else None)
     except ValueError as err:
         message = str(err)
         for name, flag in _FLAGS.items():

@@ -16,7 +16,12 @@ from typing import Any
 import numpy as np
 
 from ..labels import smallest_uint
-from ..postprocess import DEFAULT_LINK_IOU, DEFAULT_MIN_DISTANCE, DEFAULT_SMOOTHING, InstanceOptions
+from ..postprocess import (
+    DEFAULT_LINK_OVERLAP,
+    DEFAULT_MIN_DISTANCE,
+    DEFAULT_SMOOTHING,
+    InstanceOptions,
+)
 from .dask_tasks import dask_apply, is_dask
 from .engine import iterate
 from .events import Progress, drain
@@ -73,20 +78,20 @@ def iter_predict(image, model, **options) -> Generator[Progress, None, np.ndarra
 def iter_segment(image, model, *, instances: bool | str | InstanceOptions = False, min_size: int | None = None,
                  instance_ndim: int | None = None, time_axis: int | Sequence[int] | None = None,
                  min_distance: int = DEFAULT_MIN_DISTANCE, smoothing: float = DEFAULT_SMOOTHING,
-                 link_iou: float = DEFAULT_LINK_IOU, marker_threshold: float | None = None,
+                 link_overlap: float = DEFAULT_LINK_OVERLAP, marker_threshold: float | None = None,
                  **options) -> Generator[Progress, None, np.ndarray]:
     """Generator form of `segment`: yields `Progress`, returns the labels."""
-    decoding = _decoding(instances, min_size, instance_ndim, time_axis, min_distance, smoothing, link_iou,
+    decoding = _decoding(instances, min_size, instance_ndim, time_axis, min_distance, smoothing, link_overlap,
                          marker_threshold)
     return _segment(image, model, decoding, _options(options))
 
 
-def _decoding(instances, min_size, ndim, time_axis, min_distance, smoothing, link_iou, marker_threshold):
+def _decoding(instances, min_size, ndim, time_axis, min_distance, smoothing, link_overlap, marker_threshold):
     """The `InstanceOptions` of segment's keywords (None: semantic labels)."""
     if isinstance(instances, InstanceOptions):
         return instances
     return InstanceOptions.from_instances(instances, min_size=min_size, ndim=ndim, time_axis=time_axis,
-                                          min_distance=min_distance, smoothing=smoothing, link_iou=link_iou,
+                                          min_distance=min_distance, smoothing=smoothing, link_overlap=link_overlap,
                                           marker_threshold=marker_threshold)
 
 
@@ -237,7 +242,7 @@ def predict(image, model, *, channel_axis=None, channel=None, tile_size="auto", 
 
 
 def segment(image, model, *, threshold=0.5, instances=False, min_size=None, instance_ndim=None, time_axis=None,
-            min_distance=DEFAULT_MIN_DISTANCE, smoothing=DEFAULT_SMOOTHING, link_iou=DEFAULT_LINK_IOU,
+            min_distance=DEFAULT_MIN_DISTANCE, smoothing=DEFAULT_SMOOTHING, link_overlap=DEFAULT_LINK_OVERLAP,
             marker_threshold=None, channel_axis=None,
             channel=None, tile_size="auto", halo="auto", blend="crop", pad_mode="reflect", border=DEFAULT_BORDER,
             batch_size="auto", device="auto",
@@ -260,7 +265,8 @@ def segment(image, model, *, threshold=0.5, instances=False, min_size=None, inst
         foreground, grown into the foreground by a seeded watershed); any other model by
         'watershed': each slice's foreground (per class) split by a watershed of its
         distance transform, seeded by the transform's maxima. Across Z, objects of
-        neighbouring slices whose IoU is at least ``link_iou`` become one. 'components':
+        neighbouring slices are one when the smaller lies at least ``link_overlap``
+        inside the other. 'components':
         connected components (3D 6-connected over Z, as before 0.x). An `InstanceOptions`
         carries every decoding option (the keywords below are then ignored). See
         `napari_unet_stack.postprocess.InstanceOptions`. An instance model without
@@ -282,8 +288,10 @@ def segment(image, model, *, threshold=0.5, instances=False, min_size=None, inst
         Watershed markers: maxima of the distance transform at least this many pixels apart.
     smoothing : float
         Gaussian sigma of the distance transform before its maxima are taken (0: none).
-    link_iou : float
-        Watershed Z links: objects of neighbouring slices with at least this IoU.
+    link_overlap : float
+        Z links ('markers', 'watershed'), in (0, 1]: objects of neighbouring slices are
+        one when the smaller lies at least this fraction inside the other, one to one; a
+        leftover (a split-off piece, a second cap) lying this much inside one joins it.
 
     With ``instances`` the semantic labels are written into ``out`` (or an array of the
     result's shape) slice by slice, then replaced by instance ids slice by slice: besides
@@ -304,7 +312,7 @@ def segment(image, model, *, threshold=0.5, instances=False, min_size=None, inst
                    border=border, batch_size=batch_size, device=device, precision=precision,
                    normalization=_pick_normalization(normalization, normalize, 2),
                    threshold=threshold, progress=progress, cancel=cancel, out=out, info=info)
-    decoding = _decoding(instances, min_size, instance_ndim, time_axis, min_distance, smoothing, link_iou,
+    decoding = _decoding(instances, min_size, instance_ndim, time_axis, min_distance, smoothing, link_overlap,
                          marker_threshold)
     if is_dask(image):
         if decoding is not None:

@@ -11,7 +11,7 @@
 """
 
 from .decode import decode_probabilities, labels_rule
-from .linking import DEFAULT_LINK_IOU, iou_links, overlap_pairs
+from .linking import DEFAULT_LINK_OVERLAP, overlap_links, overlap_pairs
 from .options import DEFAULT_MARKER_THRESHOLD, METHOD_CHOICES, InstanceOptions, model_instances
 from .slices import (
            DEFAULT_MIN_DISTANCE,
@@ -24,7 +24,7 @@ from .slices import (
 from .stack import METHODS, instance_labels, slice_groups
 
 __all__ = [
-           "DEFAULT_LINK_IOU",
+           "DEFAULT_LINK_OVERLAP",
            "DEFAULT_MARKER_THRESHOLD",
            "DEFAULT_MIN_DISTANCE",
            "DEFAULT_SMOOTHING",
@@ -35,10 +35,10 @@ __all__ = [
            "components_slice",
            "decode_probabilities",
            "instance_labels",
-           "iou_links",
            "labels_rule",
            "marker_slice",
            "model_instances",
+           "overlap_links",
            "overlap_pairs",
            "slice_groups",
            "watershed_slice",

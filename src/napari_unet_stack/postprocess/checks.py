@@ -22,10 +22,10 @@ def check_number(name: str, value: Any, low: float, high: float, *, open_low: bo
     return v
 
 
-def check_decoding(min_size: Any, min_distance: Any, smoothing: Any, link_iou: Any, *,
+def check_decoding(min_size: Any, min_distance: Any, smoothing: Any, link_overlap: Any, *,
                    model_min_size: bool = False) -> None:
     """``min_size`` an integer >= 0 (with ``model_min_size``, None too: the model's),
-    ``min_distance`` an integer >= 1, ``smoothing`` >= 0, ``link_iou`` in (0, 1]."""
+    ``min_distance`` an integer >= 1, ``smoothing`` >= 0, ``link_overlap`` in (0, 1]."""
     if min_size is None and model_min_size:
         pass
     elif isinstance(min_size, (bool, type(None))) or int(min_size) != min_size or min_size < 0:
@@ -34,4 +34,4 @@ def check_decoding(min_size: Any, min_distance: Any, smoothing: Any, link_iou: A
     if isinstance(min_distance, bool) or int(min_distance) != min_distance or min_distance < 1:
         raise ValueError(f"`min_distance` must be an integer >= 1, got {min_distance!r}")
     check_number("smoothing", smoothing, 0, math.inf, open_low=False, open_high=True)
-    check_number("link_iou", link_iou, 0, 1, open_low=True, open_high=False)
+    check_number("link_overlap", link_overlap, 0, 1, open_low=True, open_high=False)

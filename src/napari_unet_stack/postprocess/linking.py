@@ -1,14 +1,26 @@
-"""Objects of neighbouring slices matched by overlap: IoU links (watershed objects) and
-any-overlap unions (connected components, i.e. 3D connectivity)."""
+"""Objects of neighbouring slices matched by overlap: overlap links (watershed and marker
+objects) and any-overlap unions (connected components, i.e. 3D connectivity).
+
+Why the overlap over the *smaller* object and not the IoU: a nucleus's top and bottom
+slices are small caps lying inside the bigger cross-section next to them, so their IoU is
+small (a 4-pixel cap inside a 60-pixel disc: 0.07) although they are the same object; an
+IoU threshold left such caps as objects of their own (false objects, and the true object
+lost pixels). Measured with ideal per-slice inputs built from the truth on generated
+16 x 256 x 256 stacks, Z-linked F1 at IoU 0.5 rose from 0.86-0.93 (IoU >= 0.1) to
+0.98-0.99 (overlap >= 0.8 with the leftover pass below).
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-__all__ = ["DEFAULT_LINK_IOU", "iou_links", "overlap_pairs"]
+__all__ = ["DEFAULT_LINK_OVERLAP", "Links", "overlap_links", "overlap_pairs"]
 
-#: Two objects of neighbouring slices become one when their IoU is at least this.
-DEFAULT_LINK_IOU = 0.1
+#: Two objects of neighbouring slices belong together when the smaller lies at least this
+#: much inside the other (intersection / smaller area).
+DEFAULT_LINK_OVERLAP = 0.8
 
 
 def overlap_pairs(prev: np.ndarray, prev_sem: np.ndarray, cur: np.ndarray, cur_sem: np.ndarray
@@ -31,24 +43,47 @@ def _areas(labels: np.ndarray, ids: np.ndarray) -> np.ndarray:
     return counts[np.searchsorted(uniq, ids)]
 
 
-def iou_links(prev: np.ndarray, prev_sem: np.ndarray, cur: np.ndarray, cur_sem: np.ndarray,
-              min_iou: float) -> tuple[np.ndarray, np.ndarray]:
-    """One-to-one links (cur id -> prev id) of pairs whose IoU is at least ``min_iou``.
+@dataclass(frozen=True)
+class Links:
+    """The links between the objects of a slice (cur) and of its neighbour (prev).
 
-    Pairs are taken greedily by decreasing IoU (ties: the smaller ids first), so each
-    object of either slice is linked at most once.
+    ``cur`` / ``prev``: cur object ``cur[i]`` takes prev object ``prev[i]``'s id (the
+    one-to-one links, then the cur objects left over that join a prev object; a prev id
+    may appear several times). ``joined`` / ``into``: prev object ``joined[i]``, left over,
+    joins cur object ``into[i]`` (its id must be merged with that object's).
+    """
+
+    cur: np.ndarray
+    prev: np.ndarray
+    joined: np.ndarray
+    into: np.ndarray
+
+
+def overlap_links(prev: np.ndarray, prev_sem: np.ndarray, cur: np.ndarray, cur_sem: np.ndarray,
+                  min_overlap: float) -> Links:
+    """The objects of ``cur`` and ``prev`` (neighbouring slices) that are one object.
+
+    1. One-to-one: pairs (same class) whose shared pixels are at least ``min_overlap`` of
+       the smaller one's area, taken greedily by decreasing overlap, then IoU (ties: the
+       smaller ids first); each object of either slice continues at most one chain.
+    2. Left over: an object of either slice not linked in 1 that lies at least
+       ``min_overlap`` inside one object of the other slice (its shared pixels over its
+       own area; the one it shares most with) joins it: a piece split off in one slice,
+       or a second cap under one cross-section. Any other object starts a new one.
     """
     a, b, shared = overlap_pairs(prev, prev_sem, cur, cur_sem)
+    empty = np.zeros(0, np.int64)
     if a.size == 0:
-        return a, a
-    ious = shared / (_areas(prev, a) + _areas(cur, b) - shared)
-    keep = ious >= min_iou
-    a, b, ious = a[keep], b[keep], ious[keep]
-    order = np.lexsort((b, a, -ious))
+        return Links(empty, empty, empty, empty)
+    area_a, area_b = _areas(prev, a), _areas(cur, b)
+    overlap = shared / np.minimum(area_a, area_b)
+    iou = shared / (area_a + area_b - shared)
+    cand = np.flatnonzero(overlap >= min_overlap)
+    cand = cand[np.lexsort((b[cand], a[cand], -iou[cand], -overlap[cand]))]
     used_a: set[int] = set()
     used_b: set[int] = set()
     cur_ids, prev_ids = [], []
-    for i in order:
+    for i in cand:
         x, y = int(a[i]), int(b[i])
         if x in used_a or y in used_b:
             continue
@@ -56,4 +91,21 @@ def iou_links(prev: np.ndarray, prev_sem: np.ndarray, cur: np.ndarray, cur_sem: 
         used_b.add(y)
         cur_ids.append(y)
         prev_ids.append(x)
-    return np.asarray(cur_ids, np.int64), np.asarray(prev_ids, np.int64)
+    take_b = _leftovers(b, shared / area_b, used_b, min_overlap, shared)
+    take_a = _leftovers(a, shared / area_a, used_a, min_overlap, shared)
+    cur_all = np.concatenate([np.asarray(cur_ids, np.int64), b[take_b]])
+    prev_all = np.concatenate([np.asarray(prev_ids, np.int64), a[take_b]])
+    return Links(cur_all, prev_all, a[take_a], b[take_a])
+
+
+def _leftovers(ids: np.ndarray, inside: np.ndarray, used: set[int], min_overlap: float,
+               shared: np.ndarray) -> np.ndarray:
+    """The pair indices joining each object of ``ids`` not in ``used`` that lies at least
+    ``min_overlap`` inside another (``inside``: shared / its own area), to the one it shares most with."""
+    free = np.flatnonzero((inside >= min_overlap) & ~np.isin(ids, np.fromiter(used, np.int64, len(used))))
+    if free.size == 0:
+        return free
+    free = free[np.lexsort((-shared[free], ids[free]))]  # by id, the largest share first
+    first = np.ones(free.size, bool)
+    first[1:] = ids[free][1:] != ids[free][:-1]
+    return free[first]

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from .checks import check_decoding, check_number
-from .linking import DEFAULT_LINK_IOU
+from .linking import DEFAULT_LINK_OVERLAP
 from .slices import DEFAULT_MIN_DISTANCE, DEFAULT_SMOOTHING
 
 __all__ = ["DEFAULT_MARKER_THRESHOLD", "METHOD_CHOICES", "InstanceOptions", "check_instance_info", "model_instances"]
@@ -75,9 +75,11 @@ class InstanceOptions:
     marker_threshold : float or None
         'markers': in (0, 1); None: the model's ``meta["instances"]["marker_threshold"]``,
         else `DEFAULT_MARKER_THRESHOLD`.
-    link_iou : float
-        'markers' and 'watershed' Z links: objects of neighbouring slices with at least
-        this IoU become one.
+    link_overlap : float
+        'markers' and 'watershed' Z links, in (0, 1]: objects of neighbouring slices are
+        one when the smaller lies at least this much inside the other (one to one; a
+        leftover lying this much inside one joins it). See
+        `napari_unet_stack.postprocess.overlap_links`.
     ndim : {None, 2, 3}
         2: objects per slice; 3 (None, when there is a Z axis): linked across Z.
     time_axis : int, sequence of int or None
@@ -89,14 +91,14 @@ class InstanceOptions:
     min_distance: int = DEFAULT_MIN_DISTANCE
     smoothing: float = DEFAULT_SMOOTHING
     marker_threshold: float | None = None
-    link_iou: float = DEFAULT_LINK_IOU
+    link_overlap: float = DEFAULT_LINK_OVERLAP
     ndim: int | None = None
     time_axis: Any = None
 
     def __post_init__(self) -> None:
         if self.method not in METHOD_CHOICES:
             raise ValueError(f"`instances` (method) must be True, False or one of {METHOD_CHOICES}, got {self.method!r}")
-        check_decoding(self.min_size, self.min_distance, self.smoothing, self.link_iou, model_min_size=True)
+        check_decoding(self.min_size, self.min_distance, self.smoothing, self.link_overlap, model_min_size=True)
         if self.marker_threshold is not None:
             check_number("marker_threshold", self.marker_threshold, 0, 1, open_low=True, open_high=True)
         if self.ndim not in (None, 2, 3):
@@ -166,7 +168,7 @@ class InstanceOptions:
         if self.method == "auto" or self.min_size is None or self.marker_threshold is None:
             raise ValueError("InstanceOptions.apply needs resolved options: call .resolve(model) first")
         return instance_labels(labels, ndim=self.ndim, method=self.method, min_size=self.min_size,
-                               min_distance=self.min_distance, smoothing=self.smoothing, link_iou=self.link_iou,
+                               min_distance=self.min_distance, smoothing=self.smoothing, link_overlap=self.link_overlap,
                                time_axes=time_axes, out=out)
 
     def check(self, shape: tuple[int, ...], time_axes: tuple[int, ...]) -> None:

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..labels import smallest_uint
 from .checks import check_decoding
-from .linking import DEFAULT_LINK_IOU, iou_links, overlap_pairs
+from .linking import DEFAULT_LINK_OVERLAP, overlap_links, overlap_pairs
 from .slices import (
     DEFAULT_MIN_DISTANCE,
     DEFAULT_SMOOTHING,
@@ -64,19 +64,26 @@ def slice_groups(shape: Sequence[int], ndim: int | None = None, time_axes: Seque
 
 
 class _Ids:
-    """The next free id, checked against the output dtype, and each id's pixel count."""
+    """The next free id, checked against the output dtype, each id's pixel count and the
+    ids merged by a leftover join (a union-find forest: one integer per object)."""
 
     def __init__(self, dtype: np.dtype):
         self.next = 0
         self.limit = int(np.iinfo(dtype).max)
         self.dtype = dtype
         self.sizes = np.zeros(1024, np.int64)
+        self.parent = np.arange(1024, dtype=np.int64)
+        self.merged = False
 
     def take(self, n: int) -> np.ndarray:
         ids = np.arange(self.next + 1, self.next + n + 1, dtype=np.int64)
         self.next += n
         if self.next > self.limit:
             raise ValueError(f"`out` (dtype {self.dtype}) cannot hold {self.next} instance labels")
+        if self.next >= len(self.parent):
+            grown = np.arange(2 * self.next + 1, dtype=np.int64)
+            grown[: len(self.parent)] = self.parent
+            self.parent = grown
         return ids
 
     def count(self, labels: np.ndarray) -> None:
@@ -85,10 +92,34 @@ class _Ids:
             self.sizes = np.concatenate([self.sizes, np.zeros(2 * len(counts), np.int64)])
         self.sizes[: len(counts)] += counts
 
+    def find(self, i: int) -> int:
+        root = i
+        while self.parent[root] != root:
+            root = int(self.parent[root])
+        while self.parent[i] != root:  # path compression
+            self.parent[i], i = root, int(self.parent[i])
+        return root
+
+    def union(self, i: int, j: int) -> None:
+        """One object of ids ``i`` and ``j`` (the smaller root stays)."""
+        i, j = self.find(int(i)), self.find(int(j))
+        if i != j:
+            self.parent[max(i, j)] = min(i, j)
+            self.merged = True
+
+    def roots(self) -> np.ndarray:
+        """Each id's root, for ids 0..next."""
+        parent = self.parent[: self.next + 1].copy()
+        while True:  # pointer jumping: parents always point to smaller ids
+            up = parent[parent]
+            if np.array_equal(up, parent):
+                return parent
+            parent = up
+
 
 def instance_labels(semantic: Any, *, ndim: int | None = None, method: str = "watershed", min_size: int = 0,
                     min_distance: int = DEFAULT_MIN_DISTANCE, smoothing: float = DEFAULT_SMOOTHING,
-                    link_iou: float = DEFAULT_LINK_IOU, time_axes: Sequence[int] = (), out: Any = None) -> Any:
+                    link_overlap: float = DEFAULT_LINK_OVERLAP, time_axes: Sequence[int] = (), out: Any = None) -> Any:
     """Instance labels (each object its own id, unique over the array) from semantic labels.
 
     Parameters
@@ -102,16 +133,20 @@ def instance_labels(semantic: Any, *, ndim: int | None = None, method: str = "wa
         None: 3 when there is a Z axis (a leading axis that is not a time axis).
     method : {'watershed', 'components'}
         'watershed': each slice's foreground split by a watershed of its distance
-        transform (touching objects separated), objects linked across Z when their IoU
-        is at least ``link_iou``. 'components': connected components (4-connected in a
-        slice; with ``ndim=3`` the 3D 6-connected components). 'markers': each slice's
-        markers grown into its foreground (`marker_slice`), linked like 'watershed'.
+        transform (touching objects separated), objects linked across Z by overlap (see
+        ``link_overlap``). 'components': connected components (4-connected in a slice;
+        with ``ndim=3`` the 3D 6-connected components). 'markers': each slice's markers
+        grown into its foreground (`marker_slice`), linked like 'watershed'.
     min_size : int
         Objects (over all their slices) with fewer pixels become 0.
     min_distance, smoothing : int, float
         The watershed's markers: see `napari_unet_stack.postprocess.watershed_slice`.
-    link_iou : float
-        The watershed's Z links: objects of neighbouring slices with at least this IoU.
+    link_overlap : float
+        Z links of 'watershed' and 'markers', in (0, 1]: objects of neighbouring slices
+        are one when the smaller lies at least this much inside the other (shared pixels
+        over its area), one to one; an object left over that lies this much inside one
+        of the neighbouring slice joins it (a split-off piece, a second cap). See
+        `napari_unet_stack.postprocess.overlap_links`.
     time_axes : sequence of int
         Leading axes that are time: never linked, each index labelled on its own.
     out : integer array_like, optional
@@ -123,7 +158,7 @@ def instance_labels(semantic: Any, *, ndim: int | None = None, method: str = "wa
         Without ``out``, in the smallest unsigned dtype holding the ids.
     """
     shape = tuple(semantic.shape)
-    _check(method, min_size, min_distance, smoothing, link_iou)
+    _check(method, min_size, min_distance, smoothing, link_overlap)
     groups = list(slice_groups(shape, ndim, time_axes))
     target = np.zeros(shape, np.uint32 if np.prod(shape) < 2**32 else np.uint64) if out is None else out
     if out is not None and (tuple(out.shape) != shape or np.dtype(out.dtype).kind not in "ui"):
@@ -133,23 +168,25 @@ def instance_labels(semantic: Any, *, ndim: int | None = None, method: str = "wa
         if method == "components":
             _components(semantic, target, keys, ids, min_size)
         else:
-            _linked(semantic, target, keys, ids, method, (min_distance, smoothing, link_iou))
-    if method != "components" and min_size > 0:
-        _drop_small(target, [k for keys in groups for k in keys], ids, min_size)
+            _linked(semantic, target, keys, ids, method, (min_distance, smoothing, link_overlap))
+    if method != "components" and (min_size > 0 or ids.merged):
+        _finish(target, [k for keys in groups for k in keys], ids, min_size)
     if out is not None:
         return out
     return target.astype(smallest_uint(ids.next), copy=False)
 
 
-def _check(method: str, min_size: int, min_distance: int, smoothing: float, link_iou: float) -> None:
+def _check(method: str, min_size: int, min_distance: int, smoothing: float, link_overlap: float) -> None:
     if method not in METHODS:
         raise ValueError(f"instance method must be one of {METHODS}, got {method!r}")
-    check_decoding(min_size, min_distance, smoothing, link_iou)
+    check_decoding(min_size, min_distance, smoothing, link_overlap)
 
 
 def _linked(semantic, out, keys, ids: _Ids, method: str, params) -> None:
-    """One group in one pass: each slice's objects take the ids of their IoU links."""
-    min_distance, smoothing, link_iou = params
+    """One group in one pass: each slice's objects take the ids of their overlap links;
+    a leftover object of the previous slice joining one of this slice is recorded in ``ids``
+    (merged by `_finish`)."""
+    min_distance, smoothing, link_overlap = params
     prev = prev_sem = None
     for key in keys:
         sem = np.array(semantic[key])  # a copy: ``out`` may be ``semantic``
@@ -161,11 +198,15 @@ def _linked(semantic, out, keys, ids: _Ids, method: str, params) -> None:
         lut = np.zeros(n + 1, np.int64)
         fresh = np.ones(n + 1, bool)
         fresh[0] = False
+        links = None
         if prev is not None and n:
-            cur_ids, prev_ids = iou_links(prev, prev_sem, local, sem, link_iou)
-            lut[cur_ids] = prev_ids
-            fresh[cur_ids] = False
+            links = overlap_links(prev, prev_sem, local, sem, link_overlap)
+            lut[links.cur] = links.prev
+            fresh[links.cur] = False
         lut[fresh] = ids.take(int(fresh.sum()))
+        if links is not None:
+            for joined, into in zip(links.joined.tolist(), lut[links.into].tolist(), strict=True):
+                ids.union(joined, into)
         labels = lut[local]
         out[key] = labels
         ids.count(labels)
@@ -204,13 +245,18 @@ def _components(semantic, out, keys, ids: _Ids, min_size: int) -> None:
         out[key] = lut[np.where(local > 0, local + offset, 0)]
 
 
-def _drop_small(out, keys, ids: _Ids, min_size: int) -> None:
-    """Objects under ``min_size`` pixels -> 0, the others renumbered 1..n in order."""
-    sizes = ids.sizes[: ids.next + 1]
-    keep = sizes >= min_size
+def _finish(out, keys, ids: _Ids, min_size: int) -> None:
+    """Joined ids merged, objects under ``min_size`` pixels -> 0, the others renumbered 1..n
+    in order (of their smallest id): a second pass over ``out``, slice by slice."""
+    roots = ids.roots()
+    counts = np.zeros(len(roots), np.int64)
+    counts[: min(len(roots), len(ids.sizes))] = ids.sizes[: len(roots)]
+    sizes = np.bincount(roots, weights=counts, minlength=len(roots))
+    keep = (roots == np.arange(len(roots))) & (sizes >= min_size)
     keep[0] = False
-    lut = np.zeros(len(sizes), np.int64)
-    lut[keep] = np.arange(1, int(keep.sum()) + 1)
+    number = np.zeros(len(roots), np.int64)
+    number[keep] = np.arange(1, int(keep.sum()) + 1)
+    lut = number[roots]
     for key in keys:
         out[key] = lut[np.asarray(out[key])]
     ids.next = int(keep.sum())
