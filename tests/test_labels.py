@@ -143,3 +143,29 @@ def test_bad_threshold_and_channels():
         LabelRule.of(0)
     with pytest.raises(ValueError, match="2 channel"):
         LabelRule.of(2).labels(np.zeros((3, 4, 4), np.float32))
+
+
+@pytest.mark.parametrize("class_values", [[0, 1, 1], [0, 4, 4, 4]])
+def test_one_foreground_value_labels_need_no_class(class_values):
+    """An instance model's interior and boundary classes written as one value ([0, 1, 1]):
+    its labels are just P(foreground) = 1 - P(background) > threshold (NaN: background), on
+    the host and on the device (``for_labels``), in NCHW and channels-last alike; without
+    ``for_labels`` the device still chooses the class (what the bf16 check compares)."""
+    n = len(class_values)
+    rng = np.random.default_rng(n)
+    probs = torch.softmax(torch.from_numpy(rng.normal(size=(2, n, 13, 11)).astype(np.float32)), 1)
+    probs[0, :, 0, :3] = float("nan")
+    rule = LabelRule.of(n, "softmax", class_values, 0.4)
+    assert rule.one_foreground_value and rule.several
+    p = probs.numpy()
+    expected = np.where(np.nan_to_num(1 - p[:, 0], nan=0.0) > np.float32(0.4), class_values[1], 0)
+    assert 0 < (expected > 0).mean() < 1
+    np.testing.assert_array_equal(np.stack([rule.labels(q) for q in p]), expected)
+    for layout in (probs, probs.to(memory_format=torch.channels_last)):
+        np.testing.assert_array_equal(rule.map_values(rule.classes_torch(layout, for_labels=True).numpy()), expected)
+    chosen = rule.classes_torch(probs).numpy()
+    np.testing.assert_array_equal(chosen, np.stack([rule.classes(q) for q in p]))
+    assert set(np.unique(chosen)) == set(range(n))  # every class still chosen where asked
+    assert not LabelRule.of(3, "softmax", [0, 1, 2]).one_foreground_value
+    assert not LabelRule.of(2, "sigmoid", [5, 5]).one_foreground_value
+    assert not LabelRule.of(3, "softmax", [0, 1, 1]).with_markers(1, 0.5).one_foreground_value

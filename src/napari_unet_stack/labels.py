@@ -180,10 +180,18 @@ class LabelRule:
         """Whether there is more than one foreground class."""
         return len(self.values) > 2
 
+    @property
+    def one_foreground_value(self) -> bool:
+        """Whether a softmax model writes every foreground class as the same label value
+        (e.g. an instance model's interior and boundary, ``class_values`` [0, 1, 1]): its
+        labels then need no choice of class, only P(foreground)."""
+        return self.activation == "softmax" and self.marker is None and len(set(self.values[1:].tolist())) == 1
+
     # -- host (numpy) ------------------------------------------------------------------
-    def foreground(self, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    def foreground(self, probs: np.ndarray, choose: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
         """P(foreground) (float32, NaN as 0) and the foreground class index of each pixel
-        (from 1; None when there is one foreground class), from ``probs`` ``(K, ...)``."""
+        (from 1; None when there is one foreground class, or a softmax model's class is not
+        to be chosen: ``choose=False``), from ``probs`` ``(K, ...)``."""
         probs = np.asarray(probs, dtype=np.float32)
         if probs.shape[0] != self.n_channels:
             raise ValueError(f"expected probabilities with {self.n_channels} channel(s) first, "
@@ -191,7 +199,7 @@ class LabelRule:
         cls = None
         if self.activation == "softmax":
             fg = np.float32(1) - probs[0]
-            if self.several:
+            if self.several and choose:
                 cls = np.argmax(probs[1:], axis=0) + 1
         elif self.several:
             best = np.argmax(probs, axis=0)
@@ -220,19 +228,25 @@ class LabelRule:
         """Label values (`dtype`) from probabilities ``(K, ...)``."""
         if self.marker is not None:
             return self.map_values(self.classes(probs))
+        if self.one_foreground_value and self.several:  # the same labels without choosing a class
+            return self.decide(self.foreground(probs, choose=False)[0], None)
         return self.decide(*self.foreground(probs))
 
     # -- device (torch) ----------------------------------------------------------------
-    def classes_torch(self, probs):
+    def classes_torch(self, probs, for_labels: bool = False):
         """Class indices (B, H, W) from probabilities (B, K, H, W), on their device, as
-        uint8 (int32 beyond 254 classes): the same decision as `classes`."""
+        uint8 (int32 beyond 254 classes): the same decision as `classes`.
+
+        ``for_labels``: only their label values matter, so where every foreground class
+        has one value (`one_foreground_value`) foreground is class 1 (the same labels
+        after `map_values`, without choosing a class)."""
         import torch
 
         small = torch.uint8 if len(self.values) <= 255 else torch.int32
         probs = probs.float()
         # torch's argmax over dim 1 of an NCHW tensor is ~30x slower on the CPU than
         # max(dim=1).indices (same first-maximum rule); a marker model needs no class
-        several = self.several and self.marker is None
+        several = self.several and self.marker is None and not (for_labels and self.one_foreground_value)
         if self.activation == "softmax":
             fg = 1 - probs[:, 0]
             cls = probs[:, 1:].max(dim=1).indices + 1 if several else None

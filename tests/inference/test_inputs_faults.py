@@ -223,3 +223,21 @@ def test_bad_run_options_name_themselves(net):
         nus.segment(image, net, precision=["x"])
     with pytest.raises(TypeError, match=r"`threshold` must be a number in \[0, 1\], got 'a'"):
         nus.segment(image, net, threshold="a")
+
+
+def test_finite_logits_whose_sum_overflows_are_no_error():
+    """The finiteness check sums first: a sum that overflows to inf is not a non-finite
+    logit (the full check decides), and one NaN or inf among finite logits still is."""
+    from napari_unet_stack.inference.forward import check_logits
+    from napari_unet_stack.inference.spec import model_spec
+
+    spec = model_spec(threshold_model)
+    x = torch.zeros(1, 1, 8, 8)
+    huge = torch.full((1, 2, 8, 8), 3e38)
+    assert not torch.isfinite(huge.sum()) and bool(torch.isfinite(huge).all())
+    check_logits(spec, huge, x)  # no error
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        logits = torch.zeros(1, 2, 8, 8)
+        logits[0, 1, 3, 5] = bad
+        with pytest.raises(nus.inference.NonFiniteOutputError, match=r"in 1 of 128 values"):
+            check_logits(spec, logits, x)

@@ -94,7 +94,7 @@ def collect(plan: RunPlan, probs: torch.Tensor, batch) -> list[np.ndarray]:
     if plan.request.blend != "crop":
         return list(probs.cpu().numpy())
     if plan.rule is not None:
-        classes = plan.rule.classes_torch(probs).cpu().numpy()
+        classes = plan.rule.classes_torch(probs, for_labels=True).cpu().numpy()
         return [classes[(i, *tile.source)] for i, (_lead, tile) in enumerate(batch)]
     return [probs[(i, slice(None), *tile.source)].cpu().numpy() for i, (_l, tile) in enumerate(batch)]
 
