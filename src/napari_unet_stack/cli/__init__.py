@@ -14,7 +14,7 @@ import argparse
 import sys
 
 from . import demo, export, info, models, predict, train
-from .common import DEFAULT_MODEL
+from .common import DEFAULT_MODEL, keep_freed_memory
 from .signals import Terminated, terminate_on_signals
 
 __all__ = ["DEFAULT_MODEL", "USER_ERRORS", "build_parser", "main"]
@@ -41,6 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     """Run ``unet-stack`` with ``argv`` (default ``sys.argv[1:]``); the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if argv is None:  # the `unet-stack` process itself (not a caller's main([...])): its malloc policy
+        keep_freed_memory()
     try:
         with terminate_on_signals():
             return int(args.func(args) or 0)
