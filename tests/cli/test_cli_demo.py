@@ -49,3 +49,38 @@ def test_demo_overlay_is_written_atomically(tmp_path):
     # predicted pixels are tinted green: more green than red there
     fill = labels[1] > 0
     assert (png[:, :40][fill][:, 1].astype(int) >= png[:, :40][fill][:, 0]).all()
+
+
+@pytest.mark.slow
+def test_demo_job_runs_the_network_once_and_equals_two_segments(monkeypatch):
+    """The demo's job: one pass of the network (as many forwards as one `segment` has
+    tiles), whose labels and instances equal `segment` and ``segment(instances=True)``."""
+    from napari_unet_stack import segment
+    from napari_unet_stack.checkpoints import list_models, load_model
+    from napari_unet_stack.cli.demo import demo_job
+    from napari_unet_stack.inference import engine
+    from napari_unet_stack.samples import load_sample
+
+    if cli.DEFAULT_MODEL not in list_models():
+        pytest.skip("the bundled model is not installed")
+    model = load_model(cli.DEFAULT_MODEL)
+    image = load_sample("nuclei_stack").image[6:8, 40:104, 72:136]
+    labels = segment(image, model, device="cpu")
+    objects = segment(image, model, device="cpu", instances=True)
+    calls = []
+    real = engine.forward
+    monkeypatch.setattr(engine, "forward", lambda *a, **k: calls.append(1) or real(*a, **k))
+    job = demo_job(image, model, device="cpu")
+    assert len(calls) == job.info["n_tiles"] == 2
+    assert job.labels.dtype == labels.dtype and np.array_equal(job.labels, labels)
+    assert 0 < (labels > 0).mean() < 1
+    assert job.instances.dtype == objects.dtype and np.array_equal(job.instances, objects)
+    assert objects.max() > 1 and job.seconds > 0 and job.decode_seconds > 0
+
+
+def test_the_command_keeps_freed_memory_a_caller_of_main_keeps_its_own(monkeypatch):
+    calls = []
+    monkeypatch.setattr(cli, "keep_freed_memory", lambda: calls.append(1))
+    assert cli.main(["info"]) == 0 and calls == []  # a caller's main([...]): its process, its policy
+    monkeypatch.setattr("sys.argv", ["unet-stack", "info"])
+    assert cli.main() == 0 and calls == [1]  # the console script
