@@ -919,6 +919,7 @@ def parse(argv=None):
     cfg.d_shape = (4, 1024) if q else (16, 2048)
     cfg.f_shape, cfg.f_base, cfg.f_demo_slices = ((2, 256), 8, 2) if q else ((4, 512), 16, None)
     cfg.f_train_steps = 5 if q else 60
+    cfg.f_old_repeats = 3 if q else 7  # (f) the demo against the commit issue 13 was filed
     cfg.g_steps, cfg.g_batch, cfg.g_patch = (4, 2, 32) if q else (12, 8, 128)
     cfg.h_shape = (1, 256) if q else (4, 512)
     if cfg.results is None and not q:

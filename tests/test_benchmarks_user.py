@@ -4,8 +4,11 @@ its rows say PASS only on the right side of their thresholds."""
 from __future__ import annotations
 
 import importlib.util
+import shutil
+import subprocess
 from pathlib import Path
 
+import pytest
 import torch
 
 from napari_unet_stack import devices
@@ -41,8 +44,10 @@ def test_rows_pass_only_within_their_thresholds():
     def res(unpadded, speedup, train, head):
         return {
             "f": {"unpadded": {"unpadded": (unpadded,) * 3, "padded": (1.0,) * 3},
-                  "demo": {"speedup": (speedup,) * 3, "reach": False,
-                           "mpix": {"demo today": 1.0, "baseline": 0.2}}},
+                  "demo": {"speedup": (1.0,) * 3, "reach": False,
+                           "mpix": {"demo today": 1.0, "baseline": 0.2}},
+                  "old": {"speedup": (speedup,) * 3, "commit": "3d6313f" + "0" * 33,
+                          "mpix": {"demo today": 1.0, "old demo": 0.2}}},
             "g": {"ratio": (train,) * 3, "precision": "bfloat16", "batch": 8, "patch": 128},
             "h": {"ratio": (head,) * 3, "fast_head": 2},
         }  # fmt: skip
@@ -52,3 +57,76 @@ def test_rows_pass_only_within_their_thresholds():
 
     assert verdicts(bench.summary_rows(res(0.5, 5.0, 0.8, 0.2), fmt)) == ["PASS"] * 4
     assert verdicts(bench.summary_rows(res(0.51, 4.9, 0.81, 1.0), fmt)) == ["NO"] * 4
+
+
+def test_the_old_commit_row_carries_the_demo_verdict_and_the_in_process_row_stands_in():
+    bench = _module()
+
+    def fmt(r, lo, hi):
+        return f"{r:.2f}"
+
+    demo = {"speedup": (6.0,) * 3, "reach": True, "mpix": {"demo today": 3.0, "baseline": 0.5},
+            "shape": (16, 256, 256), "baseline_options": {"precision": "float32", "border": "reach"}}
+    old = {"speedup": (4.0,) * 3, "commit": bench.bench_demo.OLD_DEMO_COMMIT, "repeats": 7, "job_mpix": 1.0,
+           "mpix": {"demo today": 3.0, "old demo": 0.75},
+           "meta": {k: {"shape": [16, 256, 256], "dtype": "uint16", "model": "UNet", "keep_freed_memory": True}
+                    for k in ("old demo", "demo today")}}  # fmt: skip
+    rows = bench.summary_rows({"f": {"unpadded": {"unpadded": (0.4,) * 3, "padded": (1.0,) * 3}, "demo": demo,
+                                     "old": old}}, fmt)  # fmt: skip
+    demo_rows = [r for r in rows if "demo job" in r[0]]
+    assert [r[3] for r in demo_rows] == ["NO", "-"]  # 4x the old commit fails, whatever the in-process 6x
+    assert "3d6313f" in demo_rows[0][0] and "3.00 vs 0.75 MPix/s" in demo_rows[0][1]
+    skipped = {"skipped": "git is not installed", "commit": old["commit"]}
+    rows = bench.summary_rows({"f": {"unpadded": {"unpadded": (0.4,) * 3, "padded": (1.0,) * 3}, "demo": demo,
+                                     "old": skipped}}, fmt)  # fmt: skip
+    assert [r[3] for r in rows if "demo job" in r[0]] == ["-", "PASS"]
+    assert any("skipped (git is not installed)" in r[0] for r in rows)
+    texts = ["\n".join(bench.markdown({"f": {"unpadded": {"unpadded": (0.4,) * 3, "padded": (1.0,) * 3,
+                                                        "shape": (4, 512, 512), "model": "UNet", "times": {}},
+                                           "demo": demo, "old": case}}, fmt)) for case in (old, skipped)]  # fmt: skip
+    assert "this row carries the verdict" in texts[0] and "old 16 x 256 x 256 uint16" in texts[0]
+    assert "not available" not in texts[0]
+    assert "skipped, git is not installed" in texts[1] and "(the verdict, as the old commit was not available)" in texts[1]
+
+
+def test_alternate_reverses_the_order_every_other_repeat():
+    bench = _module()
+    order = []
+    times = bench.bench_demo.alternate({"A": lambda: order.append("A") or 1.0,
+                                        "B": lambda: order.append("B") or 2.0}, 4)  # fmt: skip
+    assert order == list("ABBAABBA") and times == {"A": [1.0] * 4, "B": [2.0] * 4}
+    assert bench.bench_demo.paired([2.0, 6.0, 3.0], [1.0, 2.0, 3.0]) == (2.0, 1.0, 3.0)
+
+
+def test_the_old_commit_row_is_skipped_with_a_note_outside_a_git_clone(tmp_path):
+    bench = _module()
+    (tmp_path / "src" / "napari_unet_stack").mkdir(parents=True)
+    problem = bench.bench_demo.old_checkout_problem(tmp_path)
+    if shutil.which("git") is None:
+        assert problem == "git is not installed"
+    else:
+        assert problem is not None and "3d6313f" in problem and "sdist" in problem
+    assert "not a source checkout" in bench.bench_demo.old_checkout_problem(tmp_path / "nowhere")
+    res = bench.bench_demo.old_demo(1, 1, root=tmp_path)
+    assert res["skipped"] == problem
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+def test_the_old_commit_row_runs_both_children_and_removes_its_worktree(tmp_path):
+    """The row's machinery on this checkout's own HEAD (so any clone has the commit): both
+    children report their jobs, and the temporary worktree is gone afterwards."""
+    bench = _module()
+    root = PATH.parents[1]
+    head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True)
+    if head.returncode:
+        pytest.skip("not a git clone")
+    before = subprocess.run(["git", "-C", str(root), "worktree", "list"], capture_output=True, text=True).stdout
+    res = bench.bench_demo.old_demo(1, 2, root=root, commit=head.stdout.strip())
+    after = subprocess.run(["git", "-C", str(root), "worktree", "list"], capture_output=True, text=True).stdout
+    assert after == before
+    meta = res["meta"]
+    assert meta["old demo"]["package"].startswith("/") and "unet-stack-old-demo-" in meta["old demo"]["package"]
+    assert meta["demo today"]["package"] == str(root / "src" / "napari_unet_stack")
+    assert meta["old demo"]["shape"] == meta["demo today"]["shape"] == [1, 256, 256]
+    assert len(res["speedup"]) == 3 and res["mpix"]["old demo"] > 0 and res["job_mpix"] > 0
