@@ -28,6 +28,7 @@ host (`LabelRule.classes`) alike, so both give the same labels bit for bit.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -180,7 +181,7 @@ class LabelRule:
         """Whether there is more than one foreground class."""
         return len(self.values) > 2
 
-    @property
+    @functools.cached_property
     def one_foreground_value(self) -> bool:
         """Whether a softmax model writes every foreground class as the same label value
         (e.g. an instance model's interior and boundary, ``class_values`` [0, 1, 1]): its
