@@ -176,49 +176,67 @@ def _layout(image, src, model, args) -> dict:
 
 def _write(data, dst, probs_dst, model, model_ref, args, options, client, bar, layout):
     """Compute and write one input's outputs; the labels' dtype."""
+    from .. import io
+    from ..labels import LabelRule
+
+    if args.decoding is not None:
+        return _write_instances(data, dst, probs_dst, model, model_ref, args.decoding, options, client, bar, layout)
+    shape, axes, meta = layout["shape"], layout["axes"], layout["meta"]
+    rule = LabelRule.for_model(model, options["threshold"])
+    if probs_dst is not None:
+        prob_options = {k: v for k, v in options.items() if k != "threshold"}
+        with io.create_image(probs_dst, (model.out_channels, *shape), "float32", axes="C" + axes,
+                             **meta) as probs:
+            _compute("probabilities", data, model, model_ref, probs, client, bar, prob_options)
+            with io.create_image(dst, shape, rule.dtype, axes=axes, labels=True, **meta) as out:
+                _labels_from_probabilities(probs, out, rule)
+    else:
+        with io.create_image(dst, shape, rule.dtype, axes=axes, labels=True, **meta) as out:
+            _compute("labels", data, model, model_ref, out, client, bar, options)
+    return rule.dtype
+
+
+def _write_instances(data, dst, probs_dst, model, model_ref, decoding, options, client, bar, layout):
+    """Instance labels with bounded memory; their dtype.
+
+    The semantic labels (an instance model's marker maps) go slice by slice into an
+    on-disk scratch array beside ``dst`` (`io.scratch_array`), become instance ids there
+    in place (`InstanceOptions.apply`: a slice and its neighbour held), and ``dst`` is
+    written from it slice by slice in the smallest dtype holding the ids (known only
+    then). However large the stack, a few slices are in memory; ``dst`` appears only when
+    complete, and the scratch array is removed however the run ends (Ctrl-C included).
+    """
     import numpy as np
 
     from .. import io
-    from ..labels import LabelRule, smallest_uint
+    from ..labels import smallest_uint
     from ..postprocess import labels_rule
 
     shape, axes, meta = layout["shape"], layout["axes"], layout["meta"]
-    decoding = args.decoding
-    rule = LabelRule.for_model(model, options["threshold"])
-    if decoding is not None:  # an instance model's marker maps, or the semantic labels
-        rule = labels_rule(model, decoding, options["threshold"])
-        if decoding.markers:
-            options = dict(options, markers=decoding.marker_threshold)
-    dtype = rule.dtype
-    # the semantic labels, then the instance ids in place (uint32: as many ids as pixels)
-    semantic = np.zeros(shape, np.uint32 if np.prod(shape) < 2**32 else np.uint64) if decoding else None
-    if probs_dst is not None:
-        prob_options = {k: v for k, v in options.items() if k != "threshold"}
-        with io.create_image(probs_dst, (model.out_channels, *shape), np.float32, axes="C" + axes,
-                             **meta) as probs:
-            _compute("probabilities", data, model, model_ref, probs, client, bar, prob_options)
-            if semantic is not None:
-                _labels_from_probabilities(probs, semantic, rule)
-            else:
-                with io.create_image(dst, shape, dtype, axes=axes, labels=True, **meta) as out:
-                    _labels_from_probabilities(probs, out, rule)
-    elif semantic is not None:
-        if client is None:
-            _compute("labels", data, model, model_ref, semantic, None, bar, options)
+    rule = labels_rule(model, decoding, options["threshold"])
+    if decoding.markers:
+        options = dict(options, markers=decoding.marker_threshold)
+    leads = list(np.ndindex(*shape[:-2]))
+    with io.scratch_array(dst, shape, np.uint32 if np.prod(shape) < 2**32 else np.uint64) as work:
+        if probs_dst is not None:
+            prob_options = {k: v for k, v in options.items() if k != "threshold"}
+            with io.create_image(probs_dst, (model.out_channels, *shape), "float32", axes="C" + axes,
+                                 **meta) as probs:
+                _compute("probabilities", data, model, model_ref, probs, client, bar, prob_options)
+                _labels_from_probabilities(probs, work, rule)
+        elif client is None:
+            _compute("labels", data, model, model_ref, work, None, bar, options)
         else:
+            from ..distributed import store
             from ..inference.dask_tasks import dask_apply
 
-            semantic = client.compute(dask_apply(data, model_ref, mode="labels", options=options)).result()
-    else:
+            store(dask_apply(data, model_ref, mode="labels", options=options), work, client=client, progress=bar)
+        decoding.apply(work, time_axes_of(axes), out=work)
+        dtype = smallest_uint(max((int(np.max(work[lead], initial=0)) for lead in leads), default=0))
         with io.create_image(dst, shape, dtype, axes=axes, labels=True, **meta) as out:
-            _compute("labels", data, model, model_ref, out, client, bar, options)
-    if semantic is None:
-        return dtype
-    labels = decoding.apply(semantic, time_axes_of(axes), out=semantic if semantic.dtype.itemsize >= 4 else None)
-    if labels is semantic:
-        labels = labels.astype(smallest_uint(int(labels.max(initial=0))), copy=False)
-    io.write_image(dst, labels, axes=axes, labels=True, **meta)
-    return labels.dtype
+            for lead in leads:
+                out[lead] = np.asarray(work[lead]).astype(dtype, copy=False)
+    return dtype
 
 
 def time_axes_of(axes: str) -> tuple[int, ...]:

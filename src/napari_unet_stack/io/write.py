@@ -2,7 +2,8 @@
 
 `create_image` hands out an on-disk zarr array to write into slice by slice; TIFF and
 ``.npy`` outputs are converted from it at the end, one page at a time, so results larger
-than memory can be written. Every output is made under a temporary name and renamed into
+than memory can be written. `scratch_array` is on-disk working space beside an output
+(e.g. labels decoded in place before the final dtype is known), never left behind. Every output is made under a temporary name and renamed into
 place when complete (see `napari_unet_stack.io.atomic`).
 """
 
@@ -20,7 +21,7 @@ from . import atomic, npy, tiff_write, zarr_write
 from .axes import clean_metadata
 from .formats import output_format, stem_of
 
-__all__ = ["create_image", "write_image"]
+__all__ = ["create_image", "scratch_array", "write_image"]
 
 _TIFF = ("tiff", "ome-tiff")
 
@@ -154,3 +155,26 @@ def write_image(
             for i in range(shape[0]):
                 out[i] = np.asarray(data[i])
     return Path(path)
+
+
+@contextlib.contextmanager
+def scratch_array(beside: str | os.PathLike, shape: Sequence[int], dtype: Any) -> Iterator[Any]:
+    """Context manager: an uncompressed on-disk zarr array (zeros) under a hidden temporary
+    name in ``beside``'s folder (the output's file system), removed when the ``with``
+    block ends, however it ends (KeyboardInterrupt included).
+
+    Chunks are one slice of the leading axes (`zarr_write.default_chunks`), so reading or
+    writing a slice holds one slice. dask.distributed workers that see the folder can
+    write into it.
+    """
+    shape = tuple(int(s) for s in shape)
+    axes, _, _ = clean_metadata(shape, None, None, None)
+    tmp = atomic.temp_name(Path(beside), "scratch")
+    try:
+        yield zarr_write.create_zarr(tmp, shape, np.dtype(dtype), zarr_write.default_chunks(shape), compress=False,
+                                     ome=False, axes=axes, scale={}, units={})
+    except BaseException:
+        zarr_write.settle_zarr_io()  # before removing what those writes go to
+        raise
+    finally:
+        atomic.remove(tmp)
