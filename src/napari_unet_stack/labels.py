@@ -220,10 +220,23 @@ class LabelRule:
         """Class indices (0 = background) from probabilities ``(K, ...)``."""
         fg, cls = self.foreground(probs)
         if self.marker is not None:
-            passed = fg > self.threshold
-            marked = np.nan_to_num(np.asarray(probs, np.float32)[self.marker], nan=0.0) > self.marker_threshold
-            return passed.astype(np.uint8) + (passed & marked)
+            return self._marker_classes(fg, self.marker_probability(probs), self.threshold)
         return np.where(fg > self.threshold, 1 if cls is None else cls, 0)
+
+    def marker_probability(self, probs: np.ndarray) -> np.ndarray:
+        """P(marker channel) (float32, NaN as 0) of a marker-map rule, from ``probs`` ``(K, ...)``:
+        with `foreground`'s P(foreground), all a marker map needs (`marker_map`)."""
+        return np.nan_to_num(np.asarray(probs, dtype=np.float32)[self.marker], nan=0.0)
+
+    def marker_map(self, fg: np.ndarray, marker: np.ndarray, threshold: float | None = None) -> np.ndarray:
+        """The marker map (`dtype`) from `foreground`'s P(foreground) and `marker_probability`
+        (at ``threshold``, default the rule's own): equal to `labels` of the probabilities."""
+        t = self.threshold if threshold is None else check_threshold(threshold)
+        return self.map_values(self._marker_classes(fg, marker, t))
+
+    def _marker_classes(self, fg: np.ndarray, marker: np.ndarray, threshold: np.float32) -> np.ndarray:
+        passed = fg > threshold
+        return passed.astype(np.uint8) + (passed & (marker > self.marker_threshold))
 
     def labels(self, probs: np.ndarray) -> np.ndarray:
         """Label values (`dtype`) from probabilities ``(K, ...)``."""

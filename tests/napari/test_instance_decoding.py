@@ -196,7 +196,7 @@ def test_a_run_cancelled_while_it_decodes_leaves_the_viewer_as_it_was(make_napar
     decode_run = jobs.decode_run
 
     def cancelled_decode(store, model, options, threshold, cancel):
-        reached.append(store.probabilities is not None)  # an instance model's run kept them
+        reached.append(store.marker is not None)  # an instance model's run kept P(interior)
         cancel.set()  # what Cancel does while the run decodes
         return decode_run(store, model, options, threshold, cancel)
 

@@ -3,11 +3,12 @@
 
 `decode_run` is what a run with *instance labels* and every later re-decode (a decoding
 option or the threshold moved) compute: ``segment(image, model, instances=options,
-threshold=threshold)``, from the run's `ProbabilityStore`. An instance model's store keeps
-its probabilities, decoded by `napari_unet_stack.postprocess.decode_probabilities`; any
-other model's store keeps P(foreground), whose labels at ``threshold`` (the one rule,
-`LabelRule.decide`) are decoded by `InstanceOptions.apply`, as `segment` decodes the
-engine's labels. Both read and write slice by slice through `Checked` arrays, so a cancel
+threshold=threshold)``, from the run's `ProbabilityStore`. The store keeps P(foreground),
+whose labels at ``threshold`` (the one rule, `LabelRule.decide`) are decoded by
+`InstanceOptions.apply`, as `segment` decodes the engine's labels; an instance model's store
+also keeps P(interior), whose marker maps (`LabelRule.marker_map`, the rule of the engine's
+marker maps) are decoded the same way for its own decoding ('markers').
+Both read and write slice by slice through `Checked` arrays, so a cancel
 stops the decoding at the next slice (`DecodeCancelled`); nothing is written anywhere but
 into a new array.
 """
@@ -20,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..labels import smallest_uint
-from ..postprocess import InstanceOptions, decode_probabilities
+from ..postprocess import InstanceOptions, labels_rule
 from ._store import ProbabilityStore
 
 __all__ = ["Checked", "DecodeCancelled", "decode_run"]
@@ -53,9 +54,14 @@ class Checked:
         self.array[key] = value
 
 
-def store_labels(store: ProbabilityStore, threshold: float, cancel: threading.Event) -> Checked:
-    """The store's labels at ``threshold``, made slice by slice as they are read."""
-    rule, foreground, classes = store.rule, store.foreground, store.classes
+def store_labels(store: ProbabilityStore, threshold: float, cancel: threading.Event, rule: Any = None) -> Checked:
+    """The store's labels at ``threshold``, made slice by slice as they are read; with a
+    marker-map ``rule`` (`labels_rule` of 'markers'), its marker maps."""
+    foreground, classes, marker = store.foreground, store.classes, store.marker
+    if rule is not None:
+        return Checked(foreground, cancel, lambda lead: rule.marker_map(foreground[lead], marker[lead], threshold),
+                       dtype=rule.dtype)
+    rule = store.rule
 
     def read(lead):
         return rule.decide(foreground[lead], None if classes is None else classes[lead], threshold)
@@ -70,13 +76,13 @@ def decode_run(store: ProbabilityStore, model: Any, options: InstanceOptions, th
     cancel = threading.Event() if cancel is None else cancel
     shape = store.spatial
     out = Checked(np.zeros(shape, np.uint32 if np.prod(shape) < 2**32 else np.uint64), cancel)
-    if store.probabilities is not None:
-        decode_probabilities(Checked(store.probabilities, cancel), model, options, threshold=threshold, out=out)
-    else:
-        resolved = options.resolve(model)
-        if resolved.markers:
+    resolved = options.resolve(model)
+    rule = None
+    if resolved.markers:
+        if store.marker is None:
             raise ValueError("the instance model's own decoding needs the probabilities this run did not keep: "
                              "run again with instance labels checked")
-        resolved.apply(store_labels(store, threshold, cancel), (), out=out)
+        rule = labels_rule(model, resolved, threshold)
+    resolved.apply(store_labels(store, threshold, cancel, rule), (), out=out)
     ids = out.array
     return ids.astype(smallest_uint(int(ids.max(initial=0))), copy=False)
