@@ -169,3 +169,17 @@ def test_one_foreground_value_labels_need_no_class(class_values):
     assert not LabelRule.of(3, "softmax", [0, 1, 2]).one_foreground_value
     assert not LabelRule.of(2, "sigmoid", [5, 5]).one_foreground_value
     assert not LabelRule.of(3, "softmax", [0, 1, 1]).with_markers(1, 0.5).one_foreground_value
+
+
+def test_marker_map_from_foreground_and_marker_probability_is_the_marker_labels():
+    """What the Predict store keeps of an instance model (P(foreground), P(interior)) gives
+    its marker maps, hand-checked: 0 background, 1 foreground, 2 foreground with
+    P(interior) above the marker threshold; NaN is background and no marker."""
+    probs = np.array([[0.9, 0.1, 0.0], [0.2, 0.7, 0.1], [0.2, 0.1, 0.7], [0.05, 0.5, 0.45],
+                      [np.nan, np.nan, np.nan], [0.3, np.nan, 0.7]], np.float32).T  # (K=3, 6 pixels)
+    rule = LabelRule.of(3).with_markers(1, 0.45)
+    fg, _ = rule.foreground(probs)
+    expected = [0, 2, 1, 2, 0, 1]
+    assert rule.labels(probs).tolist() == expected
+    assert rule.marker_map(fg, rule.marker_probability(probs)).tolist() == expected
+    assert rule.marker_map(fg, rule.marker_probability(probs), threshold=0.75).tolist() == [0, 2, 1, 2, 0, 0]
