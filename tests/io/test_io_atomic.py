@@ -110,3 +110,20 @@ def test_place_moves_into_a_free_name(tmp_path, folder):
     assert sorted(os.listdir(tmp_path)) == ["out"]
     atomic.place(tmp_path / "out", tmp_path / "again", overwrite=True)
     assert sorted(os.listdir(tmp_path)) == ["again"]
+
+
+@pytest.mark.parametrize("error", [None, KeyboardInterrupt, ValueError])
+def test_scratch_array_is_on_disk_beside_the_output_and_never_left(tmp_path, error):
+    import contextlib
+
+    seen = []
+    with contextlib.suppress(KeyboardInterrupt, ValueError), \
+            io.scratch_array(tmp_path / "labels.tif", (3, 5, 4), np.uint32) as work:
+        work[1] = np.full((5, 4), 7, np.uint32)
+        seen.append(sorted(os.listdir(tmp_path)))
+        assert isinstance(work[1], np.ndarray) and work[1].sum() == 7 * 20 and work[0].sum() == 0
+        assert work.chunks == (1, 5, 4)  # one slice per chunk: a slice read holds a slice
+        if error is not None:
+            raise error
+    assert len(seen[0]) == 1 and seen[0][0].startswith(".labels.tif.scratch-")
+    assert os.listdir(tmp_path) == []

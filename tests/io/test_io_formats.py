@@ -15,9 +15,9 @@ MODULES = ["axes", "formats", "write"]
 def test_public_names():
     assert io.__all__ == [
         "IMAGE_EXTENSIONS", "ImageData", "as_dask", "canonical_unit", "check_axes", "create_image",
-        "default_axes",
+        "default_axes", "disk_array",
         "extension_of", "find_images", "is_zarr_dir", "kind_of", "normalize_axes",
-        "output_format", "read_image", "stem_of", "write_image",
+        "output_format", "read_image", "scratch_array", "stem_of", "write_image",
     ]
 
 

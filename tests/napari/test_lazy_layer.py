@@ -83,10 +83,11 @@ def test_lazy_run_computes_only_the_slices_on_view(make_napari_viewer, stack, co
     viewer, image, widget = _viewer(make_napari_viewer, stack)
     widget.set_model("nuclei-unet")
     model = widget._current_model()
-    widget.instances.value = True
+    widget.instances.value = False  # lazy instances are a worker's job: tests/napari/test_lazy_instances.py
     widget.lazy.value = True
     # the outputs that need the whole stack are off in lazy mode, and the widget says why
-    assert not widget.instances.enabled and not widget.probability.enabled and not widget.semantic.enabled
+    # (instance labels are computed slice by slice into an on-disk store)
+    assert widget.instances.enabled and not widget.probability.enabled and not widget.semantic.enabled
     assert not widget.lazy_note.native.isHidden() and "whole stack" in widget.lazy_note.value
     viewer.dims.set_current_step(0, 2)
 

@@ -36,7 +36,7 @@ The modules: `formats` (extensions, `kind_of`, `is_zarr_dir`), `axes` (letters a
 `find` (`find_images`), `image` (`ImageData`), `read` (`read_image`), `tiff_read`,
 `tiff_write`, `zarr_read`, `zarr_chunks` (damaged chunks named), `zarr_write`, `npy`,
 `pictures`, `atomic` (temporary names, replacing),
-`write` (`create_image`, `write_image`, `scratch_array`), `lazy` (`as_dask`).
+`write` (`create_image`, `write_image`, `scratch_array`, `disk_array`), `lazy` (`as_dask`).
 None imports napari or Qt.
 """
 
@@ -48,7 +48,7 @@ from .formats import IMAGE_EXTENSIONS, extension_of, is_zarr_dir, kind_of, outpu
 from .image import ImageData
 from .lazy import as_dask
 from .read import read_image
-from .write import create_image, scratch_array, write_image
+from .write import create_image, disk_array, scratch_array, write_image
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -58,6 +58,7 @@ __all__ = [
     "check_axes",
     "create_image",
     "default_axes",
+    "disk_array",
     "extension_of",
     "find_images",
     "is_zarr_dir",

@@ -2,7 +2,7 @@
 
 `create_image` hands out an on-disk zarr array to write into slice by slice; TIFF and
 ``.npy`` outputs are converted from it at the end, one page at a time, so results larger
-than memory can be written. `scratch_array` is on-disk working space beside an output
+than memory can be written. `scratch_array` (`disk_array`) is on-disk working space beside an output
 (e.g. labels decoded in place before the final dtype is known), never left behind. Every output is made under a temporary name and renamed into
 place when complete (see `napari_unet_stack.io.atomic`).
 """
@@ -21,7 +21,7 @@ from . import atomic, npy, tiff_write, zarr_write
 from .axes import clean_metadata
 from .formats import output_format, stem_of
 
-__all__ = ["create_image", "scratch_array", "write_image"]
+__all__ = ["create_image", "disk_array", "scratch_array", "write_image"]
 
 _TIFF = ("tiff", "ome-tiff")
 
@@ -157,22 +157,26 @@ def write_image(
     return Path(path)
 
 
-@contextlib.contextmanager
-def scratch_array(beside: str | os.PathLike, shape: Sequence[int], dtype: Any) -> Iterator[Any]:
-    """Context manager: an uncompressed on-disk zarr array (zeros) under a hidden temporary
-    name in ``beside``'s folder (the output's file system), removed when the ``with``
-    block ends, however it ends (KeyboardInterrupt included).
-
-    Chunks are one slice of the leading axes (`zarr_write.default_chunks`), so reading or
-    writing a slice holds one slice. dask.distributed workers that see the folder can
-    write into it.
-    """
+def disk_array(path: str | os.PathLike, shape: Sequence[int], dtype: Any) -> Any:
+    """A new uncompressed on-disk zarr array (zeros) at ``path``, one slice of the leading
+    axes per chunk (reading or writing a slice holds one slice): working space, which the
+    caller removes (`scratch_array` does)."""
     shape = tuple(int(s) for s in shape)
     axes, _, _ = clean_metadata(shape, None, None, None)
+    return zarr_write.create_zarr(Path(path), shape, np.dtype(dtype), zarr_write.default_chunks(shape),
+                                  compress=False, ome=False, axes=axes, scale={}, units={})
+
+
+@contextlib.contextmanager
+def scratch_array(beside: str | os.PathLike, shape: Sequence[int], dtype: Any) -> Iterator[Any]:
+    """Context manager: a `disk_array` under a hidden temporary name in ``beside``'s folder
+    (the output's file system), removed when the ``with`` block ends, however it ends
+    (KeyboardInterrupt included). dask.distributed workers that see the folder can write
+    into it.
+    """
     tmp = atomic.temp_name(Path(beside), "scratch")
     try:
-        yield zarr_write.create_zarr(tmp, shape, np.dtype(dtype), zarr_write.default_chunks(shape), compress=False,
-                                     ome=False, axes=axes, scale={}, units={})
+        yield disk_array(tmp, shape, dtype)
     except BaseException:
         zarr_write.settle_zarr_io()  # before removing what those writes go to
         raise

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["PALETTE", "instance_colormap", "instance_colours", "touching_pairs"]
+__all__ = ["PALETTE", "instance_colormap", "instance_colours", "slice_touching_pairs", "touching_pairs"]
 
 #: RGB in [0, 1]: twelve colours of the {0, 0.5, 1} grid, bright enough for a dark canvas,
 #: each pair at least 0.5 apart (tests/napari/test_instance_colours.py checks it)
@@ -25,29 +25,53 @@ PALETTE = np.array([
 ], dtype=np.float32)
 
 
+def _pairs(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(n, 2) pairs of different nonzero ids facing each other in ``a`` and ``b``."""
+    keep = (a != b) & (a != 0) & (b != 0)
+    return np.stack([a[keep], b[keep]], axis=1).astype(np.int64)
+
+
+def _unique(found: list[np.ndarray]) -> np.ndarray:
+    return np.unique(np.sort(np.concatenate([np.zeros((0, 2), np.int64), *found]), axis=1), axis=0)
+
+
 def touching_pairs(ids: np.ndarray) -> np.ndarray:
     """(n, 2) unique pairs (smaller id first) of different nonzero ids that touch."""
     ids = np.asarray(ids)
-    found = [np.zeros((0, 2), np.int64)]
-
-    def add(a: np.ndarray, b: np.ndarray) -> None:
-        keep = (a != b) & (a != 0) & (b != 0)
-        found.append(np.stack([a[keep], b[keep]], axis=1).astype(np.int64))
-
+    found = []
     for axis in range(ids.ndim):
         moved = np.moveaxis(ids, axis, 0)
-        add(moved[:-1], moved[1:])
+        found.append(_pairs(moved[:-1], moved[1:]))
     if ids.ndim >= 2:
-        add(ids[..., :-1, :-1], ids[..., 1:, 1:])
-        add(ids[..., :-1, 1:], ids[..., 1:, :-1])
-    pairs = np.sort(np.concatenate(found), axis=1)
-    return np.unique(pairs, axis=0)
+        found.append(_pairs(ids[..., :-1, :-1], ids[..., 1:, 1:]))
+        found.append(_pairs(ids[..., :-1, 1:], ids[..., 1:, :-1]))
+    return _unique(found)
 
 
-def instance_colours(ids: np.ndarray, n_colours: int = len(PALETTE)) -> np.ndarray:
-    """The palette index of every id ``0..ids.max()`` (index 0 of the result is unused)."""
-    top = int(np.max(ids, initial=0))
-    pairs = touching_pairs(ids)
+def slice_touching_pairs(ids) -> tuple[np.ndarray, int]:
+    """`touching_pairs` of ``ids`` (..., Y, X) and its largest id, read slice by slice (a zarr
+    array, a memmap): a slice and its next neighbour along one leading axis held at a time."""
+    lead = tuple(int(n) for n in ids.shape[:-2])
+    pairs, top = _unique([]), 0
+    for index in np.ndindex(*lead):
+        here = np.asarray(ids[index])
+        top = max(top, int(here.max(initial=0)))
+        found = [pairs, touching_pairs(here)]
+        for axis, n in enumerate(lead):
+            if index[axis] + 1 < n:
+                after = (*index[:axis], index[axis] + 1, *index[axis + 1:])
+                found.append(_pairs(here, np.asarray(ids[after])))
+        pairs = _unique(found)  # each pair once: memory grows with the objects, not the slices
+    return pairs, top
+
+
+def instance_colours(ids, n_colours: int = len(PALETTE), *, by_slice: bool = False) -> np.ndarray:
+    """The palette index of every id ``0..ids.max()`` (index 0 of the result is unused);
+    ``by_slice``: ``ids`` read slice by slice (`slice_touching_pairs`)."""
+    if by_slice:
+        pairs, top = slice_touching_pairs(ids)
+    else:
+        top, pairs = int(np.max(ids, initial=0)), touching_pairs(ids)
     both = np.concatenate([pairs, pairs[:, ::-1]])
     both = both[np.argsort(both[:, 0], kind="stable")]
     starts = np.searchsorted(both[:, 0], np.arange(top + 2))

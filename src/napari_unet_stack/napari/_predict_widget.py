@@ -11,7 +11,8 @@ Advanced (`_decode_controls`), again in a worker whenever an option or the thres
 
 With *lazy* checked, Run needs no worker: the labels layer holds a dask array whose slices
 are computed when napari shows them (`_lazy_run`, `_lazy`), for stacks too large to segment
-first.
+first. Instance labels, which cannot be lazy (Z links), are then computed in a worker slice
+by slice into an on-disk store shown as the instances layer (`_lazy_instances`).
 """
 
 from __future__ import annotations
@@ -24,9 +25,10 @@ from qtpy.QtCore import Qt
 from superqt import QCollapsible
 
 from ..inference.plan import DEFAULT_BORDER
-from ._decode_controls import DecodeControls, InstanceDecoding
+from ._decode_controls import DecodeControls, InstanceDecoding, show_instances
 from ._jobs import EXPECTED_ERRORS, PredictJob, describe_model, device_choices, run_prediction
 from ._layers import check_channels, image_input, output_geometry, spatial_shape
+from ._lazy_instances import LazyInstanceJob, run_lazy_instances
 from ._lazy_run import LazyRunner
 from ._models import CHECKPOINT_FILTER, FILE, LoadedModels
 from ._outputs import OutputLayers
@@ -152,21 +154,21 @@ class PredictWidget(PredictChoices):
 
         With ``wait=True`` return only when it has finished (for scripts and notebooks;
         the viewer stays responsive meanwhile). A lazy run needs no worker: it puts the
-        lazy labels in the layer and returns None.
+        lazy labels in the layer and returns None (with instance labels: their worker).
         """
         if self.busy():
             return None
         self.instance_decoding.cancel(quiet=True)  # a re-decode of the last result is not wanted any more
         try:
-            if self._lazy_applies():
-                self._run_lazy()
-                return None
-            job = self._prepare()
+            job = self._run_lazy() if self._lazy_applies() else self._prepare()
         except EXPECTED_ERRORS as err:
             self._not_started(err)
             return None
-        worker = self._start(run_prediction, job, desc=f"UNet: {job.image}",
-                             total=None, status=f"running on {job.image}...")  # total: with the first event
+        if job is None:
+            return None
+        lazy = isinstance(job, LazyInstanceJob)
+        worker = self._start(run_lazy_instances if lazy else run_prediction, job, desc=f"UNet: {job.image}",
+                             total=None, status=f"running on {job.image}..." + (" (instances)" if lazy else ""))
         if wait:
             self.wait()
         return worker
@@ -175,6 +177,8 @@ class PredictWidget(PredictChoices):
         """A run stops when the layer it reads or the layer it fills leaves the viewer."""
         job = self._job
         layer = event.value
+        if layer is not None:
+            self.lazy_runs.scratch.release(layer.name)  # its on-disk store, if it had one
         if job is not None and layer is not None and (layer is job.image_layer or layer is job.labels_layer):
             self.cancel(f"layer {layer.name!r} was removed")
 
@@ -236,17 +240,27 @@ class PredictWidget(PredictChoices):
         offered = self.lazy_runs.offered(self.image.value, self.channel_axis.value)
         self.lazy.enabled = offered
         lazy = self._lazy_applies()
-        for widget in (self.semantic, self.instances, self.probability):
+        for widget in (self.semantic, self.probability):
             widget.enabled = not lazy
         self.lazy_note.value = note = self.lazy_runs.note(self.lazy.value, offered)
         self.lazy_note.visible = bool(note)
 
-    def _run_lazy(self) -> None:
-        """Put lazy labels of the chosen image into its ``<image> labels`` layer; compute nothing."""
+    def _run_lazy(self) -> LazyInstanceJob | None:
+        """Put lazy labels of the chosen image into its ``<image> labels`` layer; compute
+        nothing. With instance labels, the job computing them (checked first)."""
         layer, model = self._chosen()
+        decoding, _keep = self.instance_decoding.for_run(model, self.instances.value)
         labels, self.device_used.value, self.status.value = self.lazy_runs.run(
             layer, model, self.channel_axis.value, self._options(), self.threshold.value, self._head(model))
         self._viewer.layers.selection.active = labels
+        if decoding is None:
+            return None
+        job = self.lazy_runs.instance_job(layer, model, self.channel_axis.value, self._options(),
+                                          self.threshold.value, decoding)
+        job.undo = self.lazy_runs.undo  # Cancel takes the lazy labels back too
+        if self._head(model) is not None:
+            job.head, model.head = model.head, self.head.value
+        return job
 
     # -- the worker's events -------------------------------------------------------------
     def _on_progress(self, event) -> None:
@@ -283,7 +297,16 @@ class PredictWidget(PredictChoices):
         else:
             self._finish(job)
 
+    def _finish_lazy(self, job: LazyInstanceJob) -> None:
+        name = f"{job.image} instances"
+        show_instances(self.outputs, name, job.ids, job.colours, job.geometry, job.image)
+        self.lazy_runs.scratch.adopt(name, job.folder)
+        self.device_used.value, self.status.value = job.describe()
+
     def _finish(self, job: PredictJob) -> None:
+        if isinstance(job, LazyInstanceJob):
+            self._finish_lazy(job)
+            return
         store = job.store
         moved = store.threshold != self.threshold.value  # while it ran
         if moved:
@@ -294,6 +317,8 @@ class PredictWidget(PredictChoices):
         if job.labels_layer is not None:
             job.labels_layer.refresh()
         moved = self.instance_decoding.show_run(job) or moved
+        if job.instance_data is not None:
+            self.lazy_runs.scratch.release(f"{job.image} instances")  # a lazy run's store shown there before
         if job.probability:
             self.outputs.probability(job.image, store.probability(), job.geometry)
         self.device_used.value, self.status.value = job.describe()

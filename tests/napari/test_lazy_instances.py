@@ -1,0 +1,182 @@
+"""Instance labels of a lazy Predict run (issue 14 item 3): computed slice by slice into an
+on-disk store, equal to `segment`'s, with bounded memory; Cancel leaves nothing; the store
+goes with its layer."""
+
+from __future__ import annotations
+
+import tracemalloc
+
+import dask.array as da
+import numpy as np
+import pytest
+import torch
+from scipy import ndimage
+from torch import nn
+
+from napari_unet_stack import segment
+from napari_unet_stack.models.base import SegmentationNetwork
+from napari_unet_stack.napari._colours import instance_colours, slice_touching_pairs, touching_pairs
+from napari_unet_stack.napari._lazy_instances import LazyInstanceJob, run_lazy_instances
+from napari_unet_stack.postprocess import InstanceOptions
+from napari_unet_stack.training import instance_meta
+
+
+class PixelInstanceModel(SegmentationNetwork):
+    """A per-pixel 3-class softmax instance model: background below 0.3 of the normalized
+    image, interior above 0.7, boundary between."""
+
+    depth = 1
+
+    def __init__(self):
+        super().__init__()
+        self.in_channels, self.out_channels = 1, 3
+        self.conv = nn.Conv2d(1, 3, 1)
+        with torch.no_grad():
+            self.conv.weight[:, 0, 0, 0] = torch.tensor([-40.0, 40.0, 0.0])
+            self.conv.bias[:] = torch.tensor([40 * 0.3, -40 * 0.7, 0.0])
+        self.meta["instances"] = instance_meta(marker_threshold=0.5)
+
+    def _reach(self) -> int:
+        return 0
+
+    def forward(self, x):
+        return self.conv(x)
+
+
+def _blobs(n, size=48, seed=0):
+    noise = np.random.default_rng(seed).random((n, size, size))
+    smooth = ndimage.gaussian_filter(noise, (1.5, 2.5, 2.5))
+    return ((smooth - smooth.min()) / np.ptp(smooth)).astype(np.float32)
+
+
+def _drain(job):
+    body = run_lazy_instances(job)
+    try:
+        while True:
+            next(body)
+    except StopIteration as stop:
+        return stop.value
+
+
+def _job(data, model, folder, decoding=None, **kw):
+    return LazyInstanceJob("img", data, None, model, {"device": "cpu"}, decoding or InstanceOptions(), 0.5, {},
+                           folder, **kw)
+
+
+def test_slice_by_slice_touching_pairs_are_the_whole_array_pairs(rng):
+    ids = rng.integers(0, 6, (3, 2, 7, 9))  # T, Z, Y, X: neighbours along both leading axes
+    pairs, top = slice_touching_pairs(ids)
+    np.testing.assert_array_equal(pairs, touching_pairs(ids))
+    assert top == ids.max()
+    np.testing.assert_array_equal(instance_colours(ids, by_slice=True), instance_colours(ids))
+
+
+@pytest.mark.parametrize("model_kind", ["instance", "semantic"])
+def test_lazy_instances_equal_segment_from_a_dask_layer(tmp_path, threshold_net, model_kind):
+    stack = _blobs(5)
+    model = PixelInstanceModel().eval() if model_kind == "instance" else threshold_net().eval()
+    options = InstanceOptions(min_size=3)
+    job = _job(da.from_array(stack, chunks=(1, 48, 48)), model, tmp_path, options)
+    assert _drain(job) == ("done", None)
+    expected = segment(stack, model, instances=options, device="cpu")
+    assert expected.max() > 3
+    np.testing.assert_array_equal(job.ids[...], expected)
+    assert (tmp_path / "ids.zarr").is_dir()  # on disk, shown by the layer
+    np.testing.assert_array_equal(job.colours, instance_colours(expected))
+
+
+def test_lazy_instances_cancelled_or_failed_leave_no_store(tmp_path, threshold_net):
+    stack = _blobs(3, 24)
+    job = _job(stack, threshold_net().eval(), tmp_path / "cancelled")
+    (tmp_path / "cancelled").mkdir()
+    job.cancel.set()
+    assert _drain(job) == ("cancelled", None)
+    assert not (tmp_path / "cancelled").exists()
+    job = _job(stack, threshold_net().eval(), tmp_path / "bad", InstanceOptions("markers"))  # no instance model
+    (tmp_path / "bad").mkdir()
+    status, err = _drain(job)
+    assert status == "error" and "needs an instance model" in str(err)
+    assert not (tmp_path / "bad").exists()
+
+
+@pytest.mark.slow
+def test_lazy_instance_memory_does_not_grow_with_the_stack(tmp_path, threshold_net):
+    """Python's allocations at their peak for 6 and 36 slices of a dask layer: the 30 more
+    slices add less than 10 slices of uint32 ids (bookkeeping of a few KB per slice; the whole
+    stack's ids alone would be 30)."""
+    model = threshold_net().eval()
+    size = 96
+    peaks = []
+    for n in (2, 6, 36):
+        data = da.from_array(_blobs(n, size), chunks=(1, size, size))
+        tracemalloc.start()
+        try:
+            assert _drain(_job(data, model, tmp_path / f"s{n}"))[0] == "done"
+            peaks.append(tracemalloc.get_traced_memory()[1])
+        finally:
+            tracemalloc.stop()
+    one_slice = size * size * 4
+    assert peaks[2] - peaks[1] < 10 * one_slice, [p / one_slice for p in peaks]
+
+
+def _lazy_widget(make_napari_viewer, registered, stack, model):
+    from napari_unet_stack.napari._predict_widget import PredictWidget
+
+    viewer = make_napari_viewer()
+    layer = viewer.add_image(da.from_array(stack, chunks=(1, *stack.shape[1:])), name="img")
+    widget = PredictWidget(viewer)
+    widget.image.value = layer
+    widget.model.value = registered(model, "lazy-instances")
+    widget.lazy.value = True
+    widget.instances.value = True
+    widget.decoding.min_size.value = 3
+    return viewer, widget
+
+
+@pytest.mark.gui
+@pytest.mark.slow
+def test_lazy_run_with_instances_shows_an_on_disk_store_equal_to_segment(make_napari_viewer, registered,
+                                                                          threshold_net):
+    from napari.layers import Labels
+
+    stack = _blobs(4)
+    model = threshold_net().eval()
+    viewer, widget = _lazy_widget(make_napari_viewer, registered, stack, model)
+    assert widget.instances.enabled and "slice by slice" in widget.lazy_note.value
+    worker = widget.run(wait=True)
+    assert worker is not None, widget.status.value
+    labels, instances = viewer.layers["img labels"], viewer.layers["img instances"]
+    assert isinstance(labels.data, da.Array)  # the semantic labels stay lazy
+    assert isinstance(instances, Labels) and not isinstance(instances.data, np.ndarray)  # the zarr store
+    expected = segment(stack, model, instances=widget.decoding.options(), device="auto")
+    np.testing.assert_array_equal(instances.data[...], expected)
+    folder = widget.lazy_runs.scratch.folders["img instances"]
+    assert folder.is_dir() and str(folder) in widget.status.value
+    widget.run(wait=True)  # again: the new store replaces the old one, which goes
+    newer = widget.lazy_runs.scratch.folders["img instances"]
+    assert newer != folder and not folder.exists() and newer.is_dir()
+    viewer.layers.remove(viewer.layers["img instances"])
+    assert not newer.exists()
+
+
+@pytest.mark.gui
+@pytest.mark.slow
+def test_lazy_instances_cancelled_leave_no_layer_and_no_store(make_napari_viewer, registered, threshold_net,
+                                                              monkeypatch):
+    import napari_unet_stack.napari._lazy_instances as lazy_module
+
+    viewer, widget = _lazy_widget(make_napari_viewer, registered, _blobs(3, 32), threshold_net().eval())
+    names = [layer.name for layer in viewer.layers]
+    colours = lazy_module.instance_colours
+    folders = []
+
+    def cancelled(out, **kwargs):  # Cancel pressed once the ids are made, as the colours are
+        folders.append(widget._job.folder)
+        out.cancel.set()
+        return colours(out, **kwargs)
+
+    monkeypatch.setattr(lazy_module, "instance_colours", cancelled)
+    widget.run(wait=True)
+    assert widget.status.value.startswith("cancelled")
+    assert [layer.name for layer in viewer.layers] == names  # the lazy labels taken back too
+    assert len(folders) == 1 and not folders[0].exists()
