@@ -71,7 +71,7 @@ def test_slice_by_slice_touching_pairs_are_the_whole_array_pairs(rng):
     np.testing.assert_array_equal(instance_colours(ids, by_slice=True), instance_colours(ids))
 
 
-@pytest.mark.parametrize("model_kind", ["instance", "semantic"])
+@pytest.mark.parametrize("model_kind", ["semantic", "instance"])
 def test_lazy_instances_equal_segment_from_a_dask_layer(tmp_path, threshold_net, model_kind):
     stack = _blobs(5)
     model = PixelInstanceModel().eval() if model_kind == "instance" else threshold_net().eval()
