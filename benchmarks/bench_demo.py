@@ -125,6 +125,11 @@ def old_demo(slices: int | None, repeats: int, root: Path = ROOT, commit: str = 
             return go
 
         times = alternate({name: timed(name) for name in children}, repeats)
+    except subprocess.CalledProcessError as err:  # git worktree add
+        return {"skipped": f"`git worktree add` failed: {(err.stderr or b'').decode(errors='replace').strip()}",
+                "commit": commit}
+    except (RuntimeError, ValueError) as err:  # a child that died or printed something else
+        return {"skipped": f"a benchmark child failed ({err}; its traceback is above)", "commit": commit}
     finally:
         for child in children.values():
             child.close()

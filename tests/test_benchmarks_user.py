@@ -133,3 +133,21 @@ def test_the_old_commit_row_runs_both_children_and_removes_its_worktree(tmp_path
     assert meta["demo today"]["package"] == str(root / "src" / "napari_unet_stack")
     assert meta["old demo"]["shape"] == meta["demo today"]["shape"] == [1, 256, 256]
     assert len(res["speedup"]) == 3 and res["mpix"]["old demo"] > 0 and res["job_mpix"] > 0
+
+
+def test_a_child_that_dies_skips_the_row_with_a_note_and_leaves_no_worktree(tmp_path, monkeypatch):
+    """A commit whose code cannot run the job (here: a child that exits at once) is a
+    skipped row naming the failure, not a crashed benchmark, and its worktree is removed."""
+    if shutil.which("git") is None:
+        pytest.skip("needs git")
+    bench = _module()
+    root = PATH.parents[1]
+    head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True)
+    if head.returncode:
+        pytest.skip("not a git clone")
+    before = subprocess.run(["git", "-C", str(root), "worktree", "list"], capture_output=True, text=True).stdout
+    monkeypatch.setattr(bench.bench_demo.sys, "executable", "false")  # the child exits 1 without a word
+    res = bench.bench_demo.old_demo(1, 1, root=root, commit=head.stdout.strip())
+    assert "a benchmark child failed (the benchmark child exited with code 1" in res["skipped"]
+    after = subprocess.run(["git", "-C", str(root), "worktree", "list"], capture_output=True, text=True).stdout
+    assert after == before
