@@ -39,12 +39,12 @@ def keep_freed_memory() -> bool:
     """Let this process (a `unet-stack` command) reuse the memory it frees: True if done.
 
     By default glibc gives freed blocks of more than ~128 KiB back to the system at once, so
-    every forward pass page-faults its activations in afresh (2,600 faults per 288 x 288
-    forward of the bundled UNet, ~20% of a `segment` on the CPU, measured interleaved in one
-    run, issue 13). A command is a short-lived process that owns its memory policy; the
-    library never calls this (napari's process keeps glibc's defaults). Left alone when
-    the environment already tunes malloc (``MALLOC_*_``, ``GLIBC_TUNABLES``, ``LD_PRELOAD``
-    of another allocator) or the C library is not glibc.
+    every forward pass page-faults its activations in afresh (about 2,600 faults per
+    288 x 288 forward of the bundled UNet; benchmark (f) times the demo with this). A
+    command is a short-lived process that owns its memory policy; the library never calls
+    this (napari's process keeps glibc's defaults). Left alone when the environment already
+    tunes malloc (``MALLOC_*_``, ``GLIBC_TUNABLES``, ``LD_PRELOAD`` of another allocator) or
+    the C library is not glibc.
     """
     import ctypes
     import os
