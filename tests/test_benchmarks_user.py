@@ -17,6 +17,15 @@ from napari_unet_stack.inference import plan
 PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_user.py"
 
 
+def _head_and_worktrees(root: Path) -> tuple[str, str]:
+    """This checkout's HEAD commit and its `git worktree list` (skips outside a git clone)."""
+    head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True)
+    if head.returncode:
+        pytest.skip("not a git clone")
+    listed = subprocess.run(["git", "-C", str(root), "worktree", "list"], capture_output=True, text=True).stdout
+    return head.stdout.strip(), listed
+
+
 def _module():
     spec = importlib.util.spec_from_file_location("bench_user", PATH)
     module = importlib.util.module_from_spec(spec)
@@ -119,15 +128,10 @@ def test_the_old_commit_row_is_skipped_with_a_note_outside_a_git_clone(tmp_path)
 def test_the_old_commit_row_runs_both_children_and_removes_its_worktree(tmp_path):
     """The row's machinery on this checkout's own HEAD (so any clone has the commit): both
     children report their jobs, and the temporary worktree is gone afterwards."""
-    bench = _module()
-    root = PATH.parents[1]
-    head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True)
-    if head.returncode:
-        pytest.skip("not a git clone")
-    before = subprocess.run(["git", "-C", str(root), "worktree", "list"], capture_output=True, text=True).stdout
-    res = bench.bench_demo.old_demo(1, 2, root=root, commit=head.stdout.strip())
-    after = subprocess.run(["git", "-C", str(root), "worktree", "list"], capture_output=True, text=True).stdout
-    assert after == before
+    bench, root = _module(), PATH.parents[1]
+    head, before = _head_and_worktrees(root)
+    res = bench.bench_demo.old_demo(1, 2, root=root, commit=head)
+    assert _head_and_worktrees(root)[1] == before
     meta = res["meta"]
     assert meta["old demo"]["package"].startswith("/") and "unet-stack-old-demo-" in meta["old demo"]["package"]
     assert meta["demo today"]["package"] == str(root / "src" / "napari_unet_stack")
@@ -140,14 +144,9 @@ def test_a_child_that_dies_skips_the_row_with_a_note_and_leaves_no_worktree(tmp_
     skipped row naming the failure, not a crashed benchmark, and its worktree is removed."""
     if shutil.which("git") is None:
         pytest.skip("needs git")
-    bench = _module()
-    root = PATH.parents[1]
-    head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True)
-    if head.returncode:
-        pytest.skip("not a git clone")
-    before = subprocess.run(["git", "-C", str(root), "worktree", "list"], capture_output=True, text=True).stdout
+    bench, root = _module(), PATH.parents[1]
+    head, before = _head_and_worktrees(root)
     monkeypatch.setattr(bench.bench_demo.sys, "executable", "false")  # the child exits 1 without a word
-    res = bench.bench_demo.old_demo(1, 1, root=root, commit=head.stdout.strip())
+    res = bench.bench_demo.old_demo(1, 1, root=root, commit=head)
     assert "a benchmark child failed (the benchmark child exited with code 1" in res["skipped"]
-    after = subprocess.run(["git", "-C", str(root), "worktree", "list"], capture_output=True, text=True).stdout
-    assert after == before
+    assert _head_and_worktrees(root)[1] == before
