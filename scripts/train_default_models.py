@@ -1,7 +1,8 @@
 """Train the bundled instance models on the project's own varied synthetic data (seeded, CPU-sized).
 
     python scripts/train_default_models.py [--only nuclei-unet] [--out DIR] [--steps N]
-                                           [--init {bundled,scratch}]
+                                           [--until HH:MM] [--init {bundled,scratch}]
+                                           [--rescore]
 
 - ``nuclei-unet``: UNet, base 8 channels, depth 4, 3-class softmax (background, interior,
   boundary) trained with ``train(..., instances=True)``; ``segment(..., instances=True)``
@@ -13,8 +14,11 @@
 
 Training data (`training_data`): ``TRAIN_SET["n"]`` 2D images of
 `synthetic.varied_set` (each its own scene: sizes, density, clumps, touching pairs,
-shapes, interiors, focus, illumination, noise, bit depth) plus the slices of
-``load_sample("nuclei_train")``. Nothing else: no third-party images.
+shapes, interiors, focus, illumination, noise, bit depth), the slices of the
+``TRAIN_STACKS`` ZYX stacks of `synthetic.varied_nuclei` (one scene each, seeds used
+nowhere else, 8/12/16-bit: the z-blur and the small dim sections near the nuclei's poles
+that a 2D image lacks) and the slices of ``load_sample("nuclei_train")``. Nothing else:
+no third-party images.
 
 Held-out scores (`held_out_scores`), all on data from other seeds: the shipped
 ``nuclei_stack`` (3D: objects linked across Z, and slice by slice in 2D) and
@@ -25,11 +29,21 @@ replaces (all but the output layer, whose class count changed), which is recorde
 ``meta["provenance"]["init"]``; ``--init scratch`` starts from a seeded initialization.
 Scores, training time and forward throughput on a 1024 x 1024 image are printed and
 stored in ``meta["provenance"]["held_out"]``.
+
+A run is one cosine cycle of the model's ``steps`` (``--steps``); with ``--until HH:MM``
+(UTC) it runs further cycles, each warm from the last one's result (a restart of the
+schedule: whenever the time is up, the model is a finished cycle) while one more is
+expected to end before then. ``meta["provenance"]["cycles"]`` lists them (steps, seed of
+the patch sampling and validation split, seconds, best validation Dice: later cycles
+validate on slices that earlier ones may have trained on, so the choices that matter are
+made on the seed-3 selection stack). ``--rescore`` trains nothing: it chooses the marker
+threshold again and re-scores the shipped weights (e.g. after a change of the decoding).
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import functools
 import hashlib
 import json
@@ -60,11 +74,13 @@ OUT = ROOT / "src" / "napari_unet_stack" / "bundled_models"
 MODELS = {
     "nuclei-unet": {
         "build": lambda: UNet(1, 3, base_channels=8, depth=4),
-        "steps": 1500,
+        "steps": 1000,
+        "settings": {},
     },
     "nuclei-unetpp": {
         "build": lambda: NestedUNet(1, 3, base_channels=8, depth=4, deep_supervision=True),
-        "steps": 600,
+        "steps": 400,
+        "settings": {},
     },
 }
 SETTINGS = {
@@ -72,7 +88,10 @@ SETTINGS = {
     "instances": True,
 }  # fmt: skip
 #: the generated 2D training images (plus the slices of the nuclei_train sample)
-TRAIN_SET = {"n": 96, "shape": (256, 256), "seed": 100}
+TRAIN_SET = {"n": 192, "shape": (256, 256), "seed": 100}
+#: the generated ZYX training stacks (their slices), one `varied_nuclei` seed each; samples.py
+#: uses seeds 1 (nuclei_train) and 2 (nuclei_stack), the head selection 3
+TRAIN_STACKS = {"shape": (16, 256, 256), "seeds": tuple(range(31, 39))}
 #: the generated 2D held-out images (another seed: no image in common with TRAIN_SET)
 HELD_OUT_SET = {"n": 16, "shape": (256, 256), "seed": 7}
 #: the extra stack the UNet++ fast head is chosen on, and the margin used there
@@ -85,8 +104,9 @@ MARKER_THRESHOLDS = (0.5, 0.7, 0.8, 0.9, 0.95)
 
 
 def training_data() -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """(images, instance labels): the varied 2D set, then the nuclei_train sample's slices."""
+    """(images, instance labels): the varied 2D set, the varied stacks, then nuclei_train."""
     made = varied_set(TRAIN_SET["n"], TRAIN_SET["shape"], seed=TRAIN_SET["seed"])
+    made += [varied_nuclei(TRAIN_STACKS["shape"], seed=s) for s in TRAIN_STACKS["seeds"]]
     sample = load_sample("nuclei_train")
     images = [m.image for m in made] + [sample.image]
     instances = [m.instances for m in made] + [sample.instances]
@@ -177,7 +197,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", choices=sorted(MODELS), action="append")
     parser.add_argument("--out", type=Path, default=OUT)
-    parser.add_argument("--steps", type=int, help="override the number of steps (quick trials)")
+    parser.add_argument("--steps", type=int, help="steps of one cycle (default: the model's)")
+    parser.add_argument("--until", type=_utc_time, metavar="HH:MM",
+                        help="UTC: repeat cycles (each warm from the last) while one more fits")
     parser.add_argument("--init", choices=("bundled", "scratch"), default="bundled")
     parser.add_argument("--rescore", action="store_true",
                         help="no training: choose the decoding and score the shipped weights again")
@@ -192,23 +214,53 @@ def main(argv: list[str] | None = None) -> int:
         model = spec["build"]()
         init = warm_start(model, OUT / f"{name}.pt") if args.init == "bundled" else None
         t0 = time.perf_counter()
-
-        def progress(step, total, info, name=name):
-            if "val_dice" in info:
-                print(
-                    f"{name} step {step}/{total}: loss {info['loss']:.4f}, "
-                    f"val Dice {info['val_dice']:.4f} ({info['seconds']:.0f} s)",
-                    flush=True,
-                )
-
-        steps = args.steps or spec["steps"]
-        model, history = train(
-            images, instances, model, steps=steps, val_every=max(1, steps // 3), device="cpu",
-            progress=progress, **SETTINGS,
-        )  # fmt: skip
+        model, cycles, val_dice = train_cycles(name, model, images, instances, args)
         seconds = time.perf_counter() - t0
-        finalize(name, model, history["val_dice"], seconds, args.out, init)
+        finalize(name, model, val_dice, seconds, args.out, init, cycles)
     return 0
+
+
+def _utc_time(text: str) -> float:
+    """``HH:MM`` (UTC, today) as a POSIX time."""
+    hours, minutes = (int(v) for v in text.split(":"))
+    now = datetime.datetime.now(datetime.timezone.utc)
+    return now.replace(hour=hours, minute=minutes, second=0, microsecond=0).timestamp()
+
+
+def _progress(name: str, cycle: int, t0: float):
+    """A progress callback printing every 100th step and every validation."""
+
+    def progress(step, total, info):
+        if "val_dice" in info or step % 100 == 0:
+            val = f", val Dice {info['val_dice']:.4f}" if "val_dice" in info else ""
+            print(f"{name} cycle {cycle} step {step}/{total}: loss {info.get('loss', 0):.4f}{val} "
+                  f"({time.perf_counter() - t0:.0f} s)", flush=True)
+
+    return progress
+
+
+def train_cycles(name, model, images, instances, args):
+    """One cosine cycle of ``steps``, or (``--until``) cycles while the next one fits before
+    the deadline, each starting from the last one's result (warm restarts: whenever the time
+    runs out, the model is a finished, annealed cycle)."""
+    spec = MODELS[name]
+    steps = args.steps or spec["steps"]
+    cycles, val_dice = [], []
+    while True:
+        t0 = time.perf_counter()
+
+        settings = {**SETTINGS, **spec["settings"], "seed": SETTINGS["seed"] + len(cycles)}
+        model, history = train(
+            images, instances, model, steps=steps, val_every=max(1, steps // 4), device="cpu",
+            progress=_progress(name, len(cycles), t0), **settings,
+        )  # fmt: skip
+        took = time.perf_counter() - t0
+        val_dice += list(history["val_dice"])
+        cycles.append({"steps": steps, "seed": settings["seed"], "seconds": round(took, 1),
+                       "val_dice": round(float(np.nanmax(history["val_dice"])), 4)})
+        print(f"{name} cycle {len(cycles) - 1} done: {json.dumps(cycles[-1])}", flush=True)
+        if args.until is None or time.time() + 1.1 * took > args.until:
+            return model, cycles, val_dice
 
 
 @functools.cache
@@ -282,18 +334,24 @@ def evaluate_and_save(name, model, provenance: dict, out) -> dict:
     return {"held_out": scores, "file_mb": round(path.stat().st_size / 2**20, 2)}
 
 
-def finalize(name, model, val_dice, seconds, out, init) -> dict:
+def finalize(name, model, val_dice, seconds, out, init, cycles=None) -> dict:
     """Fast head (UNet++), decoding, held-out scores, throughput; save; the report entry."""
     provenance = dict(model.meta["provenance"])
     provenance["init"] = init or "scratch"
+    cycles = cycles or [{"steps": provenance["steps"], "seconds": round(seconds, 1)}]
+    provenance["cycles"] = cycles
+    provenance["steps_all_cycles"] = sum(c["steps"] for c in cycles)
     provenance["training_data"] = {
         "varied_set": {**TRAIN_SET, "shape": list(TRAIN_SET["shape"])},
+        "varied_stacks": {"shape": list(TRAIN_STACKS["shape"]), "seeds": list(TRAIN_STACKS["seeds"]),
+                          "bit_depths": [8, 12, 16]},
         "sample": "nuclei_train",
     }
     if isinstance(model, NestedUNet):
         _select_head(model, provenance)
     entry = {
-        "steps": provenance["steps"],
+        "steps": provenance["steps_all_cycles"],
+        "cycles": len(cycles),
         "train_seconds": round(seconds, 1),
         "torch_threads": torch.get_num_threads(),
         "val_dice": round(float(np.nanmax(val_dice)), 4),
