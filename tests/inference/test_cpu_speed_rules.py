@@ -53,9 +53,19 @@ def test_tiled_equals_whole_slice_at_bf16_on_the_cpu(name, stack, nets):
 @needs_bf16
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["nuclei-unet", "nuclei-unetpp"])
-def test_bf16_keeps_the_float32_labels_of_the_held_out_sample(name):
+def test_auto_uses_bf16_for_a_bundled_model_exactly_when_it_keeps_the_held_out_labels(name):
+    """Measured here over the whole held-out stack (class agreement and mean probability
+    change of bf16 against float32): ``precision="auto"`` must choose bf16 exactly when
+    both bounds of issue 13's rule hold (today's 3-class models keep ~99.8-99.9% of their
+    classes: float32)."""
+    from napari_unet_stack.inference.precision import AGREEMENT, PROB_CHANGE
+
     sample = nus.load_sample("nuclei_stack")
     model = nus.load_model(name)
-    bf16 = nus.segment(sample.image, model, device="cpu", precision="bfloat16")
-    fp32 = nus.segment(sample.image, model, device="cpu", precision="float32")
-    assert np.mean(bf16 == fp32) >= 0.999
+    bf16 = nus.predict(sample.image, model, device="cpu", precision="bfloat16")
+    fp32 = nus.predict(sample.image, model, device="cpu", precision="float32")
+    keeps = (np.mean(bf16.argmax(0) == fp32.argmax(0)) >= AGREEMENT
+             and np.abs(bf16 - fp32).max(axis=0).mean() <= PROB_CHANGE)
+    info = {}
+    nus.segment(sample.image[:2], model, device="cpu", info=info)
+    assert info["precision"] == ("bfloat16" if keeps else "float32"), info["precision_reason"]
