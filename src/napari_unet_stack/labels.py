@@ -218,7 +218,7 @@ class LabelRule:
 
     def classes(self, probs: np.ndarray) -> np.ndarray:
         """Class indices (0 = background) from probabilities ``(K, ...)``."""
-        fg, cls = self.foreground(probs)
+        fg, cls = self.foreground(probs, choose=self.marker is None)  # a marker map needs no class
         if self.marker is not None:
             return self._marker_classes(fg, self.marker_probability(probs), self.threshold)
         return np.where(fg > self.threshold, 1 if cls is None else cls, 0)
