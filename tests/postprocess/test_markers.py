@@ -77,6 +77,29 @@ def test_a_foreground_region_without_a_marker_is_one_object():
     assert n == 2 and len(np.unique(labels[2:8, 2:8])) == 1 and labels[3, 3] != labels[3, 12]
 
 
+def test_marker_slice_gives_each_foreground_pixel_its_nearest_marker():
+    """In a convex foreground the growth is the markers' Voronoi partition, computed here
+    independently from the Euclidean distance to each marker (ties excluded)."""
+    yy, xx = np.mgrid[:48, :64]
+    decoded = ((yy - 24) ** 2 / 20 ** 2 + (xx - 32) ** 2 / 29 ** 2 <= 1).astype(np.uint8)
+    centres = [(24, 8), (24, 50), (10, 30), (36, 28)]
+    sizes = [1, 4, 2, 0]  # markers of unequal extent: a small one must still keep its nearest pixels
+    for (cy, cx), r in zip(centres, sizes, strict=True):
+        decoded[cy - r:cy + r + 1, cx - r:cx + r + 1] = 2
+    labels, n = marker_slice(decoded)
+    assert n == 4
+    marker_masks = [(decoded == 2) & (labels == labels[c]) for c in centres]
+    from scipy import ndimage as ndi
+
+    dist = np.stack([ndi.distance_transform_edt(~m) for m in marker_masks])
+    order = np.sort(dist, axis=0)
+    clear = (decoded > 0) & (order[1] - order[0] > 1.5)  # pixels with a clear nearest marker
+    expected = np.array([labels[c] for c in centres])[dist.argmin(axis=0)]
+    assert clear.sum() > 0.8 * (decoded > 0).sum()
+    np.testing.assert_array_equal(labels[clear], expected[clear])
+    assert (labels[decoded == 0] == 0).all()
+
+
 def test_segment_decodes_an_instance_model_from_its_markers():
     image, truth = block_pair()
     net = ClassImage()

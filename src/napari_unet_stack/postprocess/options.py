@@ -61,7 +61,8 @@ class InstanceOptions:
     method : {'auto', 'markers', 'watershed', 'components'}
         'markers': an instance model's own decoding: markers are the connected components
         of P(interior) > ``marker_threshold`` inside the foreground, grown into the
-        foreground by a watershed of its distance transform. 'watershed': the foreground
+        foreground (each pixel to its nearest marker, by a watershed of the distance to
+        the markers). 'watershed': the foreground
         (per class) split by a watershed of its distance transform seeded by the
         transform's maxima (any model). 'components': connected components (3D over Z).
         'auto' (``instances=True``): 'markers' for an instance model, else 'watershed'.

@@ -76,9 +76,12 @@ def marker_slice(decoded: np.ndarray) -> tuple[np.ndarray, int]:
     -------
     labels : (Y, X) int32 ndarray
         Each marker (a 4-connected component of the marker pixels) grown into the
-        foreground by a watershed of the foreground's distance transform, so objects part
-        where the foreground narrows between markers; a foreground region without a marker
-        is one object of its own.
+        foreground by a watershed of the distance to the nearest marker pixel: a foreground
+        pixel goes to the marker nearest to it (along paths inside the foreground), so
+        each interior takes the rim around it; a foreground region without a marker is one
+        object of its own. (Flooding the foreground's own distance transform instead gave
+        the big objects of a touching pair their neighbours' rims: F1 at IoU 0.5 0.878 ->
+        0.897 on 16 generated 2D images, Z-linked 0.704 -> 0.718 on three stacks; issue 14.)
     n : int
     """
     from scipy import ndimage as ndi
@@ -98,8 +101,7 @@ def marker_slice(decoded: np.ndarray) -> tuple[np.ndarray, int]:
         n += int(unmarked.size)
     if n == 0:
         return markers, 0
-    dist = ndi.distance_transform_edt(mask)
-    split = watershed(-dist, markers, mask=mask)
+    split = watershed(ndi.distance_transform_edt(markers == 0), markers, mask=mask)
     return split.astype(np.int32, copy=False), int(n)
 
 
