@@ -119,3 +119,37 @@ def test_joins_and_min_size_work_into_a_zarr_out_slice_by_slice():
     store[...] = stack
     assert instance_labels(store, method="markers", min_size=5, out=store) is store
     np.testing.assert_array_equal(store[...], expected)
+
+
+def test_two_nuclei_merged_in_one_slice_are_split_along_the_slice_before():
+    """Two touching discs are apart in slices 0 and 2 and one object in slice 1 (what a
+    marker map gives when their interiors join): slice 1's object is split along slice 0's
+    two, so the stack holds two 3D objects, each with its own part of slice 1 (pixels
+    nearer to a disc's part of slice 0 go to it: here the discs' own halves)."""
+    left, right = disc(20, 20, 8), disc(20, 39, 8)
+    assert not (left & right).any()
+    merged = left | right | disc(20, 29, 5)  # the pair bridged by the join
+    stack = as_markers(left | right, merged, left | right)
+    labels = instance_labels(stack, method="markers")
+    assert labels.max() == 2
+    a, b = labels[0][20, 20], labels[0][20, 39]
+    assert a != b and labels[2][20, 20] == a and labels[2][20, 39] == b
+    assert (labels[1][left] == a).all() and (labels[1][right] == b).all()
+    per_slice = instance_labels(stack, method="markers", ndim=2)  # slice 1 decoded alone is one object
+    assert len(np.unique(per_slice[1])) == 2
+
+
+def test_a_small_cap_above_does_not_split_the_nucleus_below():
+    """Slice 0 holds nucleus A and the bottom cap of nucleus B lying over A's area in Y/X;
+    slice 1 holds A alone: the cap (under `MIN_SPLIT_SHARE` of A's area) must not part A."""
+    from napari_unet_stack.postprocess import MIN_SPLIT_SHARE
+
+    body, cap = disc(20, 20, 10), disc(20, 34, 3) & ~disc(20, 20, 12)
+    a_part = body & ~disc(20, 34, 6)
+    inside = disc(20, 20, 12)
+    assert (cap & inside).sum() == 0 and cap.sum() < MIN_SPLIT_SHARE * inside.sum()
+    cap2 = disc(20, 28, 2)  # a small cap lying inside A's next slice
+    slice0 = np.where(a_part & ~disc(20, 28, 3), MARKER, 0) + np.where(cap2, MARKER, 0)
+    stack = np.stack([slice0, np.where(inside, MARKER, 0)]).astype(np.uint8)
+    labels = instance_labels(stack, method="markers")
+    assert len(np.unique(labels[1])) == 2  # slice 1 stays one object (and background)

@@ -11,7 +11,14 @@
 """
 
 from .decode import decode_probabilities, labels_rule
-from .linking import DEFAULT_LINK_OVERLAP, overlap_links, overlap_pairs
+from .linking import (
+           DEFAULT_LINK_OVERLAP,
+           MAX_SPLIT_SOLIDITY,
+           MIN_SPLIT_SHARE,
+           overlap_links,
+           overlap_pairs,
+           split_merged,
+)
 from .options import DEFAULT_MARKER_THRESHOLD, METHOD_CHOICES, InstanceOptions, model_instances
 from .slices import (
            DEFAULT_MIN_DISTANCE,
@@ -29,8 +36,10 @@ __all__ = [
            "DEFAULT_MIN_DISTANCE",
            "DEFAULT_SMOOTHING",
            "MARKER",
+           "MAX_SPLIT_SOLIDITY",
            "METHODS",
            "METHOD_CHOICES",
+           "MIN_SPLIT_SHARE",
            "InstanceOptions",
            "components_slice",
            "decode_probabilities",
@@ -41,5 +50,6 @@ __all__ = [
            "overlap_links",
            "overlap_pairs",
            "slice_groups",
+           "split_merged",
            "watershed_slice",
 ]

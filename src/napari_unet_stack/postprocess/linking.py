@@ -16,11 +16,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["DEFAULT_LINK_OVERLAP", "Links", "overlap_links", "overlap_pairs"]
+__all__ = ["DEFAULT_LINK_OVERLAP", "MAX_SPLIT_SOLIDITY", "MIN_SPLIT_SHARE", "Links", "overlap_links", "overlap_pairs", "split_merged"]
 
 #: Two objects of neighbouring slices belong together when the smaller lies at least this
 #: much inside the other (intersection / smaller area).
 DEFAULT_LINK_OVERLAP = 0.8
+#: `split_merged`: each object of the neighbouring slice that parts a merged one must hold at
+#: least this share of its area (a small cap of a nucleus above does not part the one below).
+MIN_SPLIT_SHARE = 0.2
+#: `split_merged` splits only objects whose area is at most this share of their convex hull's.
+MAX_SPLIT_SOLIDITY = 0.95
 
 
 def overlap_pairs(prev: np.ndarray, prev_sem: np.ndarray, cur: np.ndarray, cur_sem: np.ndarray
@@ -109,3 +114,53 @@ def _leftovers(ids: np.ndarray, inside: np.ndarray, used: set[int], min_overlap:
     first = np.ones(free.size, bool)
     first[1:] = ids[free][1:] != ids[free][:-1]
     return free[first]
+
+
+def split_merged(cur: np.ndarray, n: int, prev: np.ndarray, min_inside: float,
+                 min_share: float = MIN_SPLIT_SHARE) -> tuple[np.ndarray, int]:
+    """``cur``'s objects (ids 1..n) that hold two or more objects of ``prev`` (the
+    neighbouring slice, already decoded), split along them: a merge in this slice of objects
+    the neighbour shows apart.
+
+    A ``prev`` object parts a ``cur`` object when at least ``min_inside`` of its area lies
+    inside it and that overlap is at least ``min_share`` of the ``cur`` object's area, and
+    only a ``cur`` object with a concave outline is split (solidity, its area over its convex
+    hull's, at most `MAX_SPLIT_SOLIDITY`): a round one is one nucleus that the neighbouring
+    slice cut in two. The parts are grown from those overlaps into the ``cur`` object, each
+    pixel to the nearest (a watershed of the distance to them). Measured with the bundled
+    nuclei-unet on three generated 16 x 256 x 256 stacks (seeds 3-5: neither training nor
+    held-out data), Z-linked F1 at IoU 0.5 0.660 / 0.703 / 0.790 -> 0.664 / 0.813 / 0.818
+    (without the solidity rule 0.677 / 0.791 / 0.820, with it at 0.9 0.662 / 0.760 / 0.806);
+    the truth's own slices as input are unchanged (0.984 / 0.995 / 1.0).
+
+    Returns
+    -------
+    cur, n : int32 ndarray, int
+        A new array with the extra parts numbered from ``n + 1`` (``cur`` itself when
+        nothing splits).
+    """
+    fg = (cur > 0).astype(np.uint8)
+    a, b, shared = overlap_pairs(prev, (prev > 0).astype(np.uint8), cur, fg)
+    if a.size == 0:
+        return cur, n
+    parts = (shared >= min_inside * _areas(prev, a)) & (shared >= min_share * _areas(cur, b))
+    ids, counts = np.unique(b[parts], return_counts=True)
+    if not (counts >= 2).any():
+        return cur, n
+    from scipy import ndimage as ndi
+    from skimage.morphology import convex_hull_image
+    from skimage.segmentation import watershed
+
+    out = np.array(cur, np.int32)
+    for c in ids[counts >= 2].tolist():
+        mask = out == c
+        if mask.sum() > MAX_SPLIT_SOLIDITY * convex_hull_image(mask, offset_coordinates=False).sum():
+            continue
+        seeds = np.zeros(out.shape, np.int32)
+        for k, p in enumerate(a[parts & (b == c)].tolist(), start=1):
+            seeds[mask & (prev == p)] = k
+        grown = watershed(ndi.distance_transform_edt(seeds == 0), seeds, mask=mask)
+        for k in range(2, int(grown.max()) + 1):
+            n += 1
+            out[grown == k] = n
+    return out, n

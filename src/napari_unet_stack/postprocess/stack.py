@@ -16,7 +16,7 @@ import numpy as np
 
 from ..labels import smallest_uint
 from .checks import check_decoding
-from .linking import DEFAULT_LINK_OVERLAP, overlap_links, overlap_pairs
+from .linking import DEFAULT_LINK_OVERLAP, overlap_links, overlap_pairs, split_merged
 from .slices import (
     DEFAULT_MIN_DISTANCE,
     DEFAULT_SMOOTHING,
@@ -136,7 +136,9 @@ def instance_labels(semantic: Any, *, ndim: int | None = None, method: str = "wa
         transform (touching objects separated), objects linked across Z by overlap (see
         ``link_overlap``). 'components': connected components (4-connected in a slice;
         with ``ndim=3`` the 3D 6-connected components). 'markers': each slice's markers
-        grown into its foreground (`marker_slice`), linked like 'watershed'.
+        grown into its foreground (`marker_slice`), linked like 'watershed'; an object
+        holding two or more objects of the slice before is first split along them
+        (`napari_unet_stack.postprocess.split_merged`).
     min_size : int
         Objects (over all their slices) with fewer pixels become 0.
     min_distance, smoothing : int, float
@@ -193,6 +195,8 @@ def _linked(semantic, out, keys, ids: _Ids, method: str, params) -> None:
         if method == "markers":
             local, n = marker_slice(sem)
             sem = (sem > 0).astype(np.uint8)  # one class: markers and the rest of an object link alike
+            if prev is not None and n:
+                local, n = split_merged(local, n, prev, link_overlap)
         else:
             local, n = watershed_slice(sem, min_distance=min_distance, smoothing=smoothing)
         lut = np.zeros(n + 1, np.int64)
