@@ -118,6 +118,38 @@ def _expected(image, model, widget, threshold=0.5):
                    threshold=threshold)
 
 
+def test_a_redecode_stops_at_the_next_slice_once_cancelled(nuclei):
+    """`run_decoding` (the worker body of a re-decode) stops on the engine's cancel before
+    the next slice it reads: ("cancelled", ...), nothing returned; uncancelled it gives
+    `segment`'s ids."""
+    from napari_unet_stack import iter_predict
+    from napari_unet_stack.napari._jobs import DecodeJob, run_decoding
+    from napari_unet_stack.napari._store import ProbabilityStore
+
+    model = Counting(instance=False)
+    store = ProbabilityStore.for_model(nuclei.shape, model)
+    for _event in iter_predict(nuclei, model, out=store):
+        pass
+    done = run_decoding(DecodeJob(store, model, InstanceOptions(), 0.5, None))
+    assert done[0] == "done"
+    np.testing.assert_array_equal(done[1][0], segment(nuclei, model, instances=True))
+    job = DecodeJob(store, model, InstanceOptions(), 0.5, None)
+    reads, foreground = [], store.foreground
+
+    class Cancelling:  # P(foreground) whose second slice read is the last: Cancel is pressed then
+        shape, dtype = foreground.shape, foreground.dtype
+
+        def __getitem__(self, key):
+            reads.append(key)
+            if len(reads) == 2:
+                job.cancel.set()
+            return foreground[key]
+
+    store.foreground = Cancelling()
+    assert run_decoding(job) == ("cancelled", None, None)
+    assert len(reads) == 2 < len(nuclei)
+
+
 @pytest.mark.gui
 @pytest.mark.slow
 def test_instance_model_decodes_again_without_the_network(make_napari_viewer, registered, nuclei):
