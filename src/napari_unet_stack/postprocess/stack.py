@@ -81,10 +81,10 @@ class _Ids:
         self.parent = np.arange(1024, dtype=np.int64)
         self.merged = False
 
-    def read(self, array: Any, key: tuple[int, ...]) -> np.ndarray:
-        """A copy of ``array[key]`` (``out`` may be ``semantic``), unless the run is cancelled."""
+    def read(self, array: Any, key: tuple[int, ...], *, copy: bool = False) -> np.ndarray:
+        """``array[key]`` (a copy with ``copy``), unless the run is cancelled."""
         self.stop(self.cancel, "instance decoding")
-        return np.array(array[key])
+        return np.array(array[key]) if copy else np.asarray(array[key])
 
     def take(self, n: int) -> np.ndarray:
         ids = np.arange(self.next + 1, self.next + n + 1, dtype=np.int64)
@@ -212,7 +212,7 @@ def _linked(semantic, out, keys, ids: _Ids, method: str, params) -> None:
     min_distance, smoothing, link_overlap = params
     prev = prev_sem = None
     for key in keys:
-        sem = ids.read(semantic, key)
+        sem = ids.read(semantic, key, copy=True)  # kept after ``out[key]`` is written: ``out`` may be ``semantic``
         if method == "markers":
             local, n = marker_slice(sem)
             sem = (sem > 0).astype(np.uint8)  # one class: markers and the rest of an object link alike
