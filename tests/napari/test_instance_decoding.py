@@ -118,6 +118,38 @@ def _expected(image, model, widget, threshold=0.5):
                    threshold=threshold)
 
 
+def test_a_redecode_stops_at_the_next_slice_once_cancelled(nuclei):
+    """`run_decoding` (the worker body of a re-decode) stops on the engine's cancel before
+    the next slice it reads: ("cancelled", ...), nothing returned; uncancelled it gives
+    `segment`'s ids."""
+    from napari_unet_stack import iter_predict
+    from napari_unet_stack.napari._jobs import DecodeJob, run_decoding
+    from napari_unet_stack.napari._store import ProbabilityStore
+
+    model = Counting(instance=False)
+    store = ProbabilityStore.for_model(nuclei.shape, model)
+    for _event in iter_predict(nuclei, model, out=store):
+        pass
+    done = run_decoding(DecodeJob(store, model, InstanceOptions(), 0.5, None))
+    assert done[0] == "done"
+    np.testing.assert_array_equal(done[1][0], segment(nuclei, model, instances=True))
+    job = DecodeJob(store, model, InstanceOptions(), 0.5, None)
+    reads, foreground = [], store.foreground
+
+    class Cancelling:  # P(foreground) whose second slice read is the last: Cancel is pressed then
+        shape, dtype = foreground.shape, foreground.dtype
+
+        def __getitem__(self, key):
+            reads.append(key)
+            if len(reads) == 2:
+                job.cancel.set()
+            return foreground[key]
+
+    store.foreground = Cancelling()
+    assert run_decoding(job) == ("cancelled", None, None)
+    assert len(reads) == 2 < len(nuclei)
+
+
 @pytest.mark.gui
 @pytest.mark.slow
 def test_instance_model_decodes_again_without_the_network(make_napari_viewer, registered, nuclei):
@@ -195,13 +227,89 @@ def test_a_run_cancelled_while_it_decodes_leaves_the_viewer_as_it_was(make_napar
     reached = []
     decode_run = jobs.decode_run
 
-    def cancelled_decode(store, model, options, threshold, cancel):
+    def cancelled_decode(store, model, options, threshold, cancel, **kwargs):
         reached.append(store.marker is not None)  # an instance model's run kept P(interior)
         cancel.set()  # what Cancel does while the run decodes
-        return decode_run(store, model, options, threshold, cancel)
+        return decode_run(store, model, options, threshold, cancel, **kwargs)
 
     monkeypatch.setattr(jobs, "decode_run", cancelled_decode)
     widget.run(wait=True)
     assert reached == [True]
     assert widget.status.value.startswith("cancelled")
     assert [layer.name for layer in viewer.layers] == names
+
+
+@pytest.mark.gui
+@pytest.mark.slow
+def test_time_axis_from_axis_labels_and_link_overlap_decode_again_without_the_network(make_napari_viewer, registered,
+                                                                                     nuclei):
+    """A TYX layer (axis labels t, y, x) whose frames overlap: each frame's objects get ids of
+    their own, as ``segment(..., time_axis=0)``; without the time axis they are linked like
+    Z slices; the link overlap and the time axis re-decode without the network."""
+    from napari_unet_stack.napari._decode_controls import NO_TIME, TIME_FROM_LABELS
+
+    frames = nuclei[:3]
+    model = Counting(instance=False)
+    viewer = make_napari_viewer()
+    layer = viewer.add_image(frames, name="img", axis_labels=("t", "y", "x"))
+    widget = PredictWidget(viewer)
+    widget.image.value = layer
+    widget.model.value = registered(model, "semantic")
+    widget.instances.value = True
+    defaults = InstanceOptions()
+    assert widget.decoding.link_overlap.value == defaults.link_overlap
+    assert widget.decoding.time_axis.value == TIME_FROM_LABELS and widget.decoding.options().time_axis == (0,)
+    widget.run(wait=True)
+    ids = viewer.layers["img instances"]
+    fresh = Counting(instance=False)
+    per_frame = segment(frames, fresh, instances=True, time_axis=0)
+    linked = segment(frames, fresh, instances=True)
+    np.testing.assert_array_equal(ids.data, per_frame)
+    foreground = per_frame > 0
+    assert (foreground[0] & foreground[1]).sum() > 1000  # the frames' objects overlap...
+    shared = set(np.unique(linked[0])) & set(np.unique(linked[1]))
+    assert len(shared - {0}) > 5  # ...so that Z links would join them
+    for a, b in ((0, 1), (1, 2), (0, 2)):
+        assert set(np.unique(ids.data[a])) & set(np.unique(ids.data[b])) == {0}  # time is never linked
+    calls = len(model.calls)
+
+    widget.decoding.time_axis.value = NO_TIME
+    widget.wait()
+    np.testing.assert_array_equal(ids.data, linked)
+    widget.decoding.link_overlap.value = 0.3
+    widget.wait()
+    loose = segment(frames, fresh, instances=True, link_overlap=0.3)
+    assert not np.array_equal(loose, linked)  # the overlap matters here
+    np.testing.assert_array_equal(ids.data, loose)
+    np.testing.assert_array_equal(ids.data, _expected(frames, model, widget))
+    widget.decoding.time_axis.value = 0  # an axis chosen by hand
+    widget.wait()
+    np.testing.assert_array_equal(ids.data, per_frame)
+    assert len(model.calls) == calls  # none of it ran the network
+    assert widget.decoding.time_axis.choices == (TIME_FROM_LABELS, NO_TIME, 0)
+
+
+@pytest.mark.gui
+@pytest.mark.slow
+def test_a_layer_with_time_second_links_z_within_each_time_point_eager_and_lazy(make_napari_viewer, registered,
+                                                                              nuclei):
+    """A Z T Y X layer (axis labels z, t, y, x): linked along Z (axis 0), never along T
+    (without the time axis the last leading axis, T, would be taken as Z)."""
+    stack = np.stack([nuclei[:2], nuclei[2:]], axis=1)  # Z T Y X
+    model = Counting(instance=True)
+    viewer = make_napari_viewer()
+    layer = viewer.add_image(stack, name="img", axis_labels=("z", "t", "y", "x"))
+    widget = PredictWidget(viewer)
+    widget.image.value = layer
+    widget.model.value = registered(model, "instances")
+    widget.instances.value = True
+    assert widget.decoding.options().time_axis == (1,)
+    widget.run(wait=True)
+    fresh = Counting(instance=True)
+    expected = segment(stack, fresh, instances=True, time_axis=1)
+    assert not np.array_equal(expected, segment(stack, fresh, instances=True))  # the time axis matters
+    np.testing.assert_array_equal(viewer.layers["img instances"].data, expected)
+    assert set(np.unique(expected[:, 0])) & set(np.unique(expected[:, 1])) == {0}
+    widget.lazy.value = True  # the lazy run's instances (a worker, into a zarr store) too
+    assert widget.run(wait=True) is not None, widget.status.value
+    np.testing.assert_array_equal(viewer.layers["img instances"].data[...], expected)

@@ -10,7 +10,13 @@ import torch
 
 from napari_unet_stack import iter_predict, segment
 from napari_unet_stack.labels import LabelRule
-from napari_unet_stack.napari._layers import image_input, output_geometry, spatial_shape
+from napari_unet_stack.napari._layers import (
+    image_input,
+    leading_axes,
+    output_geometry,
+    spatial_shape,
+    time_axes,
+)
 from napari_unet_stack.napari._store import ProbabilityStore
 
 
@@ -106,3 +112,25 @@ def test_geometry_drops_the_channel_axis():
     assert image_input(rgb, None)[1] == -1
     with pytest.raises(ValueError, match="out of range"):
         image_input(layer, 4)
+
+
+def _layer(shape, labels, rgb=False):
+    return SimpleNamespace(ndim=len(labels), rgb=rgb, scale=(1.0,) * len(labels), axis_labels=labels,
+                           data=np.zeros(shape, np.uint8), multiscale=False)
+
+
+@pytest.mark.parametrize(("shape", "labels", "channel_axis", "leading", "times"), [
+    ((3, 8, 8), ("t", "y", "x"), None, [(0, "t")], (0,)),
+    ((2, 3, 8, 8), ("T", "z", "y", "x"), None, [(0, "T"), (1, "z")], (0,)),
+    ((2, 3, 8, 8), ("z", "Time", "y", "x"), None, [(0, "z"), (1, "Time")], (1,)),  # time second
+    ((3, 2, 8, 8), ("t", "c", "y", "x"), 1, [(0, "t")], (0,)),  # the channel axis is no leading axis
+    ((2, 3, 8, 8), ("c", "t", "y", "x"), 0, [(1, "t")], (1,)),  # numbered as the image's axes
+    ((2, 8, 8, 3), ("t", "y", "x"), None, [(0, "t")], (0,)),  # RGB: napari's labels leave colour out
+    ((2, 3, 8, 8), ("-4", "-3", "-2", "-1"), None, [(0, "-4"), (1, "-3")], ()),  # napari's default labels
+    ((8, 8), ("t", "x"), None, [], ()),  # Y, X are never time
+])
+def test_time_axes_of_a_layer_are_its_leading_axes_labelled_time(shape, labels, channel_axis, leading, times):
+    """The axes `segment(time_axis=...)` takes: labelled t or time, numbered as the image's axes."""
+    layer = _layer(shape, labels, rgb=len(shape) > len(labels))
+    assert leading_axes(layer, channel_axis) == leading
+    assert time_axes(layer, channel_axis) == times

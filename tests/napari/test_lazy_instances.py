@@ -170,10 +170,10 @@ def test_lazy_instances_cancelled_leave_no_layer_and_no_store(make_napari_viewer
     colours = lazy_module.instance_colours
     folders = []
 
-    def cancelled(out, **kwargs):  # Cancel pressed once the ids are made, as the colours are
+    def cancelled(ids, **kwargs):  # Cancel pressed once the ids are made, as the colours are
         folders.append(widget._job.folder)
-        out.cancel.set()
-        return colours(out, **kwargs)
+        kwargs["cancel"].set()
+        return colours(ids, **kwargs)
 
     monkeypatch.setattr(lazy_module, "instance_colours", cancelled)
     widget.run(wait=True)

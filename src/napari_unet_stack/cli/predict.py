@@ -209,6 +209,7 @@ def _write_instances(data, dst, probs_dst, model, model_ref, decoding, options, 
     import numpy as np
 
     from .. import io
+    from ..io.axes import time_axes_of
     from ..labels import smallest_uint
     from ..postprocess import labels_rule
 
@@ -231,17 +232,12 @@ def _write_instances(data, dst, probs_dst, model, model_ref, decoding, options, 
             from ..inference.dask_tasks import dask_apply
 
             store(dask_apply(data, model_ref, mode="labels", options=options), work, client=client, progress=bar)
-        decoding.apply(work, time_axes_of(axes), out=work)
+        decoding.apply(work, time_axes_of(axes), out=work)  # a file's T axes: never linked
         dtype = smallest_uint(max((int(np.max(work[lead], initial=0)) for lead in leads), default=0))
         with io.create_image(dst, shape, dtype, axes=axes, labels=True, **meta) as out:
             for lead in leads:
                 out[lead] = np.asarray(work[lead]).astype(dtype, copy=False)
     return dtype
-
-
-def time_axes_of(axes: str) -> tuple[int, ...]:
-    """The labels' T axes: time, never linked."""
-    return tuple(i for i, a in enumerate(axes[:-2]) if a == "T")
 
 
 _FLAGS = {"`smoothing`": "--smoothing", "`link_overlap`": "--link-overlap", "`marker_threshold`": "--marker-threshold",

@@ -120,12 +120,13 @@ def _segment(image, model, decoding: InstanceOptions | None, options: dict[str, 
     decoding = decoding.resolve(spec)
     _, time_axes, work, given = _prepare(image, decoding, options)
     yield from _iterate(image, spec, "labels", dict(options, out=work))
-    return _finish(decoding, work, time_axes, given)
+    return _finish(decoding, work, time_axes, given, options.get("cancel"))
 
 
-def _finish(decoding: InstanceOptions, work: Any, time_axes, given: bool) -> Any:
-    """The engine's labels in ``work`` replaced by instance ids, slice by slice."""
-    decoding.apply(work, time_axes, out=work)
+def _finish(decoding: InstanceOptions, work: Any, time_axes, given: bool, cancel: Any = None) -> Any:
+    """The engine's labels in ``work`` replaced by instance ids, slice by slice (``cancel``
+    checked before each slice, as between the engine's batches)."""
+    decoding.apply(work, time_axes, out=work, cancel=cancel)
     if given:
         return work
     top = int(work.max(initial=0))
@@ -147,7 +148,7 @@ def _dask_instances(image, model, decoding: InstanceOptions, options: dict[str, 
     decoding = decoding.resolve(model_spec(local))
     _, time_axes, work, given = _prepare(image, decoding, options)
     dask_apply(image, model, mode="labels", options=dict(options, out=work))
-    return _finish(decoding, work, time_axes, given)
+    return _finish(decoding, work, time_axes, given, options.get("cancel"))
 
 
 def predict(image, model, *, channel_axis=None, channel=None, tile_size="auto", halo="auto", blend="crop", pad_mode="reflect",
@@ -297,7 +298,8 @@ def segment(image, model, *, threshold=0.5, instances=False, min_size=None, inst
     result's shape) slice by slice, then replaced by instance ids slice by slice: besides
     the output only a slice and its neighbour are held, so ``out`` can be a zarr array.
     A dask image is then computed chunk by chunk (the result is not lazy: Z links run in
-    order), into ``out`` when given.
+    order), into ``out`` when given. ``cancel`` is checked between batches and then before
+    each slice the decoding reads (`InferenceCancelled` either way).
 
     Returns
     -------

@@ -29,7 +29,7 @@ import numpy as np
 
 from ..devices import precision_name, resolve_device
 from .engine import iterate
-from .events import InferenceCancelled, check_run_options, drain
+from .events import check_run_options, drain, stop_if_cancelled
 from .forward import probe_classes
 from .layout import Layout, fit_stack, validate_image
 from .plan import Request, make_request
@@ -176,8 +176,7 @@ def store_chunks(lazy, out, progress=None, cancel=None):
     blocks = lazy.to_delayed()
     total = blocks.size
     for done, index in enumerate(np.ndindex(*blocks.shape), start=1):
-        if cancel is not None and cancel.is_set():
-            raise InferenceCancelled("inference was cancelled")
+        stop_if_cancelled(cancel)
         region = tuple(slice(int(o[i]), int(o[i + 1])) for o, i in zip(offsets, index, strict=True))
         out[region] = blocks[index].compute()
         if progress is not None:

@@ -25,7 +25,7 @@ import torch
 
 from .. import tiling
 from ..devices import device_name, empty_cache, precision_name
-from .events import InferenceCancelled, Progress, check_run_options
+from .events import Progress, check_run_options, stop_if_cancelled
 from .forward import Batcher, activate, forward
 from .layout import as_image, read_slice, validate_image
 from .placement import on_device
@@ -206,8 +206,7 @@ class _BatchLoop:
         try:
             start = 0
             while start < len(self.items):
-                if run.cancel is not None and run.cancel.is_set():
-                    raise InferenceCancelled("inference was cancelled")
+                stop_if_cancelled(run.cancel)
                 batch = self.items[start : start + self.batch_size]
                 nxt = self.items[start + self.batch_size : start + 2 * self.batch_size]
                 x = feeder.take(batch)

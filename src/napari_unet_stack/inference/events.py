@@ -7,13 +7,14 @@ from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-__all__ = ["InferenceCancelled", "NonFiniteOutputError", "Progress", "check_run_options", "drain"]
+__all__ = ["InferenceCancelled", "NonFiniteOutputError", "Progress", "check_run_options", "drain", "stop_if_cancelled"]
 
 T = TypeVar("T")
 
 
 class InferenceCancelled(RuntimeError):
-    """Raised when ``cancel.is_set()`` becomes true; nothing is returned, ``out`` is partial."""
+    """Raised when ``cancel.is_set()`` becomes true (by the engine, and by the instance
+    decoding: `napari_unet_stack.postprocess`); nothing is returned, ``out`` is partial."""
 
 
 class NonFiniteOutputError(ValueError, FloatingPointError):
@@ -49,3 +50,10 @@ def check_run_options(progress: Any, cancel: Any) -> None:
     if cancel is not None and not callable(getattr(cancel, "is_set", None)):
         raise TypeError(f"`cancel` must be an object with is_set() (e.g. threading.Event) or None, "
                         f"got {type(cancel).__name__} ({cancel!r})")
+
+
+def stop_if_cancelled(cancel: Any, what: str = "inference") -> None:
+    """`InferenceCancelled` ("``what`` was cancelled") when ``cancel`` (an object with
+    ``is_set()``, see `check_run_options`; or None) is set."""
+    if cancel is not None and cancel.is_set():
+        raise InferenceCancelled(f"{what} was cancelled")

@@ -10,7 +10,8 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["canonical_unit", "check_axes", "clean_metadata", "default_axes", "normalize_axes"]
+__all__ = ["TIME_NAMES", "canonical_unit", "check_axes", "clean_metadata", "default_axes", "normalize_axes",
+           "time_axes_of"]
 
 _UNIT_ALIASES = {
     "micrometer": ("micrometer", "micrometre", "micron", "microns", "um", "µm", "μm", "\\u00B5m"),
@@ -56,6 +57,23 @@ def default_axes(ndim: int, channel_axis: int | None = None) -> str:
         return letters
     ax = channel_axis % ndim
     return letters[:ax] + "C" + letters[ax:]
+
+
+#: Axis names (any case) that mean time: the files' letter, and the word napari readers use.
+TIME_NAMES = ("t", "time")
+
+
+def time_axes_of(names: Sequence[str]) -> tuple[int, ...]:
+    """The time axes among the leading axes (all but the last two, Y and X) of ``names``
+    (axis letters, or napari's ``axis_labels``): those named in `TIME_NAMES`, any case.
+
+    The axes `segment`'s instance decoding never links across (``time_axis``): the CLI
+    reads them from a file's axes, the Predict widget from its image layer's axis labels.
+
+    >>> time_axes_of("TZYX"), time_axes_of(("Time", "y", "x")), time_axes_of(("-3", "-2", "-1"))
+    ((0,), (0,), ())
+    """
+    return tuple(i for i, name in enumerate(list(names)[:-2]) if str(name).strip().lower() in TIME_NAMES)
 
 
 def normalize_axes(axes: str) -> str:

@@ -13,6 +13,8 @@ take the one its neighbours use least. `instance_colormap` makes napari's
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 __all__ = ["PALETTE", "instance_colormap", "instance_colours", "slice_touching_pairs", "touching_pairs"]
@@ -48,12 +50,16 @@ def touching_pairs(ids: np.ndarray) -> np.ndarray:
     return _unique(found)
 
 
-def slice_touching_pairs(ids) -> tuple[np.ndarray, int]:
+def slice_touching_pairs(ids, cancel: Any = None) -> tuple[np.ndarray, int]:
     """`touching_pairs` of ``ids`` (..., Y, X) and its largest id, read slice by slice (a zarr
-    array, a memmap): a slice and its next neighbour along one leading axis held at a time."""
+    array, a memmap): a slice and its next neighbour along one leading axis held at a time.
+    ``cancel`` (the engine's) is checked before each slice (`InferenceCancelled`)."""
+    from ..inference.events import stop_if_cancelled
+
     lead = tuple(int(n) for n in ids.shape[:-2])
     pairs, top = _unique([]), 0
     for index in np.ndindex(*lead):
+        stop_if_cancelled(cancel, "colouring the instances")
         here = np.asarray(ids[index])
         top = max(top, int(here.max(initial=0)))
         found = [pairs, touching_pairs(here)]
@@ -65,11 +71,12 @@ def slice_touching_pairs(ids) -> tuple[np.ndarray, int]:
     return pairs, top
 
 
-def instance_colours(ids, n_colours: int = len(PALETTE), *, by_slice: bool = False) -> np.ndarray:
+def instance_colours(ids, n_colours: int = len(PALETTE), *, by_slice: bool = False, cancel: Any = None
+                     ) -> np.ndarray:
     """The palette index of every id ``0..ids.max()`` (index 0 of the result is unused);
-    ``by_slice``: ``ids`` read slice by slice (`slice_touching_pairs`)."""
+    ``by_slice``: ``ids`` read slice by slice (`slice_touching_pairs`, which checks ``cancel``)."""
     if by_slice:
-        pairs, top = slice_touching_pairs(ids)
+        pairs, top = slice_touching_pairs(ids, cancel)
     else:
         top, pairs = int(np.max(ids, initial=0)), touching_pairs(ids)
     both = np.concatenate([pairs, pairs[:, ::-1]])

@@ -1,10 +1,13 @@
 """The Predict widget's instance decoding: its options under Advanced, and re-decoding a
 finished run in a worker thread when one of them (or the threshold) moves.
 
-`DecodeControls` is the form: method, marker threshold, min size, min distance, smoothing
-and Z linking, whose values make one `napari_unet_stack.postprocess.InstanceOptions`; its
-defaults are that class's, and the marker threshold and min size follow the chosen model
-(`InstanceOptions.resolve`: an instance model's ``meta["instances"]``). `Redecoder` runs
+`DecodeControls` is the form: method, marker threshold, min size, min distance, smoothing,
+Z linking and its overlap, and the time axis, whose values make one
+`napari_unet_stack.postprocess.InstanceOptions`; its defaults are that class's, and the
+marker threshold and min size follow the chosen model (`InstanceOptions.resolve`: an
+instance model's ``meta["instances"]``). The time axis is, by default, the image layer's
+axes labelled ``t`` or ``time`` (`_layers.time_axes`): a T(Z)YX layer's time points are
+decoded on their own, never linked, as ``segment(..., time_axis=...)`` decodes them. `Redecoder` runs
 one `_jobs.DecodeJob` at a time (`_jobs.run_decoding`, from the run's store: the network is
 not run); a new request cancels the running one and starts once it has stopped, so only
 the latest options reach the layer. A cancelled or failed decode changes nothing.
@@ -22,6 +25,7 @@ from qtpy.QtCore import QEventLoop
 from ..postprocess import METHOD_CHOICES, InstanceOptions, model_instances
 from ._colours import instance_colormap
 from ._jobs import DecodeJob, run_decoding
+from ._layers import leading_axes, time_axes
 
 __all__ = ["DecodeControls", "InstanceDecoding", "Redecoder", "show_instances"]
 
@@ -33,11 +37,17 @@ METHOD_NOTES = {
 }
 
 
-class DecodeControls(Container):
-    """The decoding options (see the module docstring); ``on_change()`` after any edit."""
+#: the time-axis choices that are not an axis: the image layer's axis labels, or no time axis
+TIME_FROM_LABELS, NO_TIME = "from axis labels", "none"
 
-    def __init__(self, on_change: Callable[[], None]):
+
+class DecodeControls(Container):
+    """The decoding options (see the module docstring); ``on_change()`` after any edit.
+    ``image()`` gives the (Image layer or None, channel axis) chosen: the time axes are its axes."""
+
+    def __init__(self, on_change: Callable[[], None], image: Callable[[], tuple[Any, Any]] = lambda: (None, None)):
         defaults = InstanceOptions()
+        self._image = image
         self._instance_model = False
         self.method = ComboBox(label="instances", choices=self._method_choices, value=defaults.method,
                                tooltip="\n".join(f"{k}: {v}" for k, v in METHOD_NOTES.items()))
@@ -52,10 +62,18 @@ class DecodeControls(Container):
                                       tooltip="watershed: Gaussian sigma of the distance transform")
         self.link_z = CheckBox(text="link objects across Z", value=defaults.ndim != 2,
                                tooltip="unchecked: objects per slice")
+        self.link_overlap = FloatSpinBox(label="link overlap", min=0.01, max=1.0, step=0.05,
+                                         value=defaults.link_overlap,
+                                         tooltip="Z links: objects of neighbouring slices are one when the smaller "
+                                                 "lies at least this fraction inside the other")
+        self.time_axis = ComboBox(label="time axis", choices=self._time_choices, value=TIME_FROM_LABELS,
+                                  tooltip="time points are decoded on their own, never linked; by default the "
+                                          "image's axes labelled t or time")
         super().__init__(widgets=[Label(value="instance decoding"), self.method, self.marker_threshold,
-                                  self.min_size, self.min_distance, self.smoothing, self.link_z])
+                                  self.min_size, self.min_distance, self.smoothing, self.link_z,
+                                  self.link_overlap, self.time_axis])
         for widget in (self.method, self.marker_threshold, self.min_size, self.min_distance, self.smoothing,
-                       self.link_z):
+                       self.link_z, self.link_overlap, self.time_axis):
             widget.changed.connect(lambda _value: self._update_enabled())
             widget.changed.connect(lambda _value: on_change())
         self._update_enabled()
@@ -72,6 +90,44 @@ class DecodeControls(Container):
         method = self.resolved_method()
         self.marker_threshold.enabled = method == "markers"
         self.min_distance.enabled = self.smoothing.enabled = method == "watershed"
+        self.link_overlap.enabled = method != "components" and self.link_z.value
+
+    def _leading(self) -> list[tuple[int, str]]:
+        layer, channel_axis = self._image()
+        try:
+            return [] if layer is None else leading_axes(layer, channel_axis)
+        except ValueError:  # a channel axis that does not fit: Run says so
+            return []
+
+    def _time_choices(self, _widget=None) -> list[tuple[str, Any]]:
+        """From the axis labels (saying which axes they name), none, or each leading axis."""
+        layer, channel_axis = self._image()
+        found = self._time_axes_of_labels(layer, channel_axis)
+        named = ", ".join(f"axis {a}" for a in found) or "none"
+        return [(f"{TIME_FROM_LABELS} ({named})", TIME_FROM_LABELS), (NO_TIME, NO_TIME),
+                *((f"axis {axis} ({name})", axis) for axis, name in self._leading())]
+
+    def _time_axes_of_labels(self, layer: Any, channel_axis: Any) -> tuple[int, ...]:
+        try:
+            return () if layer is None else time_axes(layer, channel_axis)
+        except ValueError:
+            return ()
+
+    def follow_image(self) -> None:
+        """Offer the chosen image's leading axes as time axes (no ``on_change``)."""
+        with self.time_axis.changed.blocked():
+            value = self.time_axis.value
+            self.time_axis.reset_choices()
+            self.time_axis.value = value if value in self.time_axis.choices else TIME_FROM_LABELS
+
+    def chosen_time_axes(self) -> tuple[int, ...] | None:
+        """The time axes chosen, as axes of the chosen image (None: no time axis)."""
+        value = self.time_axis.value
+        if value == NO_TIME:
+            return None
+        if value == TIME_FROM_LABELS:
+            return self._time_axes_of_labels(*self._image()) or None
+        return (int(value),)
 
     def follow_model(self, model: Any) -> None:
         """Offer ``model``'s methods and take its marker threshold and min size (no ``on_change``)."""
@@ -91,7 +147,8 @@ class DecodeControls(Container):
         return InstanceOptions(self.method.value, min_size=int(self.min_size.value),
                                min_distance=int(self.min_distance.value), smoothing=float(self.smoothing.value),
                                marker_threshold=float(self.marker_threshold.value) if self._instance_model else None,
-                               ndim=None if self.link_z.value else 2)
+                               link_overlap=float(self.link_overlap.value), ndim=None if self.link_z.value else 2,
+                               time_axis=self.chosen_time_axes())
 
 
 def show_instances(outputs: Any, name: str, ids: Any, colours: Any, geometry: dict, source: str) -> Any:
@@ -146,7 +203,7 @@ class InstanceDecoding:
             self.report(False, f"instances not decoded: {err}")
             return
         self.quiet = False
-        self.redecoder.request(DecodeJob(result.store, result.model, options, threshold, layer))
+        self.redecoder.request(DecodeJob(result.store, result.model, options, threshold, layer, result.channel_axis))
         self.report(True, "decoding instances (no network)...")
 
     def cancel(self, *, quiet: bool = False) -> None:

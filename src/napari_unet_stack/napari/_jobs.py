@@ -16,7 +16,7 @@ import numpy as np
 
 from ._colours import instance_colours
 from ._outputs import Undo
-from ._redecode import DecodeCancelled, decode_run
+from ._redecode import decode_run
 from ._store import ProbabilityStore
 
 #: errors a run reports as a notification (anything else is a bug and keeps its traceback).
@@ -89,9 +89,10 @@ def run_prediction(job: PredictJob):
                                   cancel=job.cancel, info=job.info, **job.options)
         yield from job.engine
         if job.decoding is not None:  # the same decoding as a later re-decode (`run_decoding`)
-            job.instance_data = decode_run(job.store, job.model, job.decoding, job.store.threshold, job.cancel)
+            job.instance_data = decode_run(job.store, job.model, job.decoding, job.store.threshold, job.cancel,
+                                           channel_axis=job.channel_axis)
             job.instance_colours = instance_colours(job.instance_data)
-    except (InferenceCancelled, DecodeCancelled):
+    except InferenceCancelled:
         return "cancelled", None
     except EXPECTED_ERRORS as err:
         return "error", err
@@ -107,16 +108,19 @@ class DecodeJob:
     options: Any  # InstanceOptions
     threshold: float
     layer: Any  # the instance layer the result goes to
+    channel_axis: int | None = None  # the run's (the options' time axes are axes of its image)
     cancel: threading.Event = field(default_factory=threading.Event)
     answered: bool = False  # its outcome was handled (else it raised: a bug)
 
 
 def run_decoding(job: DecodeJob):
     """Worker body: ("done", (ids, colours), None) | ("cancelled", None, None) | ("error", None, error)."""
+    from ..inference import InferenceCancelled
+
     try:
-        ids = decode_run(job.store, job.model, job.options, job.threshold, job.cancel)
+        ids = decode_run(job.store, job.model, job.options, job.threshold, job.cancel, channel_axis=job.channel_axis)
         return "done", (ids, instance_colours(ids)), None
-    except DecodeCancelled:
+    except InferenceCancelled:
         return "cancelled", None, None
     except EXPECTED_ERRORS as err:
         return "error", None, err

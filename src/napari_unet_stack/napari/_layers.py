@@ -15,8 +15,10 @@ __all__ = [
     "check_channels",
     "given_channels",
     "image_input",
+    "leading_axes",
     "output_geometry",
     "spatial_shape",
+    "time_axes",
 ]
 
 #: key in ``layer.metadata`` that marks layers this plugin made (and what made them)
@@ -155,3 +157,25 @@ def _matrix(layer: Any, key: str) -> np.ndarray | None:
 
         value = shear_to_matrix(value, ndim=layer.ndim)
     return value
+
+
+def leading_axes(layer: Any, channel_axis: int | None) -> list[tuple[int, str]]:
+    """(axis, axis label) of ``layer``'s leading axes: all but Y, X and the channel axis,
+    numbered as the image's axes (`segment`'s ``time_axis``). ValueError for a channel axis
+    that does not fit."""
+    data, channel_axis = image_input(layer, channel_axis)
+    ndim = len(data.shape)
+    spatial = [a for a in range(ndim) if channel_axis is None or a != channel_axis % ndim]
+    names = [str(n) for n in output_geometry(layer, channel_axis).get("axis_labels", ())]
+    if len(names) != len(spatial):  # (a layer without axis labels)
+        names = [str(a - ndim) for a in spatial]
+    return list(zip(spatial[:-2], names[:-2], strict=True))
+
+
+def time_axes(layer: Any, channel_axis: int | None) -> tuple[int, ...]:
+    """The leading axes of ``layer`` whose axis labels say time (`io.axes.time_axes_of`:
+    ``t`` or ``time``, any case), numbered as the image's axes (`segment`'s ``time_axis``)."""
+    from ..io.axes import time_axes_of
+
+    leading = leading_axes(layer, channel_axis)
+    return tuple(leading[i][0] for i in time_axes_of([name for _axis, name in leading] + ["y", "x"]))

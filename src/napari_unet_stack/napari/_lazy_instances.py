@@ -31,7 +31,6 @@ import numpy as np
 
 from ._colours import instance_colours
 from ._jobs import EXPECTED_ERRORS
-from ._redecode import Checked, DecodeCancelled
 
 __all__ = ["LazyInstanceJob", "Scratch", "run_lazy_instances"]
 
@@ -111,14 +110,14 @@ def run_lazy_instances(job: LazyInstanceJob):
                   if job.channel_axis is None or ax != job.channel_axis % len(job.data.shape))
     try:
         ids = disk_array(job.folder / "ids.zarr", shape, np.uint32 if np.prod(shape) < 2**32 else np.uint64)
-        out = Checked(ids, job.cancel)  # the decoding stops at the next slice once cancelled
+        # the cancel stops the engine, then the decoding and the colours, before their next slice
         job.engine = iter_segment(job.data, job.model, instances=job.decoding, threshold=job.threshold,
-                                  channel_axis=job.channel_axis, out=out, cancel=job.cancel, info=job.info,
+                                  channel_axis=job.channel_axis, out=ids, cancel=job.cancel, info=job.info,
                                   **job.options)
         yield from job.engine
-        job.colours = instance_colours(out, by_slice=True)
+        job.colours = instance_colours(ids, by_slice=True, cancel=job.cancel)
         job.ids = ids
-    except (InferenceCancelled, DecodeCancelled):
+    except InferenceCancelled:
         job.discard()
         return "cancelled", None
     except EXPECTED_ERRORS as err:

@@ -74,6 +74,8 @@ class PredictWidget(PredictChoices):
             widget.changed.connect(self._update_outputs)
         # Qt's signal: magicgui's `changed` is not emitted for "none" (a None value)
         self.channel_axis.native.currentIndexChanged.connect(lambda _index: self._update_channel())
+        self.channel_axis.native.currentIndexChanged.connect(lambda _index: self.decoding.follow_image())
+        self.image.changed.connect(lambda _value: self.decoding.follow_image())  # its time axes
         self.threshold.changed.connect(self._on_threshold_changed)
         self.run_button.changed.connect(lambda: self.run())
         USER_MODELS.changed.connect(self._on_registry_changed)  # weakly: no leak
@@ -122,7 +124,8 @@ class PredictWidget(PredictChoices):
             label.native.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
         self.collapsible = QCollapsible("Advanced")
         self.collapsible.addWidget(self.advanced.native)
-        self.decoding = DecodeControls(on_change=self._redecode)  # Advanced > instance decoding
+        self.decoding = DecodeControls(on_change=self._redecode,  # Advanced > instance decoding
+                                       image=lambda: (self.image.value, self.channel_axis.value))
         self.instance_decoding = InstanceDecoding(self.decoding, self.outputs, self.results, self._decode_state)
         self.collapsible.addWidget(self.decoding.native)
         self.native.layout().insertWidget(self.index(self.tile_size) + 1, self.collapsible)
@@ -200,6 +203,8 @@ class PredictWidget(PredictChoices):
         if len(spatial) < 2:
             raise ValueError(f"image {layer.name!r} (shape {data.shape}) has fewer than 2 spatial axes")
         decoding, keep = self.instance_decoding.for_run(model, self.instances.value)
+        if decoding is not None:  # e.g. a time axis this image lacks: said before the network runs
+            decoding.resolve(model).check(spatial, decoding.time_axes(len(data.shape), channel_axis))
         store = ProbabilityStore.for_model(spatial, model, self.threshold.value, keep=keep)
         geometry = output_geometry(layer, channel_axis)
         labels_layer, undo = None, None
@@ -312,7 +317,7 @@ class PredictWidget(PredictChoices):
         if moved:
             store.relabel(self.threshold.value)
         name = f"{job.image} labels"
-        self.results.keep_eager(name, PredictResult(store, job.labels, job.geometry, job.model),
+        self.results.keep_eager(name, PredictResult(store, job.labels, job.geometry, job.model, job.channel_axis),
                                 shown=job.labels_layer is not None)
         if job.labels_layer is not None:
             job.labels_layer.refresh()

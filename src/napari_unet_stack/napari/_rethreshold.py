@@ -29,6 +29,7 @@ class PredictResult:
     labels: np.ndarray
     geometry: dict
     model: Any  # the model that ran (its decoding reads it)
+    channel_axis: int | None = None  # of the image it ran on (the decoding's time axes are its axes)
 
 
 class Results:

@@ -32,7 +32,8 @@ def labels_rule(model: Any, options: InstanceOptions, threshold: float = 0.5, n_
 
 
 def decode_probabilities(probabilities: Any, model: Any, options: InstanceOptions | bool | str = True, *,
-                         threshold: float = 0.5, time_axes: Sequence[int] = (), out: Any = None) -> Any:
+                         threshold: float = 0.5, time_axes: Sequence[int] = (), out: Any = None,
+                         cancel: Any = None) -> Any:
     """Instance labels of ``probabilities`` (K, ..., Y, X) of ``model``, as `segment` decodes.
 
     Parameters
@@ -49,12 +50,21 @@ def decode_probabilities(probabilities: Any, model: Any, options: InstanceOption
         Axes of the *labels* (the probabilities without their class axis) that are time.
     out : integer array_like, optional
         (..., Y, X): written slice by slice and returned.
+    cancel : object with ``is_set()``, optional
+        The engine's ``cancel`` (e.g. a `threading.Event`): checked before each slice is
+        read, in every pass; when set, `InferenceCancelled`.
 
     Returns
     -------
     labels : ndarray or ``out``
         Equal to ``segment(image, model, instances=options, threshold=threshold)`` when
         ``probabilities`` is ``predict(image, model)``.
+
+    Raises
+    ------
+    InferenceCancelled
+        When ``cancel`` is set: nothing is returned; ``out`` is partial, as the engine
+        leaves it (keep it only from a call that returned).
     """
     opts = options if isinstance(options, InstanceOptions) else InstanceOptions.from_instances(options)
     if opts is None:
@@ -63,10 +73,15 @@ def decode_probabilities(probabilities: Any, model: Any, options: InstanceOption
     shape = tuple(probabilities.shape[1:])
     rule = labels_rule(model, opts, threshold, n_channels=int(probabilities.shape[0]))
     opts.check(shape, tuple(time_axes))
+    # imported here: the inference package imports this one
+    from ..inference.events import check_run_options, stop_if_cancelled
+
+    check_run_options(None, cancel)
     work = np.zeros(shape, np.uint32 if np.prod(shape) < 2**32 else np.uint64) if out is None else out
     for lead in np.ndindex(*shape[:-2]):
+        stop_if_cancelled(cancel, "instance decoding")
         work[lead] = rule.labels(np.asarray(probabilities[(slice(None), *lead)]))
-    opts.apply(work, tuple(time_axes), out=work)
+    opts.apply(work, tuple(time_axes), out=work, cancel=cancel)
     if out is not None:
         return out
     return work.astype(smallest_uint(int(work.max(initial=0))), copy=False)

@@ -161,16 +161,17 @@ class InstanceOptions:
             found.append(label_axis)
         return tuple(found)
 
-    def apply(self, labels: Any, time_axes: tuple[int, ...] = (), out: Any = None) -> Any:
+    def apply(self, labels: Any, time_axes: tuple[int, ...] = (), out: Any = None, *, cancel: Any = None) -> Any:
         """Instance ids of ``labels`` (semantic labels, or marker maps for 'markers'), slice
-        by slice into ``out`` (may be ``labels``). Call on resolved options."""
+        by slice into ``out`` (may be ``labels``); ``cancel`` (an object with ``is_set()``)
+        is checked before each slice (`InferenceCancelled`). Call on resolved options."""
         from .stack import instance_labels
 
         if self.method == "auto" or self.min_size is None or self.marker_threshold is None:
             raise ValueError("InstanceOptions.apply needs resolved options: call .resolve(model) first")
         return instance_labels(labels, ndim=self.ndim, method=self.method, min_size=self.min_size,
                                min_distance=self.min_distance, smoothing=self.smoothing, link_overlap=self.link_overlap,
-                               time_axes=time_axes, out=out)
+                               time_axes=time_axes, out=out, cancel=cancel)
 
     def check(self, shape: tuple[int, ...], time_axes: tuple[int, ...]) -> None:
         """The errors of these (resolved) options for labels of ``shape``, before any work."""

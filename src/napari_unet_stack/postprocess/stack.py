@@ -4,7 +4,9 @@ Leading axes have roles: *time* axes (each index independent), one *Z* axis (obj
 neighbouring slices linked into one, unless ``ndim=2``) and any others (independent).
 Only a slice and its neighbour are held at a time (plus one integer per object), so the
 semantic input and ``out`` can be zarr arrays or memmaps, and ``out`` may be the semantic
-array itself (each slice is read before it is overwritten).
+array itself (each slice is read before it is overwritten). A ``cancel`` (the engine's: an
+object with ``is_set()``) is checked before each slice is read and raises the engine's
+`InferenceCancelled`.
 """
 
 from __future__ import annotations
@@ -65,15 +67,24 @@ def slice_groups(shape: Sequence[int], ndim: int | None = None, time_axes: Seque
 
 class _Ids:
     """The next free id, checked against the output dtype, each id's pixel count and the
-    ids merged by a leftover join (a union-find forest: one integer per object)."""
+    ids merged by a leftover join (a union-find forest: one integer per object); and the
+    run's ``cancel``, checked by `read` before each slice."""
 
-    def __init__(self, dtype: np.dtype):
+    def __init__(self, dtype: np.dtype, cancel: Any = None):
+        from ..inference.events import stop_if_cancelled  # here: inference imports this package
+
+        self.cancel, self.stop = cancel, stop_if_cancelled
         self.next = 0
         self.limit = int(np.iinfo(dtype).max)
         self.dtype = dtype
         self.sizes = np.zeros(1024, np.int64)
         self.parent = np.arange(1024, dtype=np.int64)
         self.merged = False
+
+    def read(self, array: Any, key: tuple[int, ...], *, copy: bool = False) -> np.ndarray:
+        """``array[key]`` (a copy with ``copy``), unless the run is cancelled."""
+        self.stop(self.cancel, "instance decoding")
+        return np.array(array[key]) if copy else np.asarray(array[key])
 
     def take(self, n: int) -> np.ndarray:
         ids = np.arange(self.next + 1, self.next + n + 1, dtype=np.int64)
@@ -119,7 +130,8 @@ class _Ids:
 
 def instance_labels(semantic: Any, *, ndim: int | None = None, method: str = "watershed", min_size: int = 0,
                     min_distance: int = DEFAULT_MIN_DISTANCE, smoothing: float = DEFAULT_SMOOTHING,
-                    link_overlap: float = DEFAULT_LINK_OVERLAP, time_axes: Sequence[int] = (), out: Any = None) -> Any:
+                    link_overlap: float = DEFAULT_LINK_OVERLAP, time_axes: Sequence[int] = (), out: Any = None,
+                    cancel: Any = None) -> Any:
     """Instance labels (each object its own id, unique over the array) from semantic labels.
 
     Parameters
@@ -153,19 +165,30 @@ def instance_labels(semantic: Any, *, ndim: int | None = None, method: str = "wa
         Leading axes that are time: never linked, each index labelled on its own.
     out : integer array_like, optional
         Written slice by slice (may be ``semantic`` itself) and returned.
+    cancel : object with ``is_set()``, optional
+        Checked before each slice is read (every pass); when set, `InferenceCancelled`.
 
     Returns
     -------
     labels : ndarray or ``out``
         Without ``out``, in the smallest unsigned dtype holding the ids.
+
+    Raises
+    ------
+    InferenceCancelled
+        When ``cancel`` is set: nothing is returned and ``out`` is partial (as the engine
+        leaves it), so keep it only from a call that returned.
     """
     shape = tuple(semantic.shape)
     _check(method, min_size, min_distance, smoothing, link_overlap)
+    from ..inference.events import check_run_options  # here: inference imports this package
+
+    check_run_options(None, cancel)
     groups = list(slice_groups(shape, ndim, time_axes))
     target = np.zeros(shape, np.uint32 if np.prod(shape) < 2**32 else np.uint64) if out is None else out
     if out is not None and (tuple(out.shape) != shape or np.dtype(out.dtype).kind not in "ui"):
         raise ValueError(f"`out` must be an integer array of shape {shape}, got {out.dtype} {tuple(out.shape)}")
-    ids = _Ids(np.dtype(target.dtype))
+    ids = _Ids(np.dtype(target.dtype), cancel)
     for keys in groups:
         if method == "components":
             _components(semantic, target, keys, ids, min_size)
@@ -191,7 +214,7 @@ def _linked(semantic, out, keys, ids: _Ids, method: str, params) -> None:
     min_distance, smoothing, link_overlap = params
     prev = prev_sem = None
     for key in keys:
-        sem = np.array(semantic[key])  # a copy: ``out`` may be ``semantic``
+        sem = ids.read(semantic, key, copy=True)  # kept after ``out[key]`` is written: ``out`` may be ``semantic``
         if method == "markers":
             local, n = marker_slice(sem)
             sem = (sem > 0).astype(np.uint8)  # one class: markers and the rest of an object link alike
@@ -225,7 +248,7 @@ def _components(semantic, out, keys, ids: _Ids, min_size: int) -> None:
     offsets, sizes, edges = [], [], []
     total, prev, prev_sem = 0, None, None
     for key in keys:
-        sem = np.asarray(semantic[key])
+        sem = ids.read(semantic, key)
         local, n = components_slice(sem)
         provisional = np.where(local > 0, local + total, 0)
         if prev is not None:
@@ -245,7 +268,7 @@ def _components(semantic, out, keys, ids: _Ids, min_size: int) -> None:
     final[keep] = ids.take(int(keep.sum()))
     lut = np.concatenate([[0], final[sets]])
     for key, offset in zip(keys, offsets, strict=True):
-        local, _ = components_slice(np.asarray(semantic[key]))
+        local, _ = components_slice(ids.read(semantic, key))
         out[key] = lut[np.where(local > 0, local + offset, 0)]
 
 
@@ -262,5 +285,5 @@ def _finish(out, keys, ids: _Ids, min_size: int) -> None:
     number[keep] = np.arange(1, int(keep.sum()) + 1)
     lut = number[roots]
     for key in keys:
-        out[key] = lut[np.asarray(out[key])]
+        out[key] = lut[ids.read(out, key)]
     ids.next = int(keep.sum())
