@@ -82,6 +82,9 @@ def add_parser(sub) -> None:
                         "predict --instances separates touching objects")
     p.add_argument("--boundary-width", type=int, default=fit.boundary_width, metavar="PX",
                    help=f"with --instances: the boundary band inside each object (default {fit.boundary_width})")
+    p.add_argument("--contact-weight", type=float, default=fit.contact_weight, metavar="W",
+                   help=f"with --instances: loss weight of the boundary pixels where objects touch "
+                        f"(default {fit.contact_weight:g}; 1: none)")
     add_image_options(p, "IMAGES")
     p.add_argument("--class-names", metavar="A,B,...", help="one name per output channel")
     p.add_argument("--device", default=fit.device, help=DEVICE_HELP)
@@ -266,7 +269,8 @@ def run(args) -> int:
             patch_size=args.patch_size, batch_size=args.batch_size, lr=args.lr,
             val_fraction=args.val_fraction, augment=not args.no_augment, sparse=args.sparse,
             channel_axis=channel_axis, class_names=class_names, device=args.device, seed=args.seed,
-            instances=args.instances, boundary_width=args.boundary_width, progress=progress,
+            instances=args.instances, boundary_width=args.boundary_width,
+            contact_weight=args.contact_weight, progress=progress,
         )
     finally:
         progress.close()

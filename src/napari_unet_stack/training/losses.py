@@ -7,6 +7,12 @@ per channel; target index k + 1 switches channel k on, 0 switches all off.
 Pixels whose target is ``IGNORE`` (-1: unpainted in sparse mode, outside the slice after
 augmentation) contribute nothing: with no valid pixel at all the loss is 0 and every
 gradient is exactly 0.
+
+Instance models (background / interior / boundary, `training.instances`) may weight the
+cross-entropy of *contact* pixels, the boundary pixels where two objects touch
+(`contact_pixels`), by ``contact_weight``: the thin line that parts touching nuclei is
+what their decoding needs and a few pixels of the patch (the weight map idea of the
+original UNet paper, here on the boundary class itself).
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from torch.nn import functional as F
 
 from ..labels import check_activation
 from .data import IGNORE
+from .instances import INSTANCE_CLASSES
 
 _SMOOTH = 1.0
 
@@ -31,12 +38,34 @@ def _soft_dice_loss(probs: torch.Tensor, onehot: torch.Tensor, valid: torch.Tens
     return 1.0 - dice.mean()
 
 
+def contact_pixels(target: torch.Tensor, boundary_width: int = 1) -> torch.Tensor:
+    """(N, H, W) bool: the boundary pixels of instance targets that lie where objects touch,
+    i.e. farther than ``boundary_width`` pixels (chessboard) from any background or
+    unlabelled pixel (the rest of the boundary class is the objects' outer rim)."""
+    outside = ((target == INSTANCE_CLASSES["background"]) | (target == IGNORE)).unsqueeze(1).float()
+    size = 2 * int(boundary_width) + 1
+    near = F.max_pool2d(outside, size, stride=1, padding=size // 2)[:, 0] > 0
+    return (target == INSTANCE_CLASSES["boundary"]) & ~near
+
+
+def _cross_entropy(logits: torch.Tensor, target: torch.Tensor, contact_weight: float,
+                   boundary_width: int) -> torch.Tensor:
+    if contact_weight == 1.0 or logits.shape[1] != len(INSTANCE_CLASSES):
+        return F.cross_entropy(logits, target, ignore_index=IGNORE)
+    weight = (target != IGNORE).to(logits.dtype)
+    weight = torch.where(contact_pixels(target, boundary_width), weight * contact_weight, weight)
+    ce = F.cross_entropy(logits, target.clamp(min=0), reduction="none")
+    return (ce * weight).sum() / weight.sum()
+
+
 def segmentation_loss(
     logits: torch.Tensor,
     target: torch.Tensor,
     activation: str,
     *,
     dice_weight: float = 1.0,
+    contact_weight: float = 1.0,
+    boundary_width: int = 1,
 ) -> torch.Tensor:
     """Cross-entropy (or BCE) + ``dice_weight`` x soft Dice loss.
 
@@ -47,6 +76,11 @@ def segmentation_loss(
     target : (N, H, W) integer tensor
         Class indices; ``IGNORE`` (-1) marks pixels that do not count.
     activation : {'softmax', 'sigmoid'}
+    contact_weight : float
+        For instance targets (a 3-class softmax model): the cross-entropy weight of
+        `contact_pixels` (1: every pixel alike); the mean is over the weights.
+    boundary_width : int
+        The targets' boundary width (`contact_pixels`).
     """
     logits = logits.float()
     target = target.long()
@@ -59,7 +93,7 @@ def segmentation_loss(
     if activation == "softmax":
         if k == 1:
             return logits.sum() * 0.0
-        ce = F.cross_entropy(logits, target, ignore_index=IGNORE)
+        ce = _cross_entropy(logits, target, float(contact_weight), boundary_width)
         if dice_weight == 0:
             return ce
         probs = torch.softmax(logits, dim=1)
@@ -81,8 +115,9 @@ def segmentation_loss(
 
 
 def multi_head_loss(
-    outputs: list[torch.Tensor], target: torch.Tensor, activation: str, *, dice_weight: float = 1.0
+    outputs: list[torch.Tensor], target: torch.Tensor, activation: str, **options
 ) -> torch.Tensor:
-    """Mean of `segmentation_loss` over the heads of a deeply supervised network."""
-    losses = [segmentation_loss(o, target, activation, dice_weight=dice_weight) for o in outputs]
+    """Mean of `segmentation_loss` (``options``: its keyword options) over the heads of a
+    deeply supervised network."""
+    losses = [segmentation_loss(o, target, activation, **options) for o in outputs]
     return torch.stack(losses).mean()

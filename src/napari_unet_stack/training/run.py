@@ -139,7 +139,7 @@ class TrainRun:
         dtype = plan.autocast_dtype
         with torch.autocast(dev.type, dtype=dtype, enabled=dtype is not None):
             outs = head_outputs(plan.net, x)
-        loss = multi_head_loss(outs, y, plan.net.activation, dice_weight=plan.settings.dice_weight)
+        loss = multi_head_loss(outs, y, plan.net.activation, **plan.loss_options)
         self.optimizer.zero_grad(set_to_none=True)
         loss_value = float(loss.detach())
         if math.isfinite(loss_value):

@@ -25,6 +25,7 @@ from ..validation import check_int
 from .augment import AugmentConfig
 
 __all__ = [
+    "DEFAULT_CONTACT_WEIGHT",
     "DEFAULT_LR",
     "DEFAULT_MODEL",
     "DEFAULT_STEPS",
@@ -40,6 +41,11 @@ DEFAULT_STEPS = 1000
 #: not resumed from the model's training state).
 DEFAULT_LR = 2e-3
 DEFAULT_WEIGHT_DECAY = 1e-4
+#: The cross-entropy weight of touching objects' boundary pixels in instance training. Chosen
+#: by fine-tuning the bundled nuclei-unet 1500 steps, seeds 50 and 51, against weight 1: on
+#: three generated selection stacks Z-linked F1 0.759 / 0.790 -> 0.776 / 0.791, on 16
+#: generated 2D images 0.895 / 0.890 -> 0.902 / 0.898 (weight 10: 0.771 and 0.880, seed 50).
+DEFAULT_CONTACT_WEIGHT = 5.0
 
 
 def _number(name: str, value: Any, *, minimum: float, strict: bool, allow_none: bool = False):
@@ -232,6 +238,10 @@ class TrainSettings:
         classes; given: a 3-class softmax model) gets ``meta["instances"]``.
     boundary_width : int
         With ``instances``: the boundary band's width inside each object, in pixels.
+    contact_weight : float
+        With ``instances``: the cross-entropy weight (>= 1) of the boundary pixels where two
+        objects touch (`training.losses.contact_pixels`; 1: all pixels alike). Default
+        `DEFAULT_CONTACT_WEIGHT`.
     """
 
     resume: bool = False
@@ -256,6 +266,7 @@ class TrainSettings:
     fast_head_tolerance: float = 0.02
     instances: bool = False
     boundary_width: int = 1
+    contact_weight: float = DEFAULT_CONTACT_WEIGHT
 
     def __post_init__(self) -> None:
         for name, value in self.validate().items():
@@ -296,6 +307,7 @@ class TrainSettings:
             "sparse": bool(self.sparse),
             "instances": _flag("instances", self.instances),
             "boundary_width": check_int("boundary_width", self.boundary_width),
+            "contact_weight": float(_number("contact_weight", self.contact_weight, minimum=1, strict=False)),
             "class_names": _class_names(self.class_names),
             "normalization": None
             if self.normalization is None

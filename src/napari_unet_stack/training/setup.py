@@ -63,6 +63,16 @@ class Plan:
         """The schedule's last step (steps are numbered start + 1 .. total)."""
         return self.start + self.steps
 
+    @property
+    def loss_options(self) -> dict[str, Any]:
+        """`training.losses.segmentation_loss`'s options for this run (the contact weight
+        only where the targets are instance classes)."""
+        s = self.settings
+        options: dict[str, Any] = {"dice_weight": s.dice_weight}
+        if s.instances:
+            options.update(contact_weight=s.contact_weight, boundary_width=s.boundary_width)
+        return options
+
 
 def resolve_model(model: Any) -> SegmentationNetwork | None:
     """None, a network, or a checkpoint path / bundled name (loaded)."""
