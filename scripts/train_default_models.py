@@ -2,7 +2,7 @@
 
     python scripts/train_default_models.py [--only nuclei-unet] [--out DIR] [--steps N]
                                            [--until HH:MM] [--init {bundled,scratch}]
-                                           [--rescore]
+                                           [--lr LR] [--seed S] [--rescore]
 
 - ``nuclei-unet``: UNet, base 8 channels, depth 4, 3-class softmax (background, interior,
   boundary) trained with ``train(..., instances=True)``; ``segment(..., instances=True)``
@@ -200,6 +200,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", choices=sorted(MODELS), action="append")
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--steps", type=int, help="steps of one cycle (default: the model's)")
+    parser.add_argument("--lr", type=float, help=f"peak learning rate of a cycle (default {SETTINGS['lr']:g})")
+    parser.add_argument("--seed", type=int, default=SETTINGS["seed"],
+                        help="seed of the first cycle's sampling and split (later cycles count up from it)")
     parser.add_argument("--until", type=_utc_time, metavar="HH:MM",
                         help="UTC: repeat cycles (each warm from the last) while one more fits")
     parser.add_argument("--init", choices=("bundled", "scratch"), default="bundled")
@@ -251,14 +254,16 @@ def train_cycles(name, model, images, instances, args):
     while True:
         t0 = time.perf_counter()
 
-        settings = {**SETTINGS, **spec["settings"], "seed": SETTINGS["seed"] + len(cycles)}
+        settings = {**SETTINGS, **spec["settings"], "seed": args.seed + len(cycles)}
+        if args.lr is not None:
+            settings["lr"] = args.lr
         model, history = train(
             images, instances, model, steps=steps, val_every=max(1, steps // 4), device="cpu",
             progress=_progress(name, len(cycles), t0), **settings,
         )  # fmt: skip
         took = time.perf_counter() - t0
         val_dice += list(history["val_dice"])
-        cycles.append({"steps": steps, "seed": settings["seed"], "seconds": round(took, 1),
+        cycles.append({"steps": steps, "seed": settings["seed"], "lr": settings["lr"], "seconds": round(took, 1),
                        "val_dice": round(float(np.nanmax(history["val_dice"])), 4)})
         print(f"{name} cycle {len(cycles) - 1} done: {json.dumps(cycles[-1])}", flush=True)
         if args.until is None or time.time() + 1.1 * took > args.until:
