@@ -37,6 +37,7 @@ test: venv-test sysdeps lint
 bench: venv-test
 	$(PIP) -e ".[test,bench]"
 	$(PY) benchmarks/run.py $(BENCH_ARGS)
+	$(PY) benchmarks/bench_real.py
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache
