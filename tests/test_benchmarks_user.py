@@ -74,8 +74,8 @@ def test_the_old_commit_row_carries_the_demo_verdict_and_the_in_process_row_stan
     def fmt(r, lo, hi):
         return f"{r:.2f}"
 
-    demo = {"speedup": (6.0,) * 3, "reach": True, "mpix": {"demo today": 3.0, "baseline": 0.5, "batch 2": 3.3},
-            "batch_2": (0.9,) * 3,
+    demo = {"speedup": (6.0,) * 3, "reach": True, "mpix": {"demo today": 3.0, "baseline": 0.5, "batch 1": 2.7},
+            "batch_rule": (0.9,) * 3, "auto_batch": 2,
             "shape": (16, 256, 256), "baseline_options": {"precision": "float32", "border": "reach"}}
     old = {"speedup": (4.0,) * 3, "commit": bench.bench_demo.OLD_DEMO_COMMIT, "repeats": 7, "job_mpix": 1.0,
            "mpix": {"demo today": 3.0, "old demo": 0.75},
@@ -85,7 +85,8 @@ def test_the_old_commit_row_carries_the_demo_verdict_and_the_in_process_row_stan
                                      "old": old}}, fmt)  # fmt: skip
     demo_rows = [r for r in rows if "demo job" in r[0]]
     assert [r[3] for r in demo_rows] == ["NO", "-", "-"]  # 4x the old commit fails, whatever the in-process 6x
-    assert "batch_size=2" in demo_rows[2][0] and demo_rows[2][2] == "(information)"
+    assert "default batch (2 windows" in demo_rows[2][0] and "/ batch_size=1" in demo_rows[2][0]
+    assert demo_rows[2][1] == "0.90" and demo_rows[2][2] == "(information)"
     assert "3d6313f" in demo_rows[0][0] and "3.00 vs 0.75 MPix/s" in demo_rows[0][1]
     skipped = {"skipped": "git is not installed", "commit": old["commit"]}
     rows = bench.summary_rows({"f": {"unpadded": {"unpadded": (0.4,) * 3, "padded": (1.0,) * 3}, "demo": demo,
@@ -96,7 +97,7 @@ def test_the_old_commit_row_carries_the_demo_verdict_and_the_in_process_row_stan
                                                         "shape": (4, 512, 512), "model": "UNet", "times": {}},
                                            "demo": demo, "old": case}}, fmt)) for case in (old, skipped)]  # fmt: skip
     assert "this row carries the verdict" in texts[0] and "old 16 x 256 x 256 uint16" in texts[0]
-    assert "`batch_size=2`" in texts[0] and "took **0.90** of its default" in texts[0]
+    assert "(2 windows per forward" in texts[0] and "took **0.90** of the time of the same job with `batch_size=1`" in texts[0]
     assert "not available" not in texts[0]
     assert "skipped, git is not installed" in texts[1] and "(the verdict, as the old commit was not available)" in texts[1]
 

@@ -114,7 +114,9 @@ def test_dask_input_gives_lazy_equal_result(stack, nets):
     assert isinstance(lazy, da.Array)
     np.testing.assert_array_equal(lazy.compute(), nus.segment(stack, model, tile_size=32))
     probs = nus.predict(da.from_array(stack, chunks=(1, 77, 130)), model, tile_size=None)
-    np.testing.assert_allclose(probs.compute(), nus.predict(stack, model, tile_size=None), atol=1e-6)
+    # float32 rounding only: each dask task holds one slice, while the eager run batches its
+    # small windows (batch_size 'auto' on the CPU), and oneDNN's sums differ by batch (~1e-6)
+    np.testing.assert_allclose(probs.compute(), nus.predict(stack, model, tile_size=None), atol=1e-5)
 
 
 def test_zarr_input_and_output(tmp_path, stack, nets):

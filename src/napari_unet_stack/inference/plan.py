@@ -163,17 +163,40 @@ def plan_axes(spec: ModelSpec, hw: tuple[int, int], cores: tuple[int | None, int
     )
 
 
-#: The largest ``batch_size="auto"`` per device type. On the CPU a larger batch is slower
-#: per pixel (its activations thrash the caches): batch 1 took 0.71-0.87x of batch 4's time in
-#: float32 (UNet, UNet++, 256^2 and 512^2 slices, 2-core AVX-512 Xeon; issue 13).
-BATCH_CAPS = {"cuda": 64, "cpu": 1}
+#: The largest ``batch_size="auto"`` per device type but the CPU (4 on devices not listed).
+BATCH_CAPS = {"cuda": 64}
+
+#: ``batch_size="auto"`` on the CPU: the most windows, a power of two up to `CPU_MAX_BATCH`,
+#: whose activations (window px x `activation_bytes_per_pixel`, the estimate the memory budget
+#: uses) fit this many bytes together. From ``benchmarks/cpu_batch_rule.md`` (2-core AVX-512
+#: EPYC, float32, the engine's time per pixel over batch 1's, run B / run A): small windows gain
+#: (nuclei-unet 128 x 128, 7 MB a window: batch 8 0.54x / 0.42x; 192 x 192, 17 MB: batch 8
+#: 0.76x / 0.68x; the demo's 288 x 288, 37 MB: batch 2 0.90x / 0.75x; base-16 UNet 192 x 192,
+#: 33 MB: batch 4 0.84x / 0.79x); batches of a few hundred MB lose (base 16 544 x 544, 265 MB:
+#: batch 2 1.24x / 1.40x, the case the old one-window cap was chosen on; UNet++ 544 x 544:
+#: 1.12x / 1.08x; nuclei-unet 704 x 704: batch 4 1.51x / 1.66x). Between them (288-416 px
+#: windows of the wider networks, 70-160 MB each) batch 2 measured 0.91-0.98x in run B and
+#: 0.94-1.19x in run A: the rule keeps one window there.
+CPU_BATCH_BYTES = 128 * 2**20
+CPU_MAX_BATCH = 8  # the largest batch measured
+
+
+def cpu_batch(window_px: int, bpp: float) -> int:
+    """``batch_size="auto"``'s rule on the CPU, before the memory budget: the largest power of
+    two up to `CPU_MAX_BATCH` whose windows' activations fit `CPU_BATCH_BYTES` (at least 1).
+
+    >>> cpu_batch(288 * 288, 448.0), cpu_batch(544 * 544, 896.0), cpu_batch(128 * 128, 448.0)
+    (2, 1, 8)
+    """
+    fit = int(CPU_BATCH_BYTES // max(window_px * bpp, 1))
+    return 1 << (min(max(fit, 1), CPU_MAX_BATCH).bit_length() - 1)
 
 
 def resolve_batch(batch_size: Any, device: torch.device, budget: int, window_px: int, bpp: float) -> int:
     """The batch size: for ``"auto"`` the most windows the budget holds, capped per device
-    (`BATCH_CAPS`; 4 on other devices)."""
+    (`cpu_batch` on the CPU, `BATCH_CAPS` elsewhere, 4 on devices not listed there)."""
     if batch_size == "auto":
-        cap = BATCH_CAPS.get(device.type, 4)
+        cap = cpu_batch(window_px, bpp) if device.type == "cpu" else BATCH_CAPS.get(device.type, 4)
         return int(max(1, min(cap, budget // max(window_px * bpp, 1))))
     if isinstance(batch_size, (int, np.integer)) and not isinstance(batch_size, bool) and batch_size >= 1:
         return int(batch_size)
