@@ -259,6 +259,17 @@ def machine() -> dict[str, str]:
     return info
 
 
+def auto_batch(model: nn.Module, window_px: int) -> int:
+    """What ``batch_size="auto"`` picks on this CPU for float32 windows of ``window_px`` pixels."""
+    from napari_unet_stack.devices import memory_budget
+    from napari_unet_stack.inference.plan import activation_bytes_per_pixel, resolve_batch
+    from napari_unet_stack.inference.spec import model_spec
+
+    cpu = torch.device("cpu")
+    bpp = activation_bytes_per_pixel(model_spec(model), 4)
+    return resolve_batch("auto", cpu, memory_budget(cpu), window_px, bpp)
+
+
 def mpix(n_pixels: float, seconds: float) -> float:
     return n_pixels / seconds / 1e6
 
@@ -316,6 +327,7 @@ def section_overhead(cfg) -> dict:
         "model": f"UNet(base {base}, depth {depth}), halo {halo}",
         "window": plan.window,
         "batch": batch,
+        "auto_batch": auto_batch(model, plan.window**2),
         "names": list(names),
         "times": {k: median(v) for k, v in times.items()},
         "all_times": times,
@@ -739,8 +751,8 @@ def markdown(res: dict, cfg, mach: dict, wall: float) -> str:
         out += ["", "## (a) Engine overhead, whole slice", "",
                 (f"{a['model']}, random He-initialized weights; synthetic nuclei stack {z} x {h} x {w} "
                 f"(uint16). Both sides compute the same {a['window']} x {a['window']} windows (the slice "
-                f"mirror-padded by the halo), batch {a['batch']} (what `batch_size='auto'` picks on a "
-                "CPU, its cap)."), "",
+                f"mirror-padded by the halo), batch {a['batch']} on both sides (fixed: `batch_size='auto'` "
+                f"would pick {a.get('auto_batch', '?')} of these windows on the CPU)."), "",
                 ("- **bare forward**: `torch.inference_mode()`, `torch.softmax(model(x), 1)` on the "
                 "already padded float32 tensor, batch by batch; output left as tensors."),
                 ("- **predict**: `predict(x, model, tile_size=None, normalization=None, batch_size=4)` on the "

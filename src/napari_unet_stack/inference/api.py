@@ -192,7 +192,9 @@ def predict(image, model, *, channel_axis=None, channel=None, tile_size="auto", 
         clamped into the padded image, so tiled == whole-slice for any border. Valid
         models pad by their margin whatever the border.
     batch_size : 'auto' or int
-        Tiles per forward, taken from several slices; 'auto' from the memory budget.
+        Tiles per forward, taken from several slices. 'auto': as many as the memory budget
+        holds, at most 64 on CUDA; on the CPU the most (a power of two up to 8) whose
+        activations fit 128 MiB, so small windows batch and large ones go one at a time.
     device : 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'
         'auto': CUDA, then MPS, then CPU. The device used is logged and put in ``info``.
     precision : {'auto', 'float32', 'bfloat16', 'float16'}
