@@ -1,5 +1,6 @@
 """`unet-stack demo` (what `make demo` runs)."""
 
+import math
 import os
 
 import numpy as np
@@ -65,13 +66,16 @@ def test_demo_job_runs_the_network_once_and_equals_two_segments(monkeypatch):
         pytest.skip("the bundled model is not installed")
     model = load_model(cli.DEFAULT_MODEL)
     image = load_sample("nuclei_stack").image[6:8, 40:104, 72:136]
-    labels = segment(image, model, device="cpu")
-    objects = segment(image, model, device="cpu", instances=True)
     calls = []
     real = engine.forward
     monkeypatch.setattr(engine, "forward", lambda *a, **k: calls.append(1) or real(*a, **k))
+    labels = segment(image, model, device="cpu")
+    one_pass = len(calls)  # the forwards of one segment (its batches of tiles)
+    objects = segment(image, model, device="cpu", instances=True)
+    calls.clear()
     job = demo_job(image, model, device="cpu")
-    assert len(calls) == job.info["n_tiles"] == 2
+    assert job.info["n_tiles"] == 2
+    assert len(calls) == one_pass == math.ceil(job.info["n_tiles"] / job.info["batch_size"])
     assert job.labels.dtype == labels.dtype and np.array_equal(job.labels, labels)
     assert 0 < (labels > 0).mean() < 1
     assert job.instances.dtype == objects.dtype and np.array_equal(job.instances, objects)
