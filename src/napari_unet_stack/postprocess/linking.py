@@ -116,8 +116,8 @@ def _leftovers(ids: np.ndarray, inside: np.ndarray, used: set[int], min_overlap:
     return free[first]
 
 
-def split_merged(cur: np.ndarray, n: int, prev: np.ndarray, min_inside: float,
-                 min_share: float = MIN_SPLIT_SHARE) -> tuple[np.ndarray, int]:
+def split_merged(cur: np.ndarray, cur_sem: np.ndarray, n: int, prev: np.ndarray, prev_sem: np.ndarray,
+                 min_inside: float, min_share: float = MIN_SPLIT_SHARE) -> tuple[np.ndarray, int]:
     """``cur``'s objects (ids 1..n) that hold two or more objects of ``prev`` (the
     neighbouring slice, already decoded), split along them: a merge in this slice of objects
     the neighbour shows apart.
@@ -139,8 +139,7 @@ def split_merged(cur: np.ndarray, n: int, prev: np.ndarray, min_inside: float,
         A new array with the extra parts numbered from ``n + 1`` (``cur`` itself when
         nothing splits).
     """
-    fg = (cur > 0).astype(np.uint8)
-    a, b, shared = overlap_pairs(prev, (prev > 0).astype(np.uint8), cur, fg)
+    a, b, shared = overlap_pairs(prev, prev_sem, cur, cur_sem)
     if a.size == 0:
         return cur, n
     parts = (shared >= min_inside * _areas(prev, a)) & (shared >= min_share * _areas(cur, b))

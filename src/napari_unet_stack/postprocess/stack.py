@@ -219,7 +219,7 @@ def _linked(semantic, out, keys, ids: _Ids, method: str, params) -> None:
             local, n = marker_slice(sem)
             sem = (sem > 0).astype(np.uint8)  # one class: markers and the rest of an object link alike
             if prev is not None and n:
-                local, n = split_merged(local, n, prev, link_overlap)
+                local, n = split_merged(local, sem, n, prev, prev_sem, link_overlap)
         else:
             local, n = watershed_slice(sem, min_distance=min_distance, smoothing=smoothing)
         lut = np.zeros(n + 1, np.int64)
