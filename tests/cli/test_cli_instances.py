@@ -9,6 +9,7 @@ import tifffile
 
 from napari_unet_stack import io, postprocess, segment
 from napari_unet_stack.cli import predict as cli_predict
+from napari_unet_stack.inference import augment
 
 
 def _read(path):
@@ -22,6 +23,7 @@ def test_cli_defaults_are_the_library_defaults():
     assert cli_predict.DEFAULT_LINK_OVERLAP == postprocess.DEFAULT_LINK_OVERLAP
     assert cli_predict.DEFAULT_MARKER_THRESHOLD == postprocess.DEFAULT_MARKER_THRESHOLD
     assert cli_predict.METHOD_CHOICES == postprocess.METHOD_CHOICES
+    assert cli_predict.TTA_CHOICES == augment.TTA_CHOICES
 
 
 @pytest.mark.slow

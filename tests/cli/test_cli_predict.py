@@ -163,3 +163,16 @@ def test_predict_default_bundled_model(run, tmp_path, inputs, scale):
     with io.read_image(tmp_path / "l.ome.tif") as labels:
         assert labels.axes == "ZYX" and labels.dtype == np.uint8 and labels.scale == pytest.approx(scale)
         assert np.asarray(labels.data[...]).max() == 1
+
+
+def test_tta_option_reaches_the_engine(run, tmp_path, inputs, checkpoint, stack):
+    code, _, err = run("predict", inputs / "c.npy", "-o", tmp_path / "l.npy", "--model", checkpoint,
+                       "--tta", "flips", "--probabilities", tmp_path / "p.npy")
+    assert code == 0, err
+    model = load_model(checkpoint)
+    expected = predict(stack[:, :32], model, tta="flips")
+    np.testing.assert_allclose(np.load(tmp_path / "p.npy"), expected, atol=1e-6, rtol=0)
+    assert np.abs(expected - predict(stack[:, :32], model)).max() > 1e-4  # flips change this model's output
+    with pytest.raises(SystemExit):  # argparse's usage error names the option and its choices
+        run("predict", inputs / "c.npy", "-o", tmp_path / "x.npy", "--model", checkpoint, "--tta", "mirror")
+    assert not (tmp_path / "x.npy").exists()

@@ -675,3 +675,21 @@ def test_border_from_the_advanced_section_reaches_the_engine(make_napari_viewer,
     expected = np.rint(predict(image, model, border=0)[1] * 255)  # 255 = 1.0
     np.testing.assert_array_equal(viewer.layers["img probability"].data, expected)
     assert (expected != np.rint(predict(image, model)[1] * 255)).any()  # the default border differs
+
+
+def test_test_time_flips_from_the_advanced_section_reach_the_engine(make_napari_viewer, qtbot, user_model):
+    viewer = make_napari_viewer()
+    image = np.random.default_rng(4).random((40, 52)).astype(np.float32)
+    viewer.add_image(image, name="img")
+    widget = PredictWidget(viewer)
+    torch.manual_seed(1)
+    model = UNet(1, 2, base_channels=4, depth=2).eval()
+    for conv in (m for m in model.modules() if isinstance(m, nn.Conv2d)):  # not mirror symmetric
+        nn.init.kaiming_normal_(conv.weight, nonlinearity="relu")
+    widget.model.value = user_model(model)
+    widget.probability.value = True
+    widget.tta.value = "flips"
+    _run(qtbot, widget)
+    expected = np.rint(predict(image, model, tta="flips")[1] * 255)
+    np.testing.assert_array_equal(viewer.layers["img probability"].data, expected)
+    assert (expected != np.rint(predict(image, model)[1] * 255)).any()  # flips change this model's output

@@ -152,8 +152,8 @@ def _dask_instances(image, model, decoding: InstanceOptions, options: dict[str, 
 
 
 def predict(image, model, *, channel_axis=None, channel=None, tile_size="auto", halo="auto", blend="crop", pad_mode="reflect",
-            border=DEFAULT_BORDER, batch_size="auto", device="auto", precision="auto", normalization="auto", progress=None, cancel=None,
-            out=None, info=None, normalize=NOT_GIVEN):
+            border=DEFAULT_BORDER, batch_size="auto", device="auto", precision="auto", normalization="auto", tta=False,
+            progress=None, cancel=None, out=None, info=None, normalize=NOT_GIVEN):
     """Class probabilities of a 2D model over an image or a stack of any rank.
 
     Parameters
@@ -207,6 +207,11 @@ def predict(image, model, *, channel_axis=None, channel=None, tile_size="auto", 
         'auto': the checkpoint's normalization, else percentiles (1, 99.8) per slice.
         None or 'none': the raw values. Fitted per slice or per stack (never per tile).
         See `napari_unet_stack.normalization.resolve_normalization`.
+    tta : bool or {'none', 'flips', 'dihedral'}
+        Test-time augmentation: the probabilities averaged over the mirror images of each
+        window ('flips': 4 forwards) or also their transposes ('dihedral', True: 8).
+        Smoother interiors, fewer wrong splits; 4 or 8 times the work. Tiled still equals
+        whole-slice. See `napari_unet_stack.inference.augment`.
     progress : callable(done, total), optional
         Called after each batch.
     cancel : object with ``is_set()``, optional
@@ -216,7 +221,7 @@ def predict(image, model, *, channel_axis=None, channel=None, tile_size="auto", 
         (shape, dtype, writable) before the inference.
     info : dict, optional
         Filled with what was used: device, precision, precision_reason, tile_shape, halo,
-        border, batch_size, n_tiles, exact, seconds, oom_retries.
+        border, batch_size, n_tiles, exact, tta, seconds, oom_retries.
     normalize : deprecated
         The old name of ``normalization`` (a DeprecationWarning; passing both is a TypeError).
 
@@ -237,7 +242,7 @@ def predict(image, model, *, channel_axis=None, channel=None, tile_size="auto", 
     """
     options = dict(channel_axis=channel_axis, channel=channel, tile_size=tile_size, halo=halo, blend=blend, pad_mode=pad_mode,
                    border=border, batch_size=batch_size, device=device, precision=precision,
-                   normalization=_pick_normalization(normalization, normalize, 2),
+                   normalization=_pick_normalization(normalization, normalize, 2), tta=tta,
                    progress=progress, cancel=cancel, out=out, info=info)
     if is_dask(image):
         return dask_apply(image, model, mode="probabilities", options=options)
@@ -249,7 +254,7 @@ def segment(image, model, *, threshold=0.5, instances=False, min_size=None, inst
             marker_threshold=None, channel_axis=None,
             channel=None, tile_size="auto", halo="auto", blend="crop", pad_mode="reflect", border=DEFAULT_BORDER,
             batch_size="auto", device="auto",
-            precision="auto", normalization="auto", progress=None, cancel=None, out=None, info=None,
+            precision="auto", normalization="auto", tta=False, progress=None, cancel=None, out=None, info=None,
             normalize=NOT_GIVEN):
     """Labels of a 2D model over an image or a stack of any rank.
 
@@ -314,7 +319,7 @@ def segment(image, model, *, threshold=0.5, instances=False, min_size=None, inst
     """
     options = dict(channel_axis=channel_axis, channel=channel, tile_size=tile_size, halo=halo, blend=blend, pad_mode=pad_mode,
                    border=border, batch_size=batch_size, device=device, precision=precision,
-                   normalization=_pick_normalization(normalization, normalize, 2),
+                   normalization=_pick_normalization(normalization, normalize, 2), tta=tta,
                    threshold=threshold, progress=progress, cancel=cancel, out=out, info=info)
     decoding = _decoding(instances, min_size, instance_ndim, time_axis, min_distance, smoothing, link_overlap,
                          marker_threshold)

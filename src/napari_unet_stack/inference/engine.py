@@ -25,6 +25,7 @@ import torch
 
 from .. import tiling
 from ..devices import device_name, empty_cache, precision_name
+from .augment import averaged_probabilities
 from .events import Progress, check_run_options, stop_if_cancelled
 from .forward import Batcher, activate, forward
 from .layout import as_image, read_slice, validate_image
@@ -81,7 +82,7 @@ def iterate(image, spec: ModelSpec, request: Request, *, progress=None, cancel=N
         device=device_name(plan.device), precision=precision_name(plan.autocast_dtype),
         precision_reason=plan.precision_reason, halo=plan.halo, border=plan.border,
         tile_shape=(plan.axes[0].core, plan.axes[1].core), window_shape=(plan.axes[0].window, plan.axes[1].window),
-        batch_size=plan.batch_size, n_tiles=run.total, exact=plan.exact,
+        batch_size=plan.batch_size, n_tiles=run.total, exact=plan.exact, tta=request.tta,
     )
     log.info(
         "napari-unet-stack: %d slice(s) on %s in %s (%s), tiles %s + halo %d, border %d, batch %d",
@@ -235,11 +236,15 @@ class _BatchLoop:
         with torch.inference_mode():
             if x.device != plan.device:
                 x = x.to(plan.device, non_blocking=True)
-            logits, activation = forward(plan.spec, self.fn, x, plan.device, plan.autocast_dtype,
-                                         plan.channels_last)
+            probs = averaged_probabilities(plan.request.tta, self._probabilities, x)
             # prepare the next batch on the host while the device computes this one
             feeder.prefetch(nxt)
-            return collect(plan, activate(logits, activation), batch)
+            return collect(plan, probs, batch)
+
+    def _probabilities(self, x: torch.Tensor) -> torch.Tensor:
+        plan = self.run.plan
+        logits, activation = forward(plan.spec, self.fn, x, plan.device, plan.autocast_dtype, plan.channels_last)
+        return activate(logits, activation)
 
     def _back_off(self, feeder: _Feeder) -> None:
         """After an out-of-memory error: halve the batch, or ask for smaller tiles."""

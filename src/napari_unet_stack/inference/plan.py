@@ -20,6 +20,7 @@ from ..devices import channels_last_for, memory_budget, resolve_device
 from ..labels import LabelRule, check_threshold
 from ..normalization import resolve_normalization
 from ..validation import check_int
+from .augment import check_tta
 from .forward import probe_classes
 from .layout import Layout, caller_stacklevel, fit_stack
 from .precision import choose_precision
@@ -58,6 +59,7 @@ class Request:
     normalization: dict | None = None
     threshold: float = 0.5
     markers: float | None = None  # labels mode: an instance model's marker maps at this threshold
+    tta: str = "none"  # test-time augmentation (`augment.TTA_CHOICES`)
 
     def replace(self, **changes) -> Request:
         return dataclasses.replace(self, **changes)
@@ -65,7 +67,7 @@ class Request:
 
 def make_request(spec: ModelSpec, mode: str, *, channel_axis=None, channel=None, tile_size="auto", halo="auto", blend="crop",
                  pad_mode="reflect", batch_size="auto", device="auto", precision="auto", normalization="auto",
-                 threshold=0.5, markers=None, border=DEFAULT_BORDER) -> Request:
+                 threshold=0.5, markers=None, border=DEFAULT_BORDER, tta=False) -> Request:
     """Check the options that do not depend on the image; resolve the normalization
     (an explicit option wins over the checkpoint's, which wins over the default)."""
     if mode not in MODES:
@@ -76,12 +78,13 @@ def make_request(spec: ModelSpec, mode: str, *, channel_axis=None, channel=None,
         raise ValueError(f"`pad_mode` must be one of {tiling.PAD_MODES}, got {pad_mode!r}")
     threshold = check_threshold(threshold)
     border = check_border(border)
+    tta = check_tta(tta)
     channel = check_channel(channel, None, spec.in_channels, channel_axis=channel_axis)
     if spec.margin and blend != "crop":
         raise ValueError("valid-convolution models tile exactly with the overlap-tile strategy: use blend='crop'")
     return Request(mode, channel_axis, channel, tile_size, halo, blend, pad_mode, border, batch_size, device,
                    precision, resolve_normalization(normalization, spec.normalization), float(threshold),
-                   None if markers is None else float(markers))
+                   None if markers is None else float(markers), tta)
 
 
 def check_border(border: Any) -> int | str:

@@ -24,6 +24,7 @@ from napari.utils.notifications import show_error
 from qtpy.QtCore import Qt
 from superqt import QCollapsible
 
+from ..inference.augment import TTA_CHOICES
 from ..inference.plan import DEFAULT_BORDER
 from ._decode_controls import DecodeControls, InstanceDecoding, show_instances
 from ._jobs import EXPECTED_ERRORS, PredictJob, describe_model, device_choices, run_prediction
@@ -102,7 +103,11 @@ class PredictWidget(PredictChoices):
         self.batch_size = ComboBox(label="batch size", choices=BATCH_SIZES, value="auto")
         self.head = ComboBox(label="UNet++ head", choices=["accurate", "fast"], value="accurate")
         self.precision = ComboBox(label="precision", choices=["auto", "float32", "bfloat16", "float16"])
-        self.advanced = Container(widgets=[self.halo, self.border, self.blend, self.batch_size, self.head, self.precision])
+        self.tta = ComboBox(label="test-time flips", choices=list(TTA_CHOICES), value="none",
+                            tooltip="probabilities averaged over each tile's mirror images (4 forwards) or also "
+                                    "their transposes (8): fewer wrong splits, 4 or 8 times the time")
+        self.advanced = Container(widgets=[self.halo, self.border, self.blend, self.batch_size, self.head, self.precision,
+                                           self.tta])
         self.threshold = FloatSlider(label="threshold", min=0.01, max=0.99, step=0.01, value=0.5, tracking=False)
         self.threshold_note = Label(label="")
         self.semantic = CheckBox(text="semantic labels", value=True)
@@ -227,7 +232,7 @@ class PredictWidget(PredictChoices):
     def _options(self) -> dict:
         return dict(tile_size=self.tile_size.value, halo=self.halo.value, border=self.border.value, blend=self.blend.value,
                     batch_size=self.batch_size.value, device=self.device.value, precision=self.precision.value,
-                    channel=self._channel())
+                    tta=self.tta.value, channel=self._channel())
 
     def _head(self, model: Any):
         """The UNet++ head chosen for ``model``, or None where the choice does not apply."""
