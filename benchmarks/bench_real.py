@@ -11,8 +11,9 @@ are reproducible; it is never used for training or for any choice, only scored.
 
 Scores (`napari_unet_stack.training`): foreground Dice and instance F1 / precision /
 recall at IoU 0.5 of ``segment(image, model, instances=True)`` (each model's own
-decoding, defaults), of ``instances="watershed"``, and of an Otsu threshold (its
-connected components) for scale. No real 3D stack with instance labels is available to
+decoding, defaults), of ``instances="watershed"``, of the own decoding with test-time
+augmentation (``tta="dihedral"``), and of an Otsu threshold (its connected components)
+for scale. No real 3D stack with instance labels is available to
 these machines: the StarDist package's 3D test stack is synthetic, and the issue's 3D
 target is not scored here.
 
@@ -92,6 +93,8 @@ def run_scores(image: np.ndarray, truth: np.ndarray, models=MODELS) -> dict[str,
         rows[f"{name}, its own decoding"] = score(segment(image, model, device="cpu", instances=True), truth)
         rows[f"{name}, distance-transform watershed"] = score(
             segment(image, model, device="cpu", instances="watershed"), truth)
+        rows[f"{name}, its own decoding, tta='dihedral'"] = score(
+            segment(image, model, device="cpu", instances=True, tta="dihedral"), truth)
     return rows
 
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["TTA_CHOICES", "averaged_probabilities", "check_tta", "tta_passes", "tta_views"]
+__all__ = ["TTA_CHOICES", "averaged_probabilities", "check_tta", "tta_views"]
 
 #: What ``tta`` may be (True is "dihedral", False and None are "none").
 TTA_CHOICES = ("none", "flips", "dihedral")
@@ -40,11 +40,6 @@ def check_tta(tta: Any) -> str:
     if isinstance(tta, str) and tta in TTA_CHOICES:
         return tta
     raise ValueError(f"`tta` must be True, False or one of {TTA_CHOICES}, got {tta!r}")
-
-
-def tta_passes(tta: str) -> int:
-    """Forward passes per batch for a checked ``tta``."""
-    return {"none": 1, "flips": 4, "dihedral": 8}[tta]
 
 
 def _flip(dims: tuple[int, ...]) -> _Map:
