@@ -41,7 +41,7 @@ from napari_unet_stack.inference.plan import activation_bytes_per_pixel, resolve
 from napari_unet_stack.inference.spec import model_spec
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run import machine, make_unet  # this folder's sibling module
+from bench_common import machine, make_unet  # this folder's sibling module
 
 BORDER = 16
 CPU = torch.device("cpu")

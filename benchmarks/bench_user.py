@@ -8,7 +8,7 @@
     and optimizer at the same batch and patch size;
 (h) a UNet++'s fast head against its accurate mode.
 
-Each section takes the run's ``cfg`` and ``h`` (the ``run`` module: its helpers) and
+Each section takes the run's ``cfg`` and ``h`` (the ``bench_common`` module: its helpers) and
 returns a dict; `summary_rows` gives each row's measured ratio, threshold and PASS / NO.
 """
 
