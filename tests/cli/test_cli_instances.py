@@ -24,6 +24,7 @@ def test_cli_defaults_are_the_library_defaults():
     assert cli_predict.DEFAULT_MARKER_THRESHOLD == postprocess.DEFAULT_MARKER_THRESHOLD
     assert cli_predict.METHOD_CHOICES == postprocess.METHOD_CHOICES
     assert cli_predict.TTA_CHOICES == augment.TTA_CHOICES
+    assert cli_predict.DEFAULT_Z_SPLIT == postprocess.DEFAULT_Z_SPLIT
 
 
 @pytest.mark.slow
@@ -62,6 +63,8 @@ def test_time_frames_of_an_imagej_file_are_not_linked(run, tmp_path, checkpoint,
     (["--marker-threshold", "0.4"], "--marker-threshold is an instance option"),
     (["--instances", "--marker-threshold", "1.5"], "--marker-threshold must be in (0, 1)"),
     (["--instances", "markers"], "needs an instance model"),
+    (["--z-split", "0"], "--z-split is an instance option"),
+    (["--instances", "--z-split", "1"], "--z-split must be in [0, 1)"),
 ])
 def test_bad_instance_options(run, tmp_path, inputs, checkpoint, argv, message):
     code, _, err = run("predict", inputs / "a.tif", "-o", tmp_path / "x.tif", "--model", checkpoint, *argv)

@@ -258,6 +258,7 @@ def test_time_axis_from_axis_labels_and_link_overlap_decode_again_without_the_ne
     widget.instances.value = True
     defaults = InstanceOptions()
     assert widget.decoding.link_overlap.value == defaults.link_overlap
+    assert widget.decoding.z_split.value == defaults.z_split and widget.decoding.options().z_split == defaults.z_split
     assert widget.decoding.time_axis.value == TIME_FROM_LABELS and widget.decoding.options().time_axis == (0,)
     widget.run(wait=True)
     ids = viewer.layers["img instances"]
@@ -282,6 +283,10 @@ def test_time_axis_from_axis_labels_and_link_overlap_decode_again_without_the_ne
     assert not np.array_equal(loose, linked)  # the overlap matters here
     np.testing.assert_array_equal(ids.data, loose)
     np.testing.assert_array_equal(ids.data, _expected(frames, model, widget))
+    widget.decoding.z_split.value = 0.0  # reaches the options (3 frames are too few to cut: same ids)
+    widget.wait()
+    assert widget.decoding.options().z_split == 0.0
+    np.testing.assert_array_equal(ids.data, segment(frames, fresh, instances=True, link_overlap=0.3, z_split=0.0))
     widget.decoding.time_axis.value = 0  # an axis chosen by hand
     widget.wait()
     np.testing.assert_array_equal(ids.data, per_frame)

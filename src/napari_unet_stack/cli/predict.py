@@ -23,6 +23,7 @@ from .outputs import plan_outputs
 DEFAULT_MIN_DISTANCE, DEFAULT_SMOOTHING, DEFAULT_LINK_OVERLAP = 3, 1.0, 0.8  # postprocess's (checked by a test)
 DEFAULT_MARKER_THRESHOLD, METHOD_CHOICES = 0.5, ("auto", "markers", "watershed", "components")  # idem
 TTA_CHOICES = ("none", "flips", "dihedral")  # inference.augment's (idem)
+DEFAULT_Z_SPLIT = 0.7  # postprocess's (idem)
 
 __all__ = ["add_parser", "engine_options", "run"]
 
@@ -105,6 +106,10 @@ def _add_instance_options(p) -> None:
     p.add_argument("--link-overlap", default=str(DEFAULT_LINK_OVERLAP), metavar="FRACTION",
                    help=f"with --instances: objects of neighbouring Z slices are one when the smaller "
                         f"lies at least FRACTION inside the other (default {DEFAULT_LINK_OVERLAP})")
+    p.add_argument("--z-split", default=str(DEFAULT_Z_SPLIT), metavar="FRACTION",
+                   help=f"with --instances: cut a Z-linked object where its cross-section shrinks below FRACTION "
+                        f"of its largest ones above and below (nuclei stacked in Z; 0: never; default "
+                        f"{DEFAULT_Z_SPLIT})")
     p.add_argument("--per-slice", action="store_true",
                    help="with --instances: objects per slice, not linked across Z")
 
@@ -246,7 +251,7 @@ def _write_instances(data, dst, probs_dst, model, model_ref, decoding, options, 
 
 
 _FLAGS = {"`smoothing`": "--smoothing", "`link_overlap`": "--link-overlap", "`marker_threshold`": "--marker-threshold",
-          "`min_size`": "--min-size", "`min_distance`": "--min-distance"}
+          "`min_size`": "--min-size", "`min_distance`": "--min-distance", "`z_split`": "--z-split"}
 
 
 def _instance_numbers(args) -> None:
@@ -258,7 +263,7 @@ def _instance_numbers(args) -> None:
     if args.min_size is not None:
         args.min_size = parse_int("--min-size", args.min_size, 0)
     args.min_distance = parse_int("--min-distance", args.min_distance, 1)
-    for name in ("smoothing", "link_overlap", "marker_threshold"):
+    for name in ("smoothing", "link_overlap", "marker_threshold", "z_split"):
         flag = "--" + name.replace("_", "-")
         if getattr(args, name) is None:
             continue
@@ -272,7 +277,8 @@ def _instance_numbers(args) -> None:
                                    ("--min-distance", args.min_distance, DEFAULT_MIN_DISTANCE),
                                    ("--smoothing", args.smoothing, DEFAULT_SMOOTHING),
                                    ("--marker-threshold", args.marker_threshold, None),
-                                   ("--link-overlap", args.link_overlap, DEFAULT_LINK_OVERLAP)) if v != d]
+                                   ("--link-overlap", args.link_overlap, DEFAULT_LINK_OVERLAP),
+                                   ("--z-split", args.z_split, DEFAULT_Z_SPLIT)) if v != d]
         if given:
             what = "filters instances" if given[0] == "--min-size" else "is an instance option"
             raise ValueError(f"{given[0]} {what}: add --instances")
@@ -280,7 +286,8 @@ def _instance_numbers(args) -> None:
     try:
         args.decoding = InstanceOptions(args.instances, min_size=args.min_size, min_distance=args.min_distance,
                                         smoothing=args.smoothing, marker_threshold=args.marker_threshold,
-                                        link_overlap=args.link_overlap, ndim=2 if args.per_slice else None)
+                                        link_overlap=args.link_overlap, z_split=args.z_split,
+                                        ndim=2 if args.per_slice else None)
     except ValueError as err:
         message = str(err)
         for name, flag in _FLAGS.items():

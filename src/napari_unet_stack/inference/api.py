@@ -20,6 +20,7 @@ from ..postprocess import (
     DEFAULT_LINK_OVERLAP,
     DEFAULT_MIN_DISTANCE,
     DEFAULT_SMOOTHING,
+    DEFAULT_Z_SPLIT,
     InstanceOptions,
 )
 from .dask_tasks import dask_apply, is_dask
@@ -79,20 +80,21 @@ def iter_segment(image, model, *, instances: bool | str | InstanceOptions = Fals
                  instance_ndim: int | None = None, time_axis: int | Sequence[int] | None = None,
                  min_distance: int = DEFAULT_MIN_DISTANCE, smoothing: float = DEFAULT_SMOOTHING,
                  link_overlap: float = DEFAULT_LINK_OVERLAP, marker_threshold: float | None = None,
-                 **options) -> Generator[Progress, None, np.ndarray]:
+                 z_split: float = DEFAULT_Z_SPLIT, **options) -> Generator[Progress, None, np.ndarray]:
     """Generator form of `segment`: yields `Progress`, returns the labels."""
     decoding = _decoding(instances, min_size, instance_ndim, time_axis, min_distance, smoothing, link_overlap,
-                         marker_threshold)
+                         marker_threshold, z_split)
     return _segment(image, model, decoding, _options(options))
 
 
-def _decoding(instances, min_size, ndim, time_axis, min_distance, smoothing, link_overlap, marker_threshold):
+def _decoding(instances, min_size, ndim, time_axis, min_distance, smoothing, link_overlap, marker_threshold,
+              z_split=DEFAULT_Z_SPLIT):
     """The `InstanceOptions` of segment's keywords (None: semantic labels)."""
     if isinstance(instances, InstanceOptions):
         return instances
     return InstanceOptions.from_instances(instances, min_size=min_size, ndim=ndim, time_axis=time_axis,
                                           min_distance=min_distance, smoothing=smoothing, link_overlap=link_overlap,
-                                          marker_threshold=marker_threshold)
+                                          marker_threshold=marker_threshold, z_split=z_split)
 
 
 def _prepare(image, decoding: InstanceOptions, options: dict[str, Any]):
@@ -251,7 +253,7 @@ def predict(image, model, *, channel_axis=None, channel=None, tile_size="auto", 
 
 def segment(image, model, *, threshold=0.5, instances=False, min_size=None, instance_ndim=None, time_axis=None,
             min_distance=DEFAULT_MIN_DISTANCE, smoothing=DEFAULT_SMOOTHING, link_overlap=DEFAULT_LINK_OVERLAP,
-            marker_threshold=None, channel_axis=None,
+            marker_threshold=None, z_split=DEFAULT_Z_SPLIT, channel_axis=None,
             channel=None, tile_size="auto", halo="auto", blend="crop", pad_mode="reflect", border=DEFAULT_BORDER,
             batch_size="auto", device="auto",
             precision="auto", normalization="auto", tta=False, progress=None, cancel=None, out=None, info=None,
@@ -300,6 +302,11 @@ def segment(image, model, *, threshold=0.5, instances=False, min_size=None, inst
         Z links ('markers', 'watershed'), in (0, 1]: objects of neighbouring slices are
         one when the smaller lies at least this fraction inside the other, one to one; a
         leftover (a split-off piece, a second cap) lying this much inside one joins it.
+    z_split : float
+        Z links, in [0, 1): a linked object is cut where its cross-section shrinks below
+        this fraction of its largest ones above and below (two nuclei stacked in Z, each
+        part at least 2 slices; default 0.7, measured: `napari_unet_stack.postprocess.zsplit`);
+        0: never.
 
     With ``instances`` the semantic labels are written into ``out`` (or an array of the
     result's shape) slice by slice, then replaced by instance ids slice by slice: besides
@@ -322,7 +329,7 @@ def segment(image, model, *, threshold=0.5, instances=False, min_size=None, inst
                    normalization=_pick_normalization(normalization, normalize, 2), tta=tta,
                    threshold=threshold, progress=progress, cancel=cancel, out=out, info=info)
     decoding = _decoding(instances, min_size, instance_ndim, time_axis, min_distance, smoothing, link_overlap,
-                         marker_threshold)
+                         marker_threshold, z_split)
     if is_dask(image):
         if decoding is not None:
             return _dask_instances(image, model, decoding, options)

@@ -66,14 +66,18 @@ class DecodeControls(Container):
                                          value=defaults.link_overlap,
                                          tooltip="Z links: objects of neighbouring slices are one when the smaller "
                                                  "lies at least this fraction inside the other")
+        self.z_split = FloatSpinBox(label="Z split", min=0.0, max=0.95, step=0.05, value=defaults.z_split,
+                                    tooltip="Z links: an object is cut where its cross-section shrinks below this "
+                                            "fraction of its largest ones above and below (nuclei stacked in Z); "
+                                            "0: never")
         self.time_axis = ComboBox(label="time axis", choices=self._time_choices, value=TIME_FROM_LABELS,
                                   tooltip="time points are decoded on their own, never linked; by default the "
                                           "image's axes labelled t or time")
         super().__init__(widgets=[Label(value="instance decoding"), self.method, self.marker_threshold,
                                   self.min_size, self.min_distance, self.smoothing, self.link_z,
-                                  self.link_overlap, self.time_axis])
+                                  self.link_overlap, self.z_split, self.time_axis])
         for widget in (self.method, self.marker_threshold, self.min_size, self.min_distance, self.smoothing,
-                       self.link_z, self.link_overlap, self.time_axis):
+                       self.link_z, self.link_overlap, self.z_split, self.time_axis):
             widget.changed.connect(lambda _value: self._update_enabled())
             widget.changed.connect(lambda _value: on_change())
         self._update_enabled()
@@ -90,7 +94,7 @@ class DecodeControls(Container):
         method = self.resolved_method()
         self.marker_threshold.enabled = method == "markers"
         self.min_distance.enabled = self.smoothing.enabled = method == "watershed"
-        self.link_overlap.enabled = method != "components" and self.link_z.value
+        self.link_overlap.enabled = self.z_split.enabled = method != "components" and self.link_z.value
 
     def _leading(self) -> list[tuple[int, str]]:
         layer, channel_axis = self._image()
@@ -147,8 +151,8 @@ class DecodeControls(Container):
         return InstanceOptions(self.method.value, min_size=int(self.min_size.value),
                                min_distance=int(self.min_distance.value), smoothing=float(self.smoothing.value),
                                marker_threshold=float(self.marker_threshold.value) if self._instance_model else None,
-                               link_overlap=float(self.link_overlap.value), ndim=None if self.link_z.value else 2,
-                               time_axis=self.chosen_time_axes())
+                               link_overlap=float(self.link_overlap.value), z_split=float(self.z_split.value),
+                               ndim=None if self.link_z.value else 2, time_axis=self.chosen_time_axes())
 
 
 def show_instances(outputs: Any, name: str, ids: Any, colours: Any, geometry: dict, source: str) -> Any:

@@ -6,6 +6,7 @@
 - `linking`: objects of neighbouring slices matched by IoU (or any overlap);
 - `stack`: a whole array slice by slice into ``out``: Z linked, time axes independent,
   ids unique over the array;
+- `zsplit`: Z-linked objects cut where their cross-section shrinks (nuclei stacked in Z);
 - `options`: `InstanceOptions`, the one set of decoding options (segment, CLI, widgets);
 - `decode`: `decode_probabilities`, instances from `predict`'s output (no network rerun).
 """
@@ -29,16 +30,19 @@ from .slices import (
            watershed_slice,
 )
 from .stack import METHODS, instance_labels, slice_groups
+from .zsplit import DEFAULT_Z_SPLIT, MIN_PART_SLICES, z_cuts
 
 __all__ = [
            "DEFAULT_LINK_OVERLAP",
            "DEFAULT_MARKER_THRESHOLD",
            "DEFAULT_MIN_DISTANCE",
            "DEFAULT_SMOOTHING",
+           "DEFAULT_Z_SPLIT",
            "MARKER",
            "MAX_SPLIT_SOLIDITY",
            "METHODS",
            "METHOD_CHOICES",
+           "MIN_PART_SLICES",
            "MIN_SPLIT_SHARE",
            "InstanceOptions",
            "components_slice",
@@ -52,4 +56,5 @@ __all__ = [
            "slice_groups",
            "split_merged",
            "watershed_slice",
+           "z_cuts",
 ]

@@ -23,9 +23,10 @@ def check_number(name: str, value: Any, low: float, high: float, *, open_low: bo
 
 
 def check_decoding(min_size: Any, min_distance: Any, smoothing: Any, link_overlap: Any, *,
-                   model_min_size: bool = False) -> None:
+                   model_min_size: bool = False, z_split: Any = 0.0) -> None:
     """``min_size`` an integer >= 0 (with ``model_min_size``, None too: the model's),
-    ``min_distance`` an integer >= 1, ``smoothing`` >= 0, ``link_overlap`` in (0, 1]."""
+    ``min_distance`` an integer >= 1, ``smoothing`` >= 0, ``link_overlap`` in (0, 1],
+    ``z_split`` in [0, 1)."""
     if min_size is None and model_min_size:
         pass
     elif isinstance(min_size, (bool, type(None))) or int(min_size) != min_size or min_size < 0:
@@ -35,3 +36,4 @@ def check_decoding(min_size: Any, min_distance: Any, smoothing: Any, link_overla
         raise ValueError(f"`min_distance` must be an integer >= 1, got {min_distance!r}")
     check_number("smoothing", smoothing, 0, math.inf, open_low=False, open_high=True)
     check_number("link_overlap", link_overlap, 0, 1, open_low=True, open_high=False)
+    check_number("z_split", z_split, 0, 1, open_low=False, open_high=True)

@@ -18,6 +18,7 @@ import numpy as np
 from .checks import check_decoding, check_number
 from .linking import DEFAULT_LINK_OVERLAP
 from .slices import DEFAULT_MIN_DISTANCE, DEFAULT_SMOOTHING
+from .zsplit import DEFAULT_Z_SPLIT
 
 __all__ = ["DEFAULT_MARKER_THRESHOLD", "METHOD_CHOICES", "InstanceOptions", "check_instance_info", "model_instances"]
 
@@ -81,6 +82,10 @@ class InstanceOptions:
         one when the smaller lies at least this much inside the other (one to one; a
         leftover lying this much inside one joins it). See
         `napari_unet_stack.postprocess.overlap_links`.
+    z_split : float
+        'markers' and 'watershed' Z links, in [0, 1): a linked object is cut where its
+        cross-section shrinks below this fraction of its largest ones above and below
+        (nuclei stacked in Z); 0: never. See `napari_unet_stack.postprocess.z_cuts`.
     ndim : {None, 2, 3}
         2: objects per slice; 3 (None, when there is a Z axis): linked across Z.
     time_axis : int, sequence of int or None
@@ -93,13 +98,15 @@ class InstanceOptions:
     smoothing: float = DEFAULT_SMOOTHING
     marker_threshold: float | None = None
     link_overlap: float = DEFAULT_LINK_OVERLAP
+    z_split: float = DEFAULT_Z_SPLIT
     ndim: int | None = None
     time_axis: Any = None
 
     def __post_init__(self) -> None:
         if self.method not in METHOD_CHOICES:
             raise ValueError(f"`instances` (method) must be True, False or one of {METHOD_CHOICES}, got {self.method!r}")
-        check_decoding(self.min_size, self.min_distance, self.smoothing, self.link_overlap, model_min_size=True)
+        check_decoding(self.min_size, self.min_distance, self.smoothing, self.link_overlap, model_min_size=True,
+                       z_split=self.z_split)
         if self.marker_threshold is not None:
             check_number("marker_threshold", self.marker_threshold, 0, 1, open_low=True, open_high=True)
         if self.ndim not in (None, 2, 3):
@@ -171,7 +178,7 @@ class InstanceOptions:
             raise ValueError("InstanceOptions.apply needs resolved options: call .resolve(model) first")
         return instance_labels(labels, ndim=self.ndim, method=self.method, min_size=self.min_size,
                                min_distance=self.min_distance, smoothing=self.smoothing, link_overlap=self.link_overlap,
-                               time_axes=time_axes, out=out, cancel=cancel)
+                               z_split=self.z_split, time_axes=time_axes, out=out, cancel=cancel)
 
     def check(self, shape: tuple[int, ...], time_axes: tuple[int, ...]) -> None:
         """The errors of these (resolved) options for labels of ``shape``, before any work."""

@@ -26,6 +26,7 @@ from .slices import (
     marker_slice,
     watershed_slice,
 )
+from .zsplit import DEFAULT_Z_SPLIT, ZProfiles
 
 __all__ = ["METHODS", "instance_labels", "slice_groups"]
 
@@ -98,10 +99,17 @@ class _Ids:
         return ids
 
     def count(self, labels: np.ndarray) -> None:
-        counts = np.bincount(labels.ravel())
-        if len(counts) > len(self.sizes):
-            self.sizes = np.concatenate([self.sizes, np.zeros(2 * len(counts), np.int64)])
-        self.sizes[: len(counts)] += counts
+        self.add_sizes(np.bincount(labels.ravel()))
+
+    def add_sizes(self, counts: np.ndarray, at: np.ndarray | None = None) -> None:
+        """Pixel counts added to ids 0.. (or to the ids ``at``)."""
+        top = len(counts) if at is None else int(at.max(initial=0)) + 1
+        if top > len(self.sizes):
+            self.sizes = np.concatenate([self.sizes, np.zeros(2 * top, np.int64)])
+        if at is None:
+            self.sizes[: len(counts)] += counts
+        else:
+            np.add.at(self.sizes, at, counts)
 
     def find(self, i: int) -> int:
         root = i
@@ -130,8 +138,8 @@ class _Ids:
 
 def instance_labels(semantic: Any, *, ndim: int | None = None, method: str = "watershed", min_size: int = 0,
                     min_distance: int = DEFAULT_MIN_DISTANCE, smoothing: float = DEFAULT_SMOOTHING,
-                    link_overlap: float = DEFAULT_LINK_OVERLAP, time_axes: Sequence[int] = (), out: Any = None,
-                    cancel: Any = None) -> Any:
+                    link_overlap: float = DEFAULT_LINK_OVERLAP, z_split: float = DEFAULT_Z_SPLIT,
+                    time_axes: Sequence[int] = (), out: Any = None, cancel: Any = None) -> Any:
     """Instance labels (each object its own id, unique over the array) from semantic labels.
 
     Parameters
@@ -161,6 +169,11 @@ def instance_labels(semantic: Any, *, ndim: int | None = None, method: str = "wa
         over its area), one to one; an object left over that lies this much inside one
         of the neighbouring slice joins it (a split-off piece, a second cap). See
         `napari_unet_stack.postprocess.overlap_links`.
+    z_split : float
+        'watershed' and 'markers' with Z links, in [0, 1): a linked object is cut where its
+        cross-section shrinks below this fraction of its largest ones above and below
+        (two nuclei stacked in Z; each part at least 2 slices); 0: never. See
+        `napari_unet_stack.postprocess.z_cuts`.
     time_axes : sequence of int
         Leading axes that are time: never linked, each index labelled on its own.
     out : integer array_like, optional
@@ -180,7 +193,7 @@ def instance_labels(semantic: Any, *, ndim: int | None = None, method: str = "wa
         leaves it), so keep it only from a call that returned.
     """
     shape = tuple(semantic.shape)
-    _check(method, min_size, min_distance, smoothing, link_overlap)
+    _check(method, min_size, min_distance, smoothing, link_overlap, z_split)
     from ..inference.events import check_run_options  # here: inference imports this package
 
     check_run_options(None, cancel)
@@ -189,28 +202,51 @@ def instance_labels(semantic: Any, *, ndim: int | None = None, method: str = "wa
     if out is not None and (tuple(out.shape) != shape or np.dtype(out.dtype).kind not in "ui"):
         raise ValueError(f"`out` must be an integer array of shape {shape}, got {out.dtype} {tuple(out.shape)}")
     ids = _Ids(np.dtype(target.dtype), cancel)
+    profiles = []
     for keys in groups:
         if method == "components":
             _components(semantic, target, keys, ids, min_size)
-        else:
-            _linked(semantic, target, keys, ids, method, (min_distance, smoothing, link_overlap))
-    if method != "components" and (min_size > 0 or ids.merged):
-        _finish(target, [k for keys in groups for k in keys], ids, min_size)
+            continue
+        profile = ZProfiles() if z_split > 0 and len(keys) >= 2 else None
+        _linked(semantic, target, keys, ids, method, (min_distance, smoothing, link_overlap), profile)
+        if profile is not None:
+            profiles.append(profile)
+    moves = _z_split(profiles, ids, z_split)
+    if method != "components" and (min_size > 0 or ids.merged or moves):
+        _finish(target, [k for keys in groups for k in keys], ids, min_size, moves)
     if out is not None:
         return out
     return target.astype(smallest_uint(ids.next), copy=False)
 
 
-def _check(method: str, min_size: int, min_distance: int, smoothing: float, link_overlap: float) -> None:
+def _check(method: str, min_size: int, min_distance: int, smoothing: float, link_overlap: float,
+           z_split: float) -> None:
     if method not in METHODS:
         raise ValueError(f"instance method must be one of {METHODS}, got {method!r}")
-    check_decoding(min_size, min_distance, smoothing, link_overlap)
+    check_decoding(min_size, min_distance, smoothing, link_overlap, z_split=z_split)
 
 
-def _linked(semantic, out, keys, ids: _Ids, method: str, params) -> None:
+def _z_split(profiles: list[ZProfiles], ids: _Ids, ratio: float) -> dict:
+    """The cuts of every group's Z-linked objects (`zsplit`): {slice key: (root ids, new
+    ids)}; the new objects' pixels are moved in ``ids``' counts."""
+    if not profiles:
+        return {}
+    roots = ids.roots()
+    moves = {}
+    for profile in profiles:
+        found, moved = profile.cuts(roots, ratio, ids.take)
+        if len(moved):
+            new, origin, pixels = moved.T
+            ids.add_sizes(pixels, new)
+            ids.add_sizes(-pixels, origin)  # the object the parts left keeps the rest
+            moves.update(found)
+    return moves
+
+
+def _linked(semantic, out, keys, ids: _Ids, method: str, params, profile: ZProfiles | None = None) -> None:
     """One group in one pass: each slice's objects take the ids of their overlap links;
     a leftover object of the previous slice joining one of this slice is recorded in ``ids``
-    (merged by `_finish`)."""
+    (merged by `_finish`); ``profile`` records each slice's areas (for `_z_split`)."""
     min_distance, smoothing, link_overlap = params
     prev = prev_sem = None
     for key in keys:
@@ -237,6 +273,8 @@ def _linked(semantic, out, keys, ids: _Ids, method: str, params) -> None:
         labels = lut[local]
         out[key] = labels
         ids.count(labels)
+        if profile is not None:
+            profile.add(key, len(profile.rows), labels)
         prev, prev_sem = labels, sem
 
 
@@ -272,9 +310,11 @@ def _components(semantic, out, keys, ids: _Ids, min_size: int) -> None:
         out[key] = lut[np.where(local > 0, local + offset, 0)]
 
 
-def _finish(out, keys, ids: _Ids, min_size: int) -> None:
-    """Joined ids merged, objects under ``min_size`` pixels -> 0, the others renumbered 1..n
-    in order (of their smallest id): a second pass over ``out``, slice by slice."""
+def _finish(out, keys, ids: _Ids, min_size: int, moves: dict | None = None) -> None:
+    """Joined ids merged, cut objects' parts moved to their new ids (``moves``, per slice),
+    objects under ``min_size`` pixels -> 0, the others renumbered 1..n in order (of their
+    smallest id): a second pass over ``out``, slice by slice."""
+    moves = moves or {}
     roots = ids.roots()
     counts = np.zeros(len(roots), np.int64)
     counts[: min(len(roots), len(ids.sizes))] = ids.sizes[: len(roots)]
@@ -285,5 +325,15 @@ def _finish(out, keys, ids: _Ids, min_size: int) -> None:
     number[keep] = np.arange(1, int(keep.sum()) + 1)
     lut = number[roots]
     for key in keys:
-        out[key] = lut[ids.read(out, key)]
+        old = ids.read(out, key)
+        if key not in moves:
+            out[key] = lut[old]
+            continue
+        objects = roots[old]
+        src, dst = moves[key]
+        order = np.argsort(src)
+        at = np.clip(np.searchsorted(src[order], objects), 0, len(src) - 1)
+        hit = src[order][at] == objects
+        objects[hit] = dst[order][at[hit]]
+        out[key] = number[objects]
     ids.next = int(keep.sum())
