@@ -659,15 +659,21 @@ def test_a_bioimageio_package_is_a_checkpoint_file(make_napari_viewer, qtbot, tm
     np.testing.assert_array_equal(viewer.layers["img labels"].data, segment(image, model))
 
 
+def _lively_unet(seed: int) -> UNet:
+    """A small UNet with He-initialized convolutions: its outputs follow the input."""
+    torch.manual_seed(seed)
+    model = UNet(1, 2, base_channels=4, depth=2).eval()
+    for conv in (m for m in model.modules() if isinstance(m, nn.Conv2d)):
+        nn.init.kaiming_normal_(conv.weight, nonlinearity="relu")
+    return model
+
+
 def test_border_from_the_advanced_section_reaches_the_engine(make_napari_viewer, qtbot, user_model):
     viewer = make_napari_viewer()
     image = np.random.default_rng(3).random((40, 52)).astype(np.float32)
     viewer.add_image(image, name="img")
     widget = PredictWidget(viewer)
-    torch.manual_seed(0)
-    model = UNet(1, 2, base_channels=4, depth=2).eval()
-    for conv in (m for m in model.modules() if isinstance(m, nn.Conv2d)):  # lively: outputs follow the input
-        nn.init.kaiming_normal_(conv.weight, nonlinearity="relu")
+    model = _lively_unet(0)
     widget.model.value = user_model(model)
     widget.probability.value = True
     widget.border.value = 0
@@ -682,10 +688,7 @@ def test_test_time_flips_from_the_advanced_section_reach_the_engine(make_napari_
     image = np.random.default_rng(4).random((40, 52)).astype(np.float32)
     viewer.add_image(image, name="img")
     widget = PredictWidget(viewer)
-    torch.manual_seed(1)
-    model = UNet(1, 2, base_channels=4, depth=2).eval()
-    for conv in (m for m in model.modules() if isinstance(m, nn.Conv2d)):  # not mirror symmetric
-        nn.init.kaiming_normal_(conv.weight, nonlinearity="relu")
+    model = _lively_unet(1)  # not mirror symmetric
     widget.model.value = user_model(model)
     widget.probability.value = True
     widget.tta.value = "flips"
