@@ -165,6 +165,7 @@ def test_predict_default_bundled_model(run, tmp_path, inputs, scale):
         assert np.asarray(labels.data[...]).max() == 1
 
 
+@pytest.mark.slow
 def test_tta_option_reaches_the_engine(run, tmp_path, inputs, checkpoint, stack):
     code, _, err = run("predict", inputs / "c.npy", "-o", tmp_path / "l.npy", "--model", checkpoint,
                        "--tta", "flips", "--probabilities", tmp_path / "p.npy")

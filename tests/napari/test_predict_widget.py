@@ -683,6 +683,7 @@ def test_border_from_the_advanced_section_reaches_the_engine(make_napari_viewer,
     assert (expected != np.rint(predict(image, model)[1] * 255)).any()  # the default border differs
 
 
+@pytest.mark.slow
 def test_test_time_flips_from_the_advanced_section_reach_the_engine(make_napari_viewer, qtbot, user_model):
     viewer = make_napari_viewer()
     image = np.random.default_rng(4).random((40, 52)).astype(np.float32)

@@ -86,6 +86,7 @@ def test_a_bad_z_split_is_refused_by_name(value):
         instance_labels(markers([3, 3]), method="markers", z_split=value)
 
 
+@pytest.mark.slow
 def test_segment_passes_z_split_on_for_numpy_zarr_and_dask(threshold_net):
     """A semantic model's watershed objects are linked and cut the same way: the image is
     the drawing itself (the threshold net's foreground is exactly the discs)."""
