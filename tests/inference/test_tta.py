@@ -45,8 +45,17 @@ def test_tta_is_the_mean_over_the_flipped_images(tta, transposes, nets):
     assert np.abs(got - plain).max() > 1e-3  # the test model is not mirror symmetric
 
 
-@pytest.mark.parametrize("name", ["unet-transposed", "unetpp", "unet-valid"])
-@pytest.mark.parametrize("tta", ["flips", "dihedral"])
+SLOW = pytest.mark.slow
+
+
+@pytest.mark.parametrize(("name", "tta"), [
+    ("unet-transposed", "dihedral"),
+    pytest.param("unet-transposed", "flips", marks=SLOW),
+    pytest.param("unetpp", "flips", marks=SLOW),
+    pytest.param("unetpp", "dihedral", marks=SLOW),
+    pytest.param("unet-valid", "flips", marks=SLOW),
+    pytest.param("unet-valid", "dihedral", marks=SLOW),
+])
 def test_tiled_equals_whole_slice_with_tta(name, tta, stack, nets):
     model = nets.MODELS[name]()
     whole = nus.predict(stack, model, tile_size=None, tta=tta)
