@@ -283,18 +283,17 @@ def _select_head(model, provenance: dict) -> None:
     used, which for a 3-class instance model scored against 0/1 labels means little: about
     0.2 for every head.)"""
     extra = selection_stack()
-    f1 = {}
+    f1, fast = {}, model.full_depth
     try:
         for head in ("accurate", *range(1, model.full_depth + 1)):
             model.head = head
             ids = segment(extra.image, model, device="cpu", instances=True)
             f1[str(head)] = round(match_instances(ids, extra.instances).f1, 4)
             if head != "accurate" and f1[str(head)] >= f1["accurate"] - HEAD_SELECTION["tolerance"]:
+                fast = head
                 break
     finally:
         model.head = "accurate"
-    fast = next((int(k) for k in f1 if k != "accurate" and f1[k] >= f1["accurate"] - HEAD_SELECTION["tolerance"]),
-                model.full_depth)
     model.meta["fast_head"] = fast
     provenance["fast_head_selection"] = {
         "data": SELECTION_DATA, "tolerance": HEAD_SELECTION["tolerance"], "criterion": "Z-linked F1@0.5",

@@ -88,7 +88,7 @@ def iter_segment(image, model, *, instances: bool | str | InstanceOptions = Fals
 
 
 def _decoding(instances, min_size, ndim, time_axis, min_distance, smoothing, link_overlap, marker_threshold,
-              z_split=DEFAULT_Z_SPLIT):
+              z_split):
     """The `InstanceOptions` of segment's keywords (None: semantic labels)."""
     if isinstance(instances, InstanceOptions):
         return instances

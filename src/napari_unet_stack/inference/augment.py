@@ -57,7 +57,9 @@ def _swap_then(second: _Map) -> _Map:
 def tta_views(tta: str) -> list[tuple[_Map, _Map]]:
     """(to the view, back from the view) pairs on N x C x H x W tensors for a checked ``tta``."""
     flips = [_flip(d) for d in ((), (-1,), (-2,), (-2, -1))]
-    views = [(f, f) for f in flips] if tta != "none" else [(flips[0], flips[0])]
+    if tta == "none":
+        return [(flips[0], flips[0])]
+    views = [(f, f) for f in flips]
     if tta == "dihedral":
         # view: flip, then swap Y and X; back: swap, then the same flip
         views += [(_then_swap(f), _swap_then(f)) for f in flips]

@@ -98,8 +98,11 @@ class _Ids:
             self.parent = grown
         return ids
 
-    def count(self, labels: np.ndarray) -> None:
-        self.add_sizes(np.bincount(labels.ravel()))
+    def count(self, labels: np.ndarray) -> np.ndarray:
+        """Add ``labels``' pixel counts; return them (``np.bincount``: index = id)."""
+        counts = np.bincount(labels.ravel())
+        self.add_sizes(counts)
+        return counts
 
     def add_sizes(self, counts: np.ndarray, at: np.ndarray | None = None) -> None:
         """Pixel counts added to ids 0.. (or to the ids ``at``)."""
@@ -272,9 +275,9 @@ def _linked(semantic, out, keys, ids: _Ids, method: str, params, profile: ZProfi
                 ids.union(joined, into)
         labels = lut[local]
         out[key] = labels
-        ids.count(labels)
+        counts = ids.count(labels)
         if profile is not None:
-            profile.add(key, len(profile.rows), labels)
+            profile.add(key, counts)
         prev, prev_sem = labels, sem
 
 

@@ -64,10 +64,11 @@ class ZProfiles:
     def __init__(self) -> None:
         self.rows: list[tuple[tuple[int, ...], int, np.ndarray, np.ndarray]] = []
 
-    def add(self, key: tuple[int, ...], position: int, labels: np.ndarray) -> None:
-        """Record slice ``key`` (the ``position``-th of its Z run) and its labels."""
-        ids, counts = np.unique(labels[labels > 0], return_counts=True)
-        self.rows.append((key, position, ids.astype(np.int64), counts.astype(np.int64)))
+    def add(self, key: tuple[int, ...], counts: np.ndarray) -> None:
+        """Record the next slice of the run, ``key``, by its labels' pixel counts
+        (``np.bincount`` of the labels: index = id)."""
+        ids = np.flatnonzero(counts[1:]) + 1
+        self.rows.append((key, len(self.rows), ids.astype(np.int64), counts[ids].astype(np.int64)))
 
     def cuts(self, roots: np.ndarray, ratio: float, take) -> tuple[dict, np.ndarray]:
         """{key: (root ids, new ids)} for the slices whose pixels move to a new object,
