@@ -36,8 +36,10 @@ schedule: whenever the time is up, the model is a finished cycle) while one more
 expected to end before then. ``meta["provenance"]["cycles"]`` lists them (steps, seed of
 the patch sampling and validation split, seconds, best validation Dice: later cycles
 validate on slices that earlier ones may have trained on, so the choices that matter are
-made on the selection stacks: seed 3 for the fast head, seeds 3-5 for the marker
-threshold). ``--rescore`` trains nothing: it chooses the marker threshold again and re-scores the shipped weights (e.g. after a change of the decoding).
+made on the selection stacks: seed 3 for the fast head, seeds 3-5 for the foreground and
+marker thresholds, `default_model_choices`). ``--rescore`` trains nothing: it makes the
+decoding choices again and re-scores the shipped weights (e.g. after a change of the
+decoding).
 """
 
 from __future__ import annotations
@@ -52,12 +54,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from default_model_choices import tune_decoding  # scripts/, beside this file
 
 from napari_unet_stack.checkpoints import load_model, save_model
 from napari_unet_stack.inference import predict, segment
 from napari_unet_stack.inference.precision import weights_digest
 from napari_unet_stack.models import NestedUNet, UNet
-from napari_unet_stack.postprocess import InstanceOptions, decode_probabilities
 from napari_unet_stack.samples import load_sample
 from napari_unet_stack.synthetic import varied_nuclei, varied_set
 from napari_unet_stack.training import (
@@ -98,10 +100,6 @@ HEAD_SELECTION = {"shape": (16, 256, 256), "seed": 3, "tolerance": 0.01}
 #: how provenance names that stack
 SELECTION_DATA = (f"synthetic.varied_nuclei({HEAD_SELECTION['shape']}, seed={HEAD_SELECTION['seed']}, "
                   "bit_depths=16)")
-#: the stacks the marker threshold is chosen on (seed 3 is also the head-selection stack)
-MARKER_SELECTION = {"shape": (16, 256, 256), "seeds": (3, 4, 5)}
-#: the marker thresholds tried for the models' own decoding (on the `MARKER_SELECTION` stacks)
-MARKER_THRESHOLDS = (0.5, 0.7, 0.8, 0.9, 0.95)
 
 
 def training_data() -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -301,28 +299,6 @@ def _select_head(model, provenance: dict) -> None:
     }
 
 
-def _tune_markers(model, provenance: dict) -> None:
-    """The marker threshold of the model's own decoding, chosen on the `MARKER_SELECTION`
-    stacks (neither training nor held-out data) by the mean F1 at IoU 0.5 of Z-linked objects
-    (three stacks rather than seed 3 alone: the best threshold differs from stack to stack)."""
-    f1 = {t: [] for t in MARKER_THRESHOLDS}
-    for seed in MARKER_SELECTION["seeds"]:
-        extra = varied_nuclei(MARKER_SELECTION["shape"], seed=seed, bit_depths=16)
-        probs = predict(extra.image, model, device="cpu", precision="float32")
-        for t in MARKER_THRESHOLDS:
-            ids = decode_probabilities(probs, model, InstanceOptions(method="markers", marker_threshold=t))
-            f1[t].append(match_instances(ids, extra.instances).f1)
-    mean = {t: round(float(np.mean(v)), 4) for t, v in f1.items()}
-    best = max(mean, key=mean.get)
-    model.meta["instances"] = {**model.meta["instances"], "marker_threshold": best}
-    provenance["marker_threshold_selection"] = {
-        "data": f"synthetic.varied_nuclei({MARKER_SELECTION['shape']}, seed=s, bit_depths=16), "
-                f"s in {list(MARKER_SELECTION['seeds'])}",
-        "f1_3d": {str(t): [round(x, 4) for x in v] for t, v in f1.items()},
-        "f1_3d_mean": {str(k): v for k, v in mean.items()}, "marker_threshold": best,
-    }
-
-
 def _bf16_check(model, provenance: dict) -> None:
     """bfloat16 against float32 over the whole held-out stack (issue 13's criterion), with the
     digest of the weights it holds for: `precision="auto"` reads it (inference/precision.py)."""
@@ -338,8 +314,8 @@ def _bf16_check(model, provenance: dict) -> None:
 
 
 def evaluate_and_save(name, model, provenance: dict, out) -> dict:
-    """Decoding threshold, bf16 check, held-out scores; save (weights and metadata)."""
-    _tune_markers(model, provenance)
+    """Decoding thresholds, bf16 check, held-out scores; save (weights and metadata)."""
+    tune_decoding(model, provenance)  # the foreground, then the marker threshold
     if isinstance(model, NestedUNet):
         _select_head(model, provenance)  # at the chosen marker threshold
     _bf16_check(model, provenance)
@@ -389,7 +365,7 @@ def finalize(name, model, val_dice, seconds, out, init, cycles=None) -> dict:
 
 
 def rescore(names, out) -> int:
-    """``--rescore``: the shipped weights as they are; decoding, bf16 check and scores again."""
+    """``--rescore``: the shipped weights as they are; decoding choices, bf16 check and scores again."""
     for name in names:
         model = load_model(OUT / f"{name}.pt")
         entry = evaluate_and_save(name, model, dict(model.meta["provenance"]), out)

@@ -10,8 +10,9 @@ sigmoid for K == 1):
 - **P(foreground)** is ``1 - P(background)`` (channel 0) for softmax, the probability of
   the single channel for a one-channel sigmoid model, and the largest channel probability
   for a multilabel sigmoid model.
-- A pixel is foreground where P(foreground) > ``threshold`` (default 0.5), for every
-  activation. Its class is then the most probable foreground class (softmax: channels
+- A pixel is foreground where P(foreground) > ``threshold``, for every activation. The
+  default threshold is the model's own (``meta["threshold"]``, chosen when it was trained
+  and saved with it, `model_threshold`), else 0.5 (`DEFAULT_THRESHOLD`). Its class is then the most probable foreground class (softmax: channels
   1..K-1; multilabel sigmoid: every channel, numbered from 1); elsewhere it is class 0.
   For a two-class softmax model at 0.5 this is the argmax, except at float32 ties
   (``|p1 - p0|`` below about 1e-7, where ``1 - p0`` rounds to exactly 0.5).
@@ -37,15 +38,20 @@ import numpy as np
 
 __all__ = [
     "ACTIVATIONS",
+    "DEFAULT_THRESHOLD",
     "LabelRule",
     "check_activation",
     "check_threshold",
     "default_activation",
     "label_values",
+    "model_threshold",
     "smallest_uint",
 ]
 
 ACTIVATIONS = ("softmax", "sigmoid")
+
+#: The foreground threshold of a model whose metadata names none.
+DEFAULT_THRESHOLD = 0.5
 
 
 def check_activation(activation: Any) -> str:
@@ -114,6 +120,23 @@ def check_threshold(threshold: Any) -> np.float32:
     return np.float32(value)
 
 
+def model_threshold(model: Any, threshold: Any = None) -> float:
+    """The foreground threshold to use with ``model`` (a network, a spec or a meta dict):
+    ``threshold`` when given, else the model's ``meta["threshold"]``, else 0.5; checked.
+
+    >>> model_threshold({"threshold": 0.7}), model_threshold({}), model_threshold({"threshold": 0.7}, 0.4)
+    (0.7, 0.5, 0.4)
+    """
+    if threshold is None:
+        meta = model if isinstance(model, dict) else (getattr(model, "meta", None) or {})
+        threshold = meta.get("threshold") if isinstance(meta, dict) else None
+        if threshold is None:
+            threshold = getattr(model, "threshold", None)  # a ModelSpec carries it as an attribute
+        threshold = DEFAULT_THRESHOLD if threshold is None else threshold
+    check_threshold(threshold)
+    return float(threshold)
+
+
 @dataclass(frozen=True)
 class LabelRule:
     """How one model's probabilities become labels (see the module docstring).
@@ -144,11 +167,13 @@ class LabelRule:
         return cls(act, n, label_values(n, act, class_values), check_threshold(threshold))
 
     @classmethod
-    def for_model(cls, model: Any, threshold: float = 0.5, n_channels: int | None = None) -> LabelRule:
-        """The rule of a `SegmentationNetwork` (its activation and ``meta['class_values']``)."""
+    def for_model(cls, model: Any, threshold: float | None = None, n_channels: int | None = None) -> LabelRule:
+        """The rule of a `SegmentationNetwork` (its activation and ``meta['class_values']``);
+        ``threshold`` None: the model's own (`model_threshold`)."""
         meta = getattr(model, "meta", None) or {}
         n = model.out_channels if n_channels is None else n_channels
-        return cls.of(n, getattr(model, "activation", None), meta.get("class_values"), threshold)
+        return cls.of(n, getattr(model, "activation", None), meta.get("class_values"),
+                      model_threshold(model, threshold))
 
     def with_threshold(self, threshold: float) -> LabelRule:
         return LabelRule(self.activation, self.n_channels, self.values, check_threshold(threshold),

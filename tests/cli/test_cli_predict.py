@@ -146,6 +146,34 @@ def test_threshold_means_the_same_for_every_activation(run, tmp_path, stack):
             np.testing.assert_array_equal(np.load(dst), expected)
 
 
+@pytest.mark.slow
+def test_without_threshold_the_models_own_is_used(run, tmp_path, stack):
+    """A checkpoint's ``meta["threshold"]`` is the CLI's default, labels and instances alike
+    (with or without stored probabilities); ``--threshold`` overrides it."""
+    torch.manual_seed(3)
+    net = UNet(1, 3, base_channels=4, depth=2).eval()
+    image = stack[:2]
+    src = tmp_path / "in.tif"
+    io.write_image(src, image, axes="ZYX")
+    probs = predict(image, net, device="cpu", tile_size=32)
+    t = float(np.quantile(LabelRule.for_model(net).foreground(probs)[0], 0.6))
+    net.meta["threshold"] = t
+    ckpt = save_model(net, tmp_path / "m.pt")
+    own = (1 - probs[0] > np.float32(t)) * (probs[1:].argmax(0) + 1)  # the rule, written out
+    half = (1 - probs[0] > np.float32(0.5)) * (probs[1:].argmax(0) + 1)
+    assert (own != half).any()
+    for extra, expected in (([], own), (["--probabilities", tmp_path / "p.npy"], own), (["--threshold", "0.5"], half)):
+        dst = tmp_path / f"l{len(extra)}{len(str(extra))}.npy"
+        code, _, err = run("predict", src, "-o", dst, "--model", ckpt, "--tile-size", "32", "--device", "cpu", *extra)
+        assert code == 0, err
+        np.testing.assert_array_equal(np.load(dst), expected)
+    dst = tmp_path / "ids.npy"
+    code, _, err = run("predict", src, "-o", dst, "--model", ckpt, "--tile-size", "32", "--device", "cpu",
+                       "--instances", "watershed")
+    assert code == 0, err
+    np.testing.assert_array_equal(np.load(dst) > 0, own > 0)
+
+
 def test_predict_help_documents_the_threshold(capsys):
     with pytest.raises(SystemExit):
         cli.main(["predict", "--help"])

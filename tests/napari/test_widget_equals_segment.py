@@ -100,3 +100,24 @@ def test_lazy_layer_with_class_values(make_napari_viewer, registered):
     np.testing.assert_array_equal(np.asarray(labels.data), expected)
     widget.threshold.value = 0.3
     np.testing.assert_array_equal(np.asarray(labels.data), segment(image, model, threshold=0.3))
+
+
+@pytest.mark.slow
+def test_the_slider_starts_at_the_models_own_threshold(make_napari_viewer, registered):
+    """A model's ``meta["threshold"]`` is where the slider starts, and the run equals
+    `segment` at its default (that threshold); choosing another model moves the slider to
+    its own without relabelling the layer already shown."""
+    image = np.random.default_rng(3).random((2, 48, 64)).astype(np.float32)
+    model = _tiny(3)
+    model.meta["threshold"] = 0.3
+    plain = _tiny(2)
+    viewer, widget = _widget(make_napari_viewer, image)
+    widget.model.value = registered(model, "own threshold")
+    assert widget.threshold.value == pytest.approx(0.3)
+    assert widget.run(wait=True) is not None, widget.status.value
+    shown = np.array(viewer.layers["img labels"].data)
+    np.testing.assert_array_equal(shown, segment(image, model))
+    assert (shown != segment(image, model, threshold=0.5)).any()  # the default is not 0.5 here
+    widget.model.value = registered(plain, "no threshold")
+    assert widget.threshold.value == pytest.approx(0.5)
+    np.testing.assert_array_equal(viewer.layers["img labels"].data, shown)

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..labels import check_activation
+from ..labels import check_activation, check_threshold
 from ..models import SegmentationNetwork
 from ..models.base import META_KEYS
 from ..normalization import validate_normalization
@@ -83,8 +83,8 @@ def check_meta(model: SegmentationNetwork, key: str, value: Any) -> Any:
 
     ``normalization`` is validated (and completed) by `validate_normalization`;
     ``class_names`` needs one str per output channel, ``class_values`` one int (or list
-    of ints) per channel (or 2 for a one-channel model), ``fast_head`` a positive int and
-    ``provenance`` a dict. Other keys only need to be plain data.
+    of ints) per channel (or 2 for a one-channel model), ``fast_head`` a positive int,
+    ``threshold`` a number in [0, 1] and ``provenance`` a dict. Other keys only need to be plain data.
     """
     value = plain(value, key)
     k = model.out_channels
@@ -104,6 +104,11 @@ def check_meta(model: SegmentationNetwork, key: str, value: Any) -> Any:
             raise ValueError(f"`fast_head` must be a positive int, got {value!r}")
     elif key == "instances":
         check_instance_info(value, k)
+    elif key == "threshold":
+        if isinstance(value, bool):
+            raise TypeError(f"`threshold` must be a number in [0, 1], got {value!r}")
+        check_threshold(value)
+        value = float(value)
     elif key == "provenance" and not isinstance(value, dict):
         raise TypeError(f"`provenance` must be a dict, got {type(value).__name__}")
     return value

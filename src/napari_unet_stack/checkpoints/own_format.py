@@ -26,6 +26,7 @@ from .._version import __version__
 from ..io.atomic import write_atomically
 from ..labels import check_activation
 from ..models import ARCHITECTURE_CLASSES, REFERENCE_ARCHITECTURES, SegmentationNetwork
+from ..models.base import META_KEYS
 from .errors import CheckpointError, cannot_load
 from .metadata import check_loaded_meta, check_meta, plain, plain_training_state
 from .weights import build_checked, expanded, non_finite
@@ -124,7 +125,9 @@ def save_model(
     if activation is not None:
         check_activation(activation)
     updates = {key: check_meta(model, key, value) for key, value in metadata.items()}
-    meta = {key: plain(value, key) for key, value in {**model.meta, **updates}.items()}
+    # the entries already in model.meta are checked too: load_model would refuse a bad one
+    meta = {key: check_meta(model, key, value) if key in META_KEYS and key not in updates else plain(value, key)
+            for key, value in {**model.meta, **updates}.items()}
     state = {key: value.detach().to("cpu", copy=True) for key, value in model.state_dict().items()}
     bad = non_finite(state)
     if bad:  # load_model refuses such files: write none

@@ -29,8 +29,8 @@ __all__ = ["add_parser", "engine_options", "run"]
 
 THRESHOLD_HELP = (
     "foreground where P(foreground) > T, for every activation: 1 - P(background) for softmax "
-    "models, the channel's probability for sigmoid ones (default 0.5: for two-class softmax "
-    "models the argmax)"
+    "models, the channel's probability for sigmoid ones (default: the model's own threshold, "
+    "chosen with its training, else 0.5: for two-class softmax models the argmax)"
 )
 
 
@@ -63,7 +63,7 @@ def add_parser(sub) -> None:
                         "('flips', 4 forwards) or also their transposes ('dihedral', 8); fewer wrong splits "
                         "of touching nuclei, 4 or 8 times the time (default none)")
     _add_instance_options(p)
-    p.add_argument("--threshold", default="0.5", metavar="T", help=THRESHOLD_HELP)
+    p.add_argument("--threshold", metavar="T", help=THRESHOLD_HELP)
     p.add_argument("--probabilities", metavar="PATH",
                    help="also write the class probabilities (float32, classes first); a folder for several inputs")
     p.add_argument("--format", choices=("tif", "ome.tif", "zarr", "ome.zarr", "npy"),
@@ -122,12 +122,14 @@ def engine_options(args) -> dict:
     tile = parse_int("--tile-size", args.tile_size, 1, ("auto", "none"))
     batch = parse_int("--batch-size", args.batch_size, 1, ("auto",))
     border = {} if args.border is None else {"border": parse_int("--border", args.border, 0, ("reach",))}
-    try:
-        threshold = float(args.threshold)
-    except ValueError:
-        raise ValueError(f"--threshold must be a number in [0, 1], got {args.threshold!r}") from None
-    if not 0.0 <= threshold <= 1.0:
-        raise ValueError(f"--threshold must be in [0, 1], got {threshold}")
+    threshold = None  # the model's own
+    if args.threshold is not None:
+        try:
+            threshold = float(args.threshold)
+        except ValueError:
+            raise ValueError(f"--threshold must be a number in [0, 1], got {args.threshold!r}") from None
+        if not 0.0 <= threshold <= 1.0:
+            raise ValueError(f"--threshold must be in [0, 1], got {threshold}")
     args.channel = parse_channel(args.channel)
     if args.scheduler is None:
         from ..devices import resolve_device

@@ -251,7 +251,7 @@ def predict(image, model, *, channel_axis=None, channel=None, tile_size="auto", 
     return drain(_iterate(image, model, "probabilities", options))
 
 
-def segment(image, model, *, threshold=0.5, instances=False, min_size=None, instance_ndim=None, time_axis=None,
+def segment(image, model, *, threshold=None, instances=False, min_size=None, instance_ndim=None, time_axis=None,
             min_distance=DEFAULT_MIN_DISTANCE, smoothing=DEFAULT_SMOOTHING, link_overlap=DEFAULT_LINK_OVERLAP,
             marker_threshold=None, z_split=DEFAULT_Z_SPLIT, channel_axis=None,
             channel=None, tile_size="auto", halo="auto", blend="crop", pad_mode="reflect", border=DEFAULT_BORDER,
@@ -262,8 +262,10 @@ def segment(image, model, *, threshold=0.5, instances=False, min_size=None, inst
 
     Same options as `predict`, plus:
 
-    threshold : float
-        Foreground where P(foreground) > threshold, for every activation: P(foreground) is
+    threshold : float or None
+        Foreground where P(foreground) > threshold, for every activation. None (default):
+        the model's own threshold (``meta["threshold"]``, chosen with its training; the
+        bundled models record theirs), else 0.5. P(foreground) is
         1 - P(background) for softmax models, the channel's probability for a one-channel
         sigmoid model, the largest channel probability for a multilabel sigmoid model; a
         foreground pixel gets the most probable foreground class. For a two-class softmax
@@ -322,7 +324,7 @@ def segment(image, model, *, threshold=0.5, instances=False, min_size=None, inst
         (class index, or the checkpoint's class values). Pixels whose input is NaN or
         infinite are 0 (background). Per-class probabilities are never held for the
         whole stack: each tile becomes labels as soon as it is computed. Equal, bit for
-        bit, to ``LabelRule.for_model(model, threshold).labels(predict(...))``.
+        bit, to ``LabelRule.for_model(model, threshold).labels(predict(...))`` (same default).
     """
     options = dict(channel_axis=channel_axis, channel=channel, tile_size=tile_size, halo=halo, blend=blend, pad_mode=pad_mode,
                    border=border, batch_size=batch_size, device=device, precision=precision,

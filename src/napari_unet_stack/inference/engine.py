@@ -84,6 +84,8 @@ def iterate(image, spec: ModelSpec, request: Request, *, progress=None, cancel=N
         tile_shape=(plan.axes[0].core, plan.axes[1].core), window_shape=(plan.axes[0].window, plan.axes[1].window),
         batch_size=plan.batch_size, n_tiles=run.total, exact=plan.exact, tta=request.tta,
     )
+    if request.mode == "labels":
+        run.info["threshold"] = request.threshold  # the caller's, or the model's own
     log.info(
         "napari-unet-stack: %d slice(s) on %s in %s (%s), tiles %s + halo %d, border %d, batch %d",
         len(layout.leads), run.info["device"], run.info["precision"], plan.precision_reason, run.info["tile_shape"],

@@ -17,7 +17,7 @@ import torch
 from .. import tiling
 from ..channels import check_channel
 from ..devices import channels_last_for, memory_budget, resolve_device
-from ..labels import LabelRule, check_threshold
+from ..labels import DEFAULT_THRESHOLD, LabelRule, model_threshold
 from ..normalization import resolve_normalization
 from ..validation import check_int
 from .augment import check_tta
@@ -57,7 +57,7 @@ class Request:
     device: Any = "auto"
     precision: Any = "auto"
     normalization: dict | None = None
-    threshold: float = 0.5
+    threshold: float = DEFAULT_THRESHOLD  # resolved: the caller's, else the model's own
     markers: float | None = None  # labels mode: an instance model's marker maps at this threshold
     tta: str = "none"  # test-time augmentation (`augment.TTA_CHOICES`)
 
@@ -67,16 +67,17 @@ class Request:
 
 def make_request(spec: ModelSpec, mode: str, *, channel_axis=None, channel=None, tile_size="auto", halo="auto", blend="crop",
                  pad_mode="reflect", batch_size="auto", device="auto", precision="auto", normalization="auto",
-                 threshold=0.5, markers=None, border=DEFAULT_BORDER, tta=False) -> Request:
+                 threshold=None, markers=None, border=DEFAULT_BORDER, tta=False) -> Request:
     """Check the options that do not depend on the image; resolve the normalization
-    (an explicit option wins over the checkpoint's, which wins over the default)."""
+    (an explicit option wins over the checkpoint's, which wins over the default) and the
+    threshold (None: the model's own, `napari_unet_stack.labels.model_threshold`)."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     if blend not in tiling.BLEND_MODES:
         raise ValueError(f"`blend` must be one of {tiling.BLEND_MODES}, got {blend!r}")
     if pad_mode not in tiling.PAD_MODES:
         raise ValueError(f"`pad_mode` must be one of {tiling.PAD_MODES}, got {pad_mode!r}")
-    threshold = check_threshold(threshold)
+    threshold = model_threshold(spec, threshold)
     border = check_border(border)
     tta = check_tta(tta)
     channel = check_channel(channel, None, spec.in_channels, channel_axis=channel_axis)

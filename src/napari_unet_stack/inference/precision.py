@@ -9,7 +9,7 @@ class change per pixel): trained models have saturated outputs (bundled models: 
 0.00040), barely trained or random ones do not (0.0015-0.0027, some of them keeping
 99.95% of their labels). A probe whose float32 labels are (almost) one class says nothing about the
 boundaries, where bfloat16 flips labels: the run is then float32 and the next run probes
-again. The probe uses the model's default label rule (threshold 0.5), so `predict` and
+again. The probe uses the model's default label rule (its own threshold), so `predict` and
 `segment` at any threshold decide alike. A measured decision is kept per model object
 (and device and weights version): training in place or a new UNet++ head probes again. CUDA keeps its rule
 (`devices.resolve_precision`: bfloat16, else float16); training's precision is not
@@ -158,7 +158,7 @@ def probe_agreement(spec: ModelSpec, layout: Layout, request: Any, image: Any, s
     x = torch.from_numpy(np.ascontiguousarray(tiling.pad_canvas(block, *axes, "reflect"))[None]).to(device)
     last = channels_last_for(device)
     fn = on_device(spec.module, device, last) if spec.module is not None else spec.fn
-    rule = spec.label_rule(n_classes)  # the default threshold: predict and segment decide alike
+    rule = spec.label_rule(n_classes)  # the model's own threshold: predict and segment decide alike
     labels, probs = [], []
     with torch.inference_mode():
         for dtype in (None, torch.bfloat16):

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from ..labels import LabelRule, default_activation
+from ..labels import LabelRule, default_activation, model_threshold
 from ..models.base import SegmentationNetwork
 from ..postprocess.options import model_instances
 
@@ -36,6 +36,7 @@ class ModelSpec:
     output_size: Callable[[int], int] | None = None
     name: str = "model"  # for messages: the class or function, and the file it came from
     instances: dict | None = None  # an instance model's ``meta["instances"]`` (how to decode it)
+    threshold: float | None = None  # the model's own foreground threshold (``meta["threshold"]``)
 
     def window_output(self, size: int) -> int:
         """The output length of a network input ``size`` long ("same" models: ``size``)."""
@@ -45,10 +46,12 @@ class ModelSpec:
         """The model's activation, or the default for ``n_channels`` outputs."""
         return default_activation(n_channels, self.activation)
 
-    def label_rule(self, n_channels: int, threshold: float = 0.5, markers: float | None = None) -> LabelRule:
-        """How this model's ``n_channels`` probabilities become labels; with ``markers`` (a
-        marker threshold) an instance model's marker maps (`LabelRule.with_markers`)."""
-        rule = LabelRule.of(n_channels, self.activation, self.class_values, threshold)
+    def label_rule(self, n_channels: int, threshold: float | None = None, markers: float | None = None
+                   ) -> LabelRule:
+        """How this model's ``n_channels`` probabilities become labels (``threshold`` None:
+        the model's own); with ``markers`` (a marker threshold) an instance model's marker
+        maps (`LabelRule.with_markers`)."""
+        rule = LabelRule.of(n_channels, self.activation, self.class_values, model_threshold(self, threshold))
         if markers is None:
             return rule
         if self.instances is None:
@@ -111,4 +114,5 @@ def _network_spec(model: SegmentationNetwork) -> ModelSpec:
         input_size_for=model.input_size_for if margin else None,
         output_size=model.output_size if margin else None,
         instances=model_instances(model),
+        threshold=model.meta.get("threshold"),
     )

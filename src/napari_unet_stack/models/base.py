@@ -20,6 +20,7 @@ META_KEYS = (
     "provenance",  # dict: training data, steps, metrics, source file of an import
     "fast_head",  # int, UNet++ head used by head="fast"
     "instances",  # dict: an instance model's classes and decoding (training.instance_meta)
+    "threshold",  # float: the model's own foreground threshold (labels.model_threshold)
 )
 
 

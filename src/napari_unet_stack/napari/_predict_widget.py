@@ -26,6 +26,7 @@ from superqt import QCollapsible
 
 from ..inference.augment import TTA_CHOICES
 from ..inference.plan import DEFAULT_BORDER
+from ..labels import model_threshold
 from ._decode_controls import DecodeControls, InstanceDecoding, show_instances
 from ._jobs import EXPECTED_ERRORS, PredictJob, describe_model, device_choices, run_prediction
 from ._layers import check_channels, image_input, output_geometry, spatial_shape
@@ -153,6 +154,8 @@ class PredictWidget(PredictChoices):
         self.model_info.value = describe_model(model, self.checkpoint.value if is_file else None)
         self.head.enabled = bool(getattr(model, "deep_supervision", False))
         self.threshold_note.value = SOFTMAX_NOTE if model.activation == "softmax" else ""
+        with self.threshold.changed.blocked():  # the model's own threshold; no result is relabelled
+            self.threshold.value = min(max(model_threshold(model), self.threshold.min), self.threshold.max)
         self.decoding.follow_model(model)
         self._on_image_changed()
 

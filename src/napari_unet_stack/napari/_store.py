@@ -59,7 +59,7 @@ class ProbabilityStore:
         self.finished: set[tuple[int, ...]] = set()
 
     @classmethod
-    def for_model(cls, spatial: tuple[int, ...], model: Any, threshold: float = 0.5, labels: Any = None, *,
+    def for_model(cls, spatial: tuple[int, ...], model: Any, threshold: float | None = None, labels: Any = None, *,
                   keep: bool = False):
         """The store for ``model``'s results (its activation and ``meta['class_values']``);
         ``keep``: an instance model's P(interior) too (what its own decoding reads)."""

@@ -18,7 +18,7 @@ from .options import InstanceOptions, model_instances
 __all__ = ["decode_probabilities", "labels_rule"]
 
 
-def labels_rule(model: Any, options: InstanceOptions, threshold: float = 0.5, n_channels: int | None = None
+def labels_rule(model: Any, options: InstanceOptions, threshold: float | None = None, n_channels: int | None = None
                 ) -> LabelRule:
     """The rule turning ``model``'s probabilities into what ``options`` (resolved) decode:
     an instance model's marker maps for 'markers', else its labels."""
@@ -32,7 +32,7 @@ def labels_rule(model: Any, options: InstanceOptions, threshold: float = 0.5, n_
 
 
 def decode_probabilities(probabilities: Any, model: Any, options: InstanceOptions | bool | str = True, *,
-                         threshold: float = 0.5, time_axes: Sequence[int] = (), out: Any = None,
+                         threshold: float | None = None, time_axes: Sequence[int] = (), out: Any = None,
                          cancel: Any = None) -> Any:
     """Instance labels of ``probabilities`` (K, ..., Y, X) of ``model``, as `segment` decodes.
 
@@ -44,8 +44,8 @@ def decode_probabilities(probabilities: Any, model: Any, options: InstanceOption
         The model that gave them (its activation, class values and ``meta["instances"]``).
     options : InstanceOptions, True or a method name
         How to decode (resolved against ``model``: True is the model's own decoding).
-    threshold : float
-        The foreground threshold, as ``segment(threshold=...)``.
+    threshold : float or None
+        The foreground threshold, as ``segment(threshold=...)`` (None: the model's own).
     time_axes : sequence of int
         Axes of the *labels* (the probabilities without their class axis) that are time.
     out : integer array_like, optional
