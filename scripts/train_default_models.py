@@ -8,9 +8,10 @@
   boundary) trained with ``train(..., instances=True)``; ``segment(..., instances=True)``
   splits touching nuclei with a watershed seeded by the interiors.
 - ``nuclei-unetpp``: UNet++ (NestedUNet), base 8, depth 4, deep supervision, the same
-  targets. Its ``meta["fast_head"]`` is chosen again after training (`_select_head`):
-  the smallest head whose Z-linked instance F1 on an extra varied stack (seed 3: neither
-  training nor held-out data) is within 0.01 of the accurate mode's.
+  targets. Its ``meta["fast_head"]`` is chosen again after training (`_select_head`:
+  ``select_fast_head(..., score="f1")``): the smallest head whose Z-linked instance F1 on
+  an extra varied stack (seed 3: neither training nor held-out data) is within 0.01 of the
+  accurate mode's.
 
 Training data (`training_data`): ``TRAIN_SET["n"]`` 2D images of
 `synthetic.varied_set` (each its own scene: sizes, density, clumps, touching pairs,
@@ -66,6 +67,7 @@ from napari_unet_stack.training import (
     foreground_dice,
     match_instances,
     mean_average_precision,
+    select_fast_head,
     train,
 )
 
@@ -275,27 +277,17 @@ def selection_stack():
 
 
 def _select_head(model, provenance: dict) -> None:
-    """The UNet++ fast head: the smallest head whose Z-linked instance F1 at IoU 0.5 on the
-    selection stack (its own decoding, at the chosen marker threshold) is within the
-    tolerance of the accurate mode's. (Until 2026-12-02 `select_fast_head`'s class Dice was
-    used, which for a 3-class instance model scored against 0/1 labels means little: about
-    0.2 for every head.)"""
+    """The UNet++ fast head (`select_fast_head` with ``score="f1"``): the smallest head whose
+    Z-linked instance F1 at IoU 0.5 on the selection stack (its own decoding, at the chosen
+    marker threshold) is within the tolerance of the accurate mode's. (Until 2026-12-02
+    `select_fast_head` scored class Dice, which for a 3-class instance model against 0/1
+    labels means little: about 0.2 for every head.)"""
     extra = selection_stack()
-    f1, fast = {}, model.full_depth
-    try:
-        for head in ("accurate", *range(1, model.full_depth + 1)):
-            model.head = head
-            ids = segment(extra.image, model, device="cpu", instances=True)
-            f1[str(head)] = round(match_instances(ids, extra.instances).f1, 4)
-            if head != "accurate" and f1[str(head)] >= f1["accurate"] - HEAD_SELECTION["tolerance"]:
-                fast = head
-                break
-    finally:
-        model.head = "accurate"
-    model.meta["fast_head"] = fast
+    fast, f1 = select_fast_head(model, extra.image, extra.instances, tolerance=HEAD_SELECTION["tolerance"],
+                                score="f1", device="cpu")
     provenance["fast_head_selection"] = {
         "data": SELECTION_DATA, "tolerance": HEAD_SELECTION["tolerance"], "criterion": "Z-linked F1@0.5",
-        "f1": f1, "fast_head": fast,
+        "f1": {k: round(v, 4) for k, v in f1.items()}, "fast_head": fast,
     }
 
 

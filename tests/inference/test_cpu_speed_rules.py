@@ -82,9 +82,10 @@ def test_channels_last_on_the_cpu_where_onednn_runs():
 
 def test_a_cpu_run_reports_float32_and_the_rules_batch(nets):
     # the old rule held the CPU to one window; tiny windows now batch (the rule's choice for
-    # this network's own width and window, cross-checked against a fixed figure)
+    # this network's own width and window, cross-checked against a fixed figure); 9 slices:
+    # a forward of 8 windows, then 1 (info["batch_size"] is the most one forward took)
     model, info = nets.MODELS["unet-transposed"](), {}
-    nus.segment(np.zeros((2, 32, 32), np.float32), model, device="cpu", info=info)
+    nus.segment(np.zeros((9, 32, 32), np.float32), model, device="cpu", info=info)
     window_px = info["window_shape"][0] * info["window_shape"][1]
     expected = resolve_batch("auto", CPU, 2**40, window_px, activation_bytes_per_pixel(model_spec(model), 4))
     assert info["precision"] == "float32" and info["batch_size"] == expected == 8

@@ -71,6 +71,21 @@ class FlakyMemory(SegmentationNetwork):
         return self.inner(x)
 
 
+class OutOfMemoryOnce(FlakyMemory):
+    """Out of memory on its ``nth`` forward only, whatever the batch."""
+
+    def __init__(self, inner, nth):
+        super().__init__(inner, max_batch=10**9)
+        self.nth, self.calls = nth, 0
+
+    def forward(self, x):
+        self.calls += 1
+        if self.calls == self.nth:
+            self.failures += 1
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return super().forward(x)
+
+
 def test_out_of_memory_halves_the_batch_and_keeps_the_result(stack, nets):
     inner = nets.MODELS["unet-transposed"]()
     expected = nus.predict(stack, inner, tile_size=None)
@@ -79,6 +94,38 @@ def test_out_of_memory_halves_the_batch_and_keeps_the_result(stack, nets):
     got = nus.predict(stack, flaky, tile_size=32, batch_size=8, info=info)
     np.testing.assert_allclose(got, expected, atol=1e-4)
     assert info["oom_retries"] == 2 and info["batch_size"] == 2  # 8 -> 4 -> 2
+
+
+def test_info_batch_size_is_the_most_tiles_one_forward_took(stack, nets, monkeypatch):
+    from napari_unet_stack.inference import engine
+
+    batches, real = [], engine.forward
+
+    def counted(spec, fn, x, *args, **kwargs):  # the batch of each forward that ran
+        out = real(spec, fn, x, *args, **kwargs)
+        batches.append(int(x.shape[0]))
+        return out
+
+    monkeypatch.setattr(engine, "forward", counted)
+    model = nets.MODELS["unet-transposed"]()
+    cases = [
+        (stack[0], {"tile_size": None, "batch_size": 8}, 1),  # one tile: a batch of 1, not the plan's 8
+        (stack, {"tile_size": 32, "batch_size": 4}, 4),  # 2 x 5 tiles: batches of 4, 4 and 2
+        (stack[:1], {"tile_size": 32, "batch_size": 64}, 5),  # fewer tiles than the plan's batch
+    ]
+    for image, options, expected in cases:
+        batches.clear()
+        info = {}
+        nus.predict(image, model, device="cpu", precision="float32", info=info, **options)
+        assert sum(batches) == info["n_tiles"]  # every tile went through a forward once
+        assert info["batch_size"] == max(batches) == expected
+    # out of memory after two batches of 4 ran: the rest go by 2, and 4 was the most one took
+    batches.clear()
+    info = {}
+    nus.predict(stack, OutOfMemoryOnce(model, nth=3), tile_size=32, batch_size=4, device="cpu",
+                precision="float32", info=info)  # float32: no precision probe runs the network
+    assert batches[:2] == [4, 4] and batches[2:] == [2] and sum(batches) == 10
+    assert info["batch_size"] == 4 and info["oom_retries"] == 1
 
 
 def test_out_of_memory_at_batch_one_shrinks_tiles(stack, nets):

@@ -223,7 +223,10 @@ def predict(image, model, *, channel_axis=None, channel=None, tile_size="auto", 
         (shape, dtype, writable) before the inference.
     info : dict, optional
         Filled with what was used: device, precision, precision_reason, tile_shape, halo,
-        border, batch_size, n_tiles, exact, tta, seconds, oom_retries.
+        border, batch_size, n_tiles, exact, tta, seconds, oom_retries. ``batch_size`` is
+        the most tiles one forward took: the planned batch, or fewer when there are fewer
+        tiles (one 2D image of one tile: 1) or when running out of memory halved it before
+        a batch of the planned size ran (``oom_retries`` counts the halvings).
     normalize : deprecated
         The old name of ``normalization`` (a DeprecationWarning; passing both is a TypeError).
 

@@ -64,6 +64,7 @@ class _Run:
     total: int
     done: int = 0
     info: dict = field(default_factory=dict)
+    largest_batch: int = 0  # the most tiles one forward has taken (``info["batch_size"]``)
 
 
 def iterate(image, spec: ModelSpec, request: Request, *, progress=None, cancel=None, out=None,
@@ -82,8 +83,8 @@ def iterate(image, spec: ModelSpec, request: Request, *, progress=None, cancel=N
         device=device_name(plan.device), precision=precision_name(plan.autocast_dtype),
         precision_reason=plan.precision_reason, halo=plan.halo, border=plan.border,
         tile_shape=(plan.axes[0].core, plan.axes[1].core), window_shape=(plan.axes[0].window, plan.axes[1].window),
-        batch_size=plan.batch_size, n_tiles=run.total, exact=plan.exact, tta=request.tta,
-    )
+        n_tiles=run.total, exact=plan.exact, tta=request.tta,
+    )  # batch_size: what the forwards took, set as they run
     if request.mode == "labels":
         run.info["threshold"] = request.threshold  # the caller's, or the model's own
     log.info(
@@ -224,7 +225,10 @@ class _BatchLoop:
                 finished = self._store(feeder, batch, outputs)
                 start += len(batch)
                 run.done += len(batch)
-                run.info["batch_size"] = self.batch_size
+                # the tiles that went through one forward (the plan's batch may be more than
+                # there are tiles), not the plan's figure; the largest when they differed
+                run.largest_batch = max(run.largest_batch, len(batch))
+                run.info["batch_size"] = run.largest_batch
                 if run.progress is not None:
                     run.progress(run.done, run.total)
                 yield Progress(run.done, run.total, tuple(finished))

@@ -1,4 +1,4 @@
-"""Validation during training, and the choice of a UNet++'s fast head.
+"""Validation during training (the choice of a UNet++'s fast head is `fast_head`).
 
 Validation runs the model through `predict` exactly as inference will (padding, tiling) on
 slices already normalized as inference normalizes them, decides classes by the one label
@@ -16,16 +16,14 @@ from typing import Any
 
 import numpy as np
 
-from ..devices import precision_name, resolve_device, resolve_precision
 from ..inference import predict
 from ..labels import LabelRule
-from ..models import NestedUNet, SegmentationNetwork
-from ..normalization import resolve_normalization
+from ..models import SegmentationNetwork
 from ..postprocess import InstanceOptions, labels_rule, marker_slice, model_instances
-from .data import Slice, check_capacity, label_capacity, prepare_data
+from .data import Slice, label_capacity
 from .metrics import confusion_counts, match_instances
 
-__all__ = ["PAINTED", "choose_fast_head", "select_fast_head", "target_names", "validation_metrics"]
+__all__ = ["PAINTED", "slice_probabilities", "target_names", "validation_metrics"]
 
 _EPS = 1e-7
 #: ``metrics["scope"]`` of painted labels: the scores count the (held-out) painted pixels only.
@@ -55,6 +53,12 @@ def _nan_mean(a: np.ndarray) -> float:
     return float(a.mean()) if a.size else float("nan")
 
 
+def slice_probabilities(model: SegmentationNetwork, s: Slice, device, precision: str) -> np.ndarray:
+    """``predict``'s probabilities (K, H, W) of one slice, already normalized as inference
+    normalizes it: the same as those of the whole image through `predict`."""
+    return predict(s.image, model, channel_axis=0, normalization=None, device=device, precision=precision)
+
+
 def validation_metrics(
     model: SegmentationNetwork, slices: list[Slice], device, precision: str
 ) -> dict[str, Any]:
@@ -74,14 +78,7 @@ def validation_metrics(
     model.eval()
     try:
         for s in slices:
-            probs = predict(
-                s.image,
-                model,
-                channel_axis=0,
-                normalization=None,
-                device=device,
-                precision=precision,
-            )
+            probs = slice_probabilities(model, s, device, precision)
             valid = s.target >= 0
             target = s.target.astype(np.int64)
             pred = rule.classes(probs)
@@ -135,72 +132,3 @@ class _ObjectScore:
         if self.rule is None or not self.scored or self.n_pred + self.n_true == 0:
             return float("nan")
         return 2 * self.tp / (self.n_pred + self.n_true)
-
-
-def choose_fast_head(
-    model: NestedUNet, val: list[Slice], device, precision: str, tolerance: float
-) -> tuple[int, dict[str, float]]:
-    """Smallest head whose val Dice is within ``tolerance`` of the accurate mode."""
-    previous = model.head
-    scores: dict[str, float] = {}
-    try:
-        model.head = "accurate"
-        accurate = validation_metrics(model, val, device, precision)["dice"]
-        scores["accurate"] = accurate
-        chosen = None
-        for k in range(1, model.full_depth + 1):
-            model.head = k
-            scores[str(k)] = validation_metrics(model, val, device, precision)["dice"]
-            if chosen is None and scores[str(k)] >= accurate - tolerance:
-                chosen = k
-                break
-    finally:
-        model.head = previous
-    return (chosen or model.full_depth), scores
-
-
-def select_fast_head(
-    model: NestedUNet,
-    images: Any,
-    labels: Any,
-    *,
-    tolerance: float = 0.02,
-    channel_axis: int | None = None,
-    sparse: bool = False,
-    device: str = "auto",
-    precision: str = "auto",
-) -> tuple[int, dict[str, float]]:
-    """Choose a UNet++'s ``meta["fast_head"]`` on validation images (what `train` does at the end).
-
-    The fast head becomes the smallest head ``k`` whose mean foreground Dice on
-    ``images`` / ``labels`` is within ``tolerance`` of the accurate mode (the mean of all
-    heads). Images are normalized as inference does, with the model's normalization.
-
-    Returns
-    -------
-    head : int
-        The chosen head (also stored in ``model.meta["fast_head"]``).
-    scores : dict
-        Dice per mode: ``"accurate"`` and ``"1"``, ``"2"``, ... up to the chosen head.
-    """
-    if not (isinstance(model, NestedUNet) and model.deep_supervision):
-        raise ValueError(
-            f"`model` must be a NestedUNet built with deep_supervision=True, got {type(model).__name__}"
-            + (" without deep supervision" if isinstance(model, NestedUNet) else "")
-        )
-    norm = resolve_normalization("auto", model.meta.get("normalization"))
-    class_values = None if sparse else model.meta.get("class_values")
-    data = prepare_data(
-        images,
-        labels,
-        channel_axis=channel_axis,
-        sparse=sparse,
-        normalization=norm,
-        class_values=class_values,
-    )
-    check_capacity(data, model, sparse)
-    dev = resolve_device(device)
-    prec = precision_name(resolve_precision(precision, dev))
-    head, scores = choose_fast_head(model, data.slices, dev, prec, float(tolerance))
-    model.meta["fast_head"] = int(head)
-    return int(head), scores

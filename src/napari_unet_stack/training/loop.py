@@ -13,7 +13,7 @@ from typing import Any
 
 from ..models import SegmentationNetwork
 from .errors import TrainingFailed
-from .evaluate import select_fast_head
+from .fast_head import select_fast_head
 from .run import TrainRun
 from .settings import (
     DEFAULT_LR,

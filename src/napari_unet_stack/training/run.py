@@ -17,7 +17,8 @@ from ..devices import channels_last_for, precision_name
 from ..models import NestedUNet, SegmentationNetwork, unwrap_logits
 from .augment import PatchSampler
 from .errors import TrainingFailed
-from .evaluate import choose_fast_head, validation_metrics
+from .evaluate import validation_metrics
+from .fast_head import choose_fast_head
 from .losses import multi_head_loss
 from .prefetch import BatchPrefetcher
 from .provenance import RunRecord, provenance
