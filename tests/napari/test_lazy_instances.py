@@ -250,6 +250,35 @@ def test_kept_labels_decode_again_as_segment_without_the_network(tmp_path):
     assert "markers" in kept.needs_network(InstanceOptions("watershed"), 0.5)
 
 
+class _SliceReads:
+    """An array whose reads are recorded (the shape of each)."""
+
+    def __init__(self, array):
+        self.array, self.shape, self.dtype, self.reads = array, array.shape, array.dtype, []
+
+    def __getitem__(self, key):
+        part = np.asarray(self.array[key])
+        self.reads.append(part.shape)
+        return part
+
+
+def test_a_semantic_model_decodes_its_kept_labels_as_components_slice_by_slice(tmp_path, threshold_net):
+    from napari_unet_stack.napari._lazy_decode import run_lazy_decoding
+
+    stack = _blobs(4)
+    model = threshold_net().eval()
+    job = _job(stack, model, tmp_path)  # watershed
+    assert _drain(job) == ("done", None)
+    options = InstanceOptions("components", min_size=5)
+    assert job.kept.needs_network(options, 0.5) is None  # the same labels: any method but markers
+    job.kept.maps = reads = _SliceReads(job.kept.maps)
+    status, (ids, _), _ = run_lazy_decoding(job.kept.job(options, layer=None))
+    expected = segment(stack, model, instances=options, device="cpu")
+    assert status == "done" and not np.array_equal(expected, job.ids[...])
+    np.testing.assert_array_equal(ids[...], expected)
+    assert reads.reads and set(reads.reads) == {stack.shape[1:]}  # one slice at a time
+
+
 def test_a_cancelled_or_failed_decode_leaves_the_kept_ids(tmp_path):
     from napari_unet_stack.napari._lazy_decode import run_lazy_decoding
 
