@@ -210,3 +210,137 @@ def test_lazy_instances_cancelled_leave_no_layer_and_no_store(make_napari_viewer
     assert widget.status.value.startswith("cancelled")
     assert [layer.name for layer in viewer.layers] == names  # the lazy labels taken back too
     assert len(folders) == 1 and not folders[0].exists()
+
+
+def _forward_calls(model) -> list:
+    """A list that grows by one at each forward call of ``model`` (the engine's copies share
+    it: register it before the model's first run)."""
+    calls: list = []
+    model.register_forward_hook(lambda *_: calls.append(1))
+    return calls
+
+
+def test_kept_labels_decode_again_as_segment_without_the_network(tmp_path):
+    from napari_unet_stack.napari._lazy_decode import run_lazy_decoding
+
+    stack = _blobs(5)
+    model = PixelInstanceModel().eval()
+    calls = _forward_calls(model)  # before the engine's first (cached) copy of the model
+    job = _job(stack, model, tmp_path, InstanceOptions(min_size=3))
+    assert _drain(job) == ("done", None)
+    assert calls  # the count sees the network's calls
+    calls.clear()
+    kept = job.kept
+    assert (tmp_path / "maps.zarr").is_dir() and kept.ids is job.ids
+    for options in (InstanceOptions(min_size=400), InstanceOptions(min_size=3, ndim=2)):
+        decode = kept.job(options, layer=None)
+        status, (ids, colours), err = run_lazy_decoding(decode)
+        assert status == "done" and err is None and not calls
+        expected = segment(stack, model, instances=options, device="cpu")
+        assert not np.array_equal(expected, job.ids[...])  # the option matters
+        np.testing.assert_array_equal(ids[...], expected)
+        np.testing.assert_array_equal(colours, instance_colours(expected))
+        old = kept.ids_path
+        kept.adopt(decode)
+        assert kept.ids is ids and decode.path.is_dir() and not old.exists()
+        calls.clear()
+    assert kept.needs_network(InstanceOptions(min_size=0, link_overlap=0.3, z_split=0.0), 0.5) is None
+    assert kept.needs_network(InstanceOptions(), 0.3) == "a new threshold"
+    assert kept.needs_network(InstanceOptions(marker_threshold=0.8), 0.5) == "another marker threshold"
+    assert "markers" in kept.needs_network(InstanceOptions("watershed"), 0.5)
+
+
+class _SliceReads:
+    """An array whose reads are recorded (the shape of each)."""
+
+    def __init__(self, array):
+        self.array, self.shape, self.dtype, self.reads = array, array.shape, array.dtype, []
+
+    def __getitem__(self, key):
+        part = np.asarray(self.array[key])
+        self.reads.append(part.shape)
+        return part
+
+
+def test_a_semantic_model_decodes_its_kept_labels_as_components_slice_by_slice(tmp_path, threshold_net):
+    from napari_unet_stack.napari._lazy_decode import run_lazy_decoding
+
+    stack = _blobs(4)
+    model = threshold_net().eval()
+    job = _job(stack, model, tmp_path)  # watershed
+    assert _drain(job) == ("done", None)
+    options = InstanceOptions("components", min_size=5)
+    assert job.kept.needs_network(options, 0.5) is None  # the same labels: any method but markers
+    job.kept.maps = reads = _SliceReads(job.kept.maps)
+    status, (ids, _), _ = run_lazy_decoding(job.kept.job(options, layer=None))
+    expected = segment(stack, model, instances=options, device="cpu")
+    assert status == "done" and not np.array_equal(expected, job.ids[...])
+    np.testing.assert_array_equal(ids[...], expected)
+    assert reads.reads and set(reads.reads) == {stack.shape[1:]}  # one slice at a time
+
+
+def test_a_cancelled_or_failed_decode_leaves_the_kept_ids(tmp_path):
+    from napari_unet_stack.napari._lazy_decode import run_lazy_decoding
+
+    stack = _blobs(3, 24)
+    job = _job(stack, PixelInstanceModel().eval(), tmp_path)
+    assert _drain(job) == ("done", None)
+    shown = job.ids[...]
+    cancelled = job.kept.job(InstanceOptions(min_size=50), layer=None)
+    cancelled.cancel.set()
+    assert run_lazy_decoding(cancelled) == ("cancelled", None, None)
+    failed = job.kept.job(InstanceOptions(time_axis=5), layer=None)  # not an axis of this image
+    status, _, err = run_lazy_decoding(failed)
+    assert status == "error" and "time_axis" in str(err)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ids.zarr", "maps.zarr"]
+    np.testing.assert_array_equal(job.kept.ids[...], shown)
+
+
+@pytest.mark.gui
+@pytest.mark.slow
+def test_lazy_instances_decode_again_in_the_widget_without_the_network(make_napari_viewer, registered):
+    """After a lazy run, min size (moved while it ran) and per slice decode the kept labels
+    again (equal to `segment` with the new options, no forward call, the old ids array
+    gone); a cancelled decode leaves the layer as it was; the threshold and the marker
+    threshold need Run."""
+    stack = _blobs(4)
+    model, fresh = PixelInstanceModel().eval(), PixelInstanceModel().eval()
+    calls = _forward_calls(model)
+    viewer, widget = _lazy_widget(make_napari_viewer, registered, stack, model)
+    assert widget.run() is not None, widget.status.value
+    widget.decoding.min_size.value = 400  # while it runs: decoded again once it has finished
+    widget.wait()
+    layer = viewer.layers["img instances"]
+    folder = widget.lazy_runs.scratch.folders["img instances"]
+    np.testing.assert_array_equal(layer.data[...], segment(stack, fresh, instances=widget.decoding.options()))
+    assert not np.array_equal(layer.data[...], segment(stack, fresh, instances=InstanceOptions(min_size=3)))
+    assert not (folder / "ids.zarr").exists() and len(list(folder.glob("ids-*.zarr"))) == 1  # the run's ids went
+    viewer.layers["img labels"].visible = False  # the lazy labels on view would run the network
+    first, ran = layer.data[...], len(calls)
+    assert ran > 0
+    widget.decoding.link_z.value = False
+    widget.wait()
+    assert len(calls) == ran and "no network" in widget.status.value
+    expected = segment(stack, fresh, instances=widget.decoding.options(), device="auto")
+    assert not np.array_equal(expected, first)
+    np.testing.assert_array_equal(layer.data[...], expected)
+    assert len(list(folder.glob("ids-*.zarr"))) == 1  # the ids it replaced went
+
+    data, colormap, names = layer.data, layer.colormap, sorted(p.name for p in folder.iterdir())
+    widget.decoding.min_size.value = 3
+    widget.cancel()
+    widget.wait()
+    assert widget.status.value.startswith("decoding cancelled")
+    assert layer.data is data and layer.colormap is colormap
+    assert sorted(p.name for p in folder.iterdir()) == names  # the cancelled decode's array went
+
+    widget.threshold.value = 0.3
+    widget.wait()
+    assert "threshold 0.30 applied to the lazy labels" in widget.status.value
+    assert "a new threshold" in widget.status.value and "press Run" in widget.status.value
+    widget.threshold.value = 0.5
+    widget.decoding.marker_threshold.value = 0.8
+    widget.wait()
+    assert "another marker threshold" in widget.status.value and "press Run" in widget.status.value
+    assert layer.data is data and len(calls) == ran
+    np.testing.assert_array_equal(layer.data[...], expected)

@@ -17,6 +17,7 @@ from napari_unet_stack.postprocess import (
     InstanceOptions,
     decode_probabilities,
     instance_labels,
+    labels_rule,
     marker_slice,
 )
 from napari_unet_stack.training import instance_meta, match_instances
@@ -152,3 +153,28 @@ def test_bad_decoding_options_are_named():
     assert InstanceOptions.from_instances(True).resolve(net).method == "markers"
     assert InstanceOptions.from_instances(True).resolve(None).method == "watershed"
     assert InstanceOptions.from_instances(True).resolve(net).marker_threshold == 0.5
+
+
+def test_labels_out_keeps_the_marker_maps_that_decode_again_as_a_new_run():
+    image, _ = block_pair()
+    stack = np.stack([image, image, np.roll(image, 3, axis=1)])
+    net = ClassImage()
+    options = InstanceOptions(min_size=0)
+    rule = labels_rule(net, options.resolve(net))
+    maps = np.full(stack.shape, 9, rule.dtype)
+    ids = np.zeros(stack.shape, np.uint32)
+    engine = nus.iter_segment(stack, net, instances=options, normalization=None, out=ids, labels_out=maps)
+    for _ in engine:
+        pass
+    probs = nus.predict(stack, net, normalization=None)
+    np.testing.assert_array_equal(maps, rule.labels(probs))  # the marker maps, not overwritten
+    assert set(np.unique(maps)) == {0, 1, 2}
+    np.testing.assert_array_equal(ids, nus.segment(stack, net, normalization=None, instances=options))
+    for changed in (options.replace(min_size=10**6), options.replace(ndim=2)):  # both change the ids
+        again = changed.resolve(net).apply(maps, out=np.zeros(stack.shape, np.uint32))
+        assert not np.array_equal(again, ids)
+        np.testing.assert_array_equal(again, nus.segment(stack, net, normalization=None, instances=changed))
+    with pytest.raises(ValueError, match="needs `instances`"):
+        next(nus.iter_segment(stack, net, normalization=None, labels_out=maps))
+    with pytest.raises(ValueError, match="`labels_out` must have shape"):
+        next(nus.iter_segment(stack, net, instances=True, normalization=None, labels_out=maps[:1]))

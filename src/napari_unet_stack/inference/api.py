@@ -81,7 +81,16 @@ def iter_segment(image, model, *, instances: bool | str | InstanceOptions = Fals
                  min_distance: int = DEFAULT_MIN_DISTANCE, smoothing: float = DEFAULT_SMOOTHING,
                  link_overlap: float = DEFAULT_LINK_OVERLAP, marker_threshold: float | None = None,
                  z_split: float = DEFAULT_Z_SPLIT, **options) -> Generator[Progress, None, np.ndarray]:
-    """Generator form of `segment`: yields `Progress`, returns the labels."""
+    """Generator form of `segment`: yields `Progress`, returns the labels.
+
+    One more option with ``instances``: ``labels_out``, an integer array of the labels'
+    shape that keeps what the ids are decoded from, the engine's labels (an instance
+    model's marker maps for 'markers'; `napari_unet_stack.postprocess.labels_rule` gives
+    their dtype); the ids still go into ``out`` (or a new array). Decoding it again with
+    other options (``InstanceOptions.apply(labels_out, out=...)``) equals a new run with
+    them, without the network, while the rule is the same: the same ``threshold`` and
+    kind of labels, and for 'markers' the same marker threshold.
+    """
     decoding = _decoding(instances, min_size, instance_ndim, time_axis, min_distance, smoothing, link_overlap,
                          marker_threshold, z_split)
     return _segment(image, model, decoding, _options(options))
@@ -115,31 +124,38 @@ def _prepare(image, decoding: InstanceOptions, options: dict[str, Any]):
 
 def _segment(image, model, decoding: InstanceOptions | None, options: dict[str, Any]
              ) -> Generator[Progress, None, np.ndarray]:
+    kept = options.pop("labels_out", None)
     if decoding is None:
+        if kept is not None:
+            raise ValueError("`labels_out` keeps the labels instances are decoded from: it needs `instances`")
         return (yield from _iterate(image, model, "labels", options))
     image = as_image(image)
     spec = model_spec(model)
     decoding = decoding.resolve(spec)
-    _, time_axes, work, given = _prepare(image, decoding, options)
-    yield from _iterate(image, spec, "labels", dict(options, out=work))
-    return _finish(decoding, work, time_axes, given, options.get("cancel"))
+    shape, time_axes, work, given = _prepare(image, decoding, options)
+    if kept is not None:
+        _check_instance_out(kept, shape, "labels_out")
+    yield from _iterate(image, spec, "labels", dict(options, out=work if kept is None else kept))
+    return _finish(decoding, work, time_axes, given, options.get("cancel"), kept)
 
 
-def _finish(decoding: InstanceOptions, work: Any, time_axes, given: bool, cancel: Any = None) -> Any:
-    """The engine's labels in ``work`` replaced by instance ids, slice by slice (``cancel``
-    checked before each slice, as between the engine's batches)."""
-    decoding.apply(work, time_axes, out=work, cancel=cancel)
+def _finish(decoding: InstanceOptions, work: Any, time_axes, given: bool, cancel: Any = None,
+            kept: Any = None) -> Any:
+    """The engine's labels (in ``work``, or in ``kept``, which keeps them) decoded into
+    ``work`` as instance ids, slice by slice (``cancel`` checked before each slice, as
+    between the engine's batches)."""
+    decoding.apply(work if kept is None else kept, time_axes, out=work, cancel=cancel)
     if given:
         return work
     top = int(work.max(initial=0))
     return work.astype(smallest_uint(top), copy=False)
 
 
-def _check_instance_out(out: Any, shape: tuple[int, ...]) -> None:
+def _check_instance_out(out: Any, shape: tuple[int, ...], name: str = "out") -> None:
     if tuple(out.shape) != shape:
-        raise ValueError(f"`out` must have shape {shape}, got {tuple(out.shape)}")
+        raise ValueError(f"`{name}` must have shape {shape}, got {tuple(out.shape)}")
     if np.dtype(out.dtype).kind not in "ui":
-        raise ValueError(f"`out` for instance labels must have an integer dtype, got {out.dtype}")
+        raise ValueError(f"`{name}` for instance labels must have an integer dtype, got {out.dtype}")
     check_writable(out)
 
 

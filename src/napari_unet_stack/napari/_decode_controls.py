@@ -8,9 +8,13 @@ marker threshold and min size follow the chosen model (`InstanceOptions.resolve`
 instance model's ``meta["instances"]``). The time axis is, by default, the image layer's
 axes labelled ``t`` or ``time`` (`_layers.time_axes`): a T(Z)YX layer's time points are
 decoded on their own, never linked, as ``segment(..., time_axis=...)`` decodes them. `Redecoder` runs
-one `_jobs.DecodeJob` at a time (`_jobs.run_decoding`, from the run's store: the network is
-not run); a new request cancels the running one and starts once it has stopped, so only
-the latest options reach the layer. A cancelled or failed decode changes nothing.
+one decode job at a time, the network never: an eager run's `_jobs.DecodeJob`
+(`_jobs.run_decoding`, from the run's store), or a lazy run's `_lazy_decode.LazyDecodeJob`
+(from the labels it kept on disk, slice by slice into a new on-disk array). A new request
+cancels the running one and starts once it has stopped, so only the latest options reach
+the layer. A cancelled or failed decode changes nothing. A lazy run keeps no
+probabilities: a new threshold or marker threshold (`LazyInstances.needs_network`) is not
+decoded, and the status line says to press Run.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from qtpy.QtCore import QEventLoop
 
 from ..postprocess import METHOD_CHOICES, InstanceOptions, model_instances
 from ._colours import instance_colormap
-from ._jobs import DecodeJob, run_decoding
+from ._jobs import DecodeJob
 from ._layers import leading_axes, time_axes
 
 __all__ = ["DecodeControls", "InstanceDecoding", "Redecoder", "show_instances"]
@@ -164,13 +168,16 @@ def show_instances(outputs: Any, name: str, ids: Any, colours: Any, geometry: di
 
 
 class InstanceDecoding:
-    """Re-decoding the instance layers of ``results`` (eager runs) with ``controls``' options;
-    ``report(running, status)`` says what it does."""
+    """Re-decoding instance layers with ``controls``' options: those of eager runs from their
+    stores in ``results``, those of lazy runs from the labels they kept (``scratch``, a
+    `_lazy_instances.Scratch`: `_lazy_decode`); ``report(running, status)`` says what it does."""
 
-    def __init__(self, controls: DecodeControls, outputs: Any, results: Any, report: Callable[[bool, str], None]):
+    def __init__(self, controls: DecodeControls, outputs: Any, results: Any, scratch: Any,
+                 report: Callable[[bool, str], None]):
         self.controls = controls
         self.outputs = outputs
         self.results = results
+        self.scratch = scratch
         self.report = report
         self.redecoder = Redecoder(self._done)
         self.quiet = False  # cancelled for a new run: its status is the run's
@@ -193,22 +200,45 @@ class InstanceDecoding:
                        job.geometry, job.image)
         return job.decoding != self.controls.options()
 
-    def redecode(self, image: str, threshold: float) -> None:
-        """Decode image ``image``'s instance layer again, if it has one and a result to decode."""
+    def redecode(self, image: str, threshold: float, said: str | None = None) -> None:
+        """Decode image ``image``'s instance layer again, if it has one and a result to decode.
+        ``said``: the status shown so far (a note that Run is needed follows it)."""
         from napari.layers import Labels
 
-        result = self.results.eager.get(f"{image} labels")
         layer = self.outputs.ours(f"{image} instances", Labels)
-        if result is None or layer is None:
+        if layer is None:
             return
         try:
-            options = self.controls.options()
+            job = self._job(image, layer, self.controls.options(), threshold)
         except ValueError as err:
             self.report(False, f"instances not decoded: {err}")
             return
-        self.quiet = False
-        self.redecoder.request(DecodeJob(result.store, result.model, options, threshold, layer, result.channel_axis))
-        self.report(True, "decoding instances (no network)...")
+        if isinstance(job, str):  # the lazy run kept no probabilities
+            self.cancel(quiet=True)  # an older decode would hide the note
+            self.report(False, f"{said + '; ' if said else ''}instances: {job} changes the labels they are decoded "
+                               "from, which a lazy run does not keep: press Run to decode them")
+        elif job is not None:
+            self.quiet = False
+            self.redecoder.request(job)
+            self.report(True, "decoding instances (no network)...")
+
+    def _job(self, image: str, layer: Any, options: InstanceOptions, threshold: float) -> Any:
+        """The job decoding ``layer`` again from what made it: the labels its lazy run kept,
+        else the eager run's store (None: neither); or what needs Run (`LazyInstances.needs_network`)."""
+        kept = self.scratch.kept.get(layer.name)
+        if kept is not None and layer.data is kept.ids:
+            need = kept.needs_network(options, threshold)
+            return kept.job(options, layer) if need is None else need
+        result = self.results.eager.get(f"{image} labels")
+        if result is None:
+            return None
+        return DecodeJob(result.store, result.model, options, threshold, layer, result.channel_axis)
+
+    def forget(self, layer: Any) -> None:
+        """``layer`` left the viewer: a decode into it stops."""
+        job = self.redecoder.job
+        if job is not None and job.layer is layer:
+            self.cancel(quiet=True)
 
     def cancel(self, *, quiet: bool = False) -> None:
         """Cancel the decoding (``quiet``: say nothing about it, a run starts)."""
@@ -216,32 +246,39 @@ class InstanceDecoding:
             self.report(True, "cancelling the decoding...")
         self.quiet = self.quiet or quiet
 
-    def _done(self, job: DecodeJob, status: str, result: Any, err: Any) -> None:
+    def _done(self, job: Any, status: str, result: Any, err: Any) -> None:
         running = self.redecoder.pending is not None
         if status == "done" and job.layer in self.outputs.viewer.layers:
             ids, colours = result
             job.layer.data = ids
             job.layer.colormap = instance_colormap(colours)
+            if isinstance(job, DecodeJob):
+                self.scratch.release(job.layer.name)  # a lazy run's store it showed before
+            else:
+                job.kept.adopt(job)  # the ids it showed before go
             self.report(running, f"instances decoded again ({job.options.method}, no network): "
-                                 f"{int(ids.max(initial=0))} objects")
-        elif status == "error":
+                                 f"{len(colours) - 1} objects")
+            return
+        job.discard()
+        if status == "error":
             self.report(running, f"instances not decoded: {err}")
         elif status == "cancelled" and not running and not self.quiet:
             self.report(False, "decoding cancelled: the instances are as they were")
 
 
 class Redecoder:
-    """One `DecodeJob` at a time in a worker; ``done(job, status, (ids, colours) or None, error)``
-    is called in the GUI thread for each job that ran (status "cancelled" once cancelled)."""
+    """One decode job at a time in a worker (a `DecodeJob` or a `_lazy_decode.LazyDecodeJob`:
+    ``job.run`` is the body); ``done(job, status, (ids, colours) or None, error)`` is called
+    in the GUI thread for each job that ran (status "cancelled" once cancelled)."""
 
-    def __init__(self, done: Callable[[DecodeJob, str, Any, Any], None]):
+    def __init__(self, done: Callable[[Any, str, Any, Any], None]):
         self.done = done
-        self.job: DecodeJob | None = None
+        self.job: Any = None
         self.worker = None
-        self.pending: DecodeJob | None = None
+        self.pending: Any = None
         self._waiting: list[Callable[[], None]] = []
 
-    def request(self, job: DecodeJob) -> None:
+    def request(self, job: Any) -> None:
         """Decode ``job`` now, or once the running job (cancelled) has stopped."""
         if self.job is None:
             self._start(job)
@@ -257,14 +294,14 @@ class Redecoder:
         self.job.cancel.set()
         return True
 
-    def _start(self, job: DecodeJob) -> None:
+    def _start(self, job: Any) -> None:
         self.job = job
-        self.worker = worker = create_worker(run_decoding, job, _start_thread=False)
+        self.worker = worker = create_worker(job.run, _start_thread=False)
         worker.returned.connect(lambda outcome: self._returned(job, outcome))
         worker.finished.connect(self._finished)
         worker.start()
 
-    def _returned(self, job: DecodeJob, outcome: tuple) -> None:
+    def _returned(self, job: Any, outcome: tuple) -> None:
         status, result, err = outcome
         if job.cancel.is_set():  # cancelled after it finished: its result is not wanted either
             status, result = "cancelled", None

@@ -112,6 +112,13 @@ class DecodeJob:
     cancel: threading.Event = field(default_factory=threading.Event)
     answered: bool = False  # its outcome was handled (else it raised: a bug)
 
+    def run(self):
+        """The worker body (`run_decoding`)."""
+        return run_decoding(self)
+
+    def discard(self) -> None:
+        """Its result is not shown: nothing to remove (it is in memory)."""
+
 
 def run_decoding(job: DecodeJob):
     """Worker body: ("done", (ids, colours), None) | ("cancelled", None, None) | ("error", None, error)."""

@@ -5,16 +5,20 @@ Z links need the previous slice's ids, so instance labels cannot be computed on 
 the lazy semantic labels. With *lazy* and *instance labels* checked, Run also starts a
 worker (`run_lazy_instances`) that computes them as ``segment(image, model,
 instances=options, threshold=t, out=store)`` does: the engine's labels (an instance model's
-marker maps) slice by slice into a zarr array in a temporary folder, then the ids in place
-(a slice and its neighbour held), then the colours of touching objects slice by slice
-(`_colours.slice_touching_pairs`). Memory stays a few slices whatever the stack's size:
-the stack's probabilities are never held, and the image is read slice by slice (a dask or
-zarr layer is computed one slice at a time). The ``<image> instances`` layer shows the
-zarr array. Cancel stops at the next batch of tiles or the next slice; the folder of a
-cancelled or failed run is removed at once, the others when their layer leaves the viewer,
-is given a newer result, or at exit (`Scratch`).
+marker maps) slice by slice into a zarr array in a temporary folder (``maps.zarr``, kept),
+then the ids from them into a second one (``ids.zarr``; a slice and its neighbour held),
+then the colours of touching objects slice by slice (`_colours.slice_touching_pairs`).
+Memory stays a few slices whatever the stack's size: the stack's probabilities are never
+held, and the image is read slice by slice (a dask or zarr layer is computed one slice at
+a time). The ``<image> instances`` layer shows the ids array; the kept labels decode it
+again, without the network, when a decoding option moves (`_lazy_decode`). Cancel stops
+at the next batch of tiles or the next slice; the folder of a cancelled or failed run is
+removed at once, the others when their layer leaves the viewer, is given a newer result,
+or at exit (`Scratch`).
 
-The folders are made under `tempfile.gettempdir` (``TMPDIR``): 4 bytes per pixel of disk.
+The folders are made under `tempfile.gettempdir` (``TMPDIR``): 4 bytes per pixel of disk
+for the ids, the labels' dtype (1 byte for most models) for the kept labels, and 4 more
+while a new decoding is written.
 """
 
 from __future__ import annotations
@@ -29,17 +33,21 @@ from typing import Any
 
 import numpy as np
 
+from ..postprocess import labels_rule
 from ._colours import instance_colours
 from ._jobs import EXPECTED_ERRORS
+from ._lazy_decode import LazyInstances
 
 __all__ = ["LazyInstanceJob", "Scratch", "run_lazy_instances"]
 
 
 class Scratch:
-    """Temporary folders holding the stores of instance layers, by layer name."""
+    """Temporary folders holding the stores of instance layers, and what decodes them again
+    (`LazyInstances`), by layer name."""
 
     def __init__(self) -> None:
         self.folders: dict[str, Path] = {}
+        self.kept: dict[str, LazyInstances] = {}
 
     @staticmethod
     def make() -> Path:
@@ -47,16 +55,20 @@ class Scratch:
         atexit.register(shutil.rmtree, folder, True)  # whatever happens to the layer
         return folder
 
-    def adopt(self, name: str, folder: Path) -> None:
-        """``folder`` now backs layer ``name``; the folder that did before is removed."""
+    def adopt(self, name: str, folder: Path, kept: LazyInstances | None = None) -> None:
+        """``folder`` (holding ``kept``) now backs layer ``name``; the folder that did before is removed."""
         old = self.folders.get(name)
         self.folders[name] = folder
+        self.kept.pop(name, None)
+        if kept is not None:
+            self.kept[name] = kept
         if old is not None and old != folder:
             shutil.rmtree(old, ignore_errors=True)
 
     def release(self, name: str) -> None:
         """Layer ``name`` left the viewer or holds other data: its folder goes."""
         folder = self.folders.pop(name, None)
+        self.kept.pop(name, None)
         if folder is not None:
             shutil.rmtree(folder, ignore_errors=True)
 
@@ -79,6 +91,7 @@ class LazyInstanceJob:
     cancel: threading.Event = field(default_factory=threading.Event)
     info: dict = field(default_factory=dict)
     ids: Any = None  # the zarr array of ids, once done
+    kept: LazyInstances | None = None  # what decodes them again, once done
     colours: np.ndarray | None = None
     engine: Any = None
     stopped: str | None = None
@@ -110,13 +123,17 @@ def run_lazy_instances(job: LazyInstanceJob):
                   if job.channel_axis is None or ax != job.channel_axis % len(job.data.shape))
     try:
         ids = disk_array(job.folder / "ids.zarr", shape, np.uint32 if np.prod(shape) < 2**32 else np.uint64)
+        rule = labels_rule(job.model, job.decoding.resolve(job.model), job.threshold)
+        maps = disk_array(job.folder / "maps.zarr", shape, rule.dtype)  # kept: decoded again later
         # the cancel stops the engine, then the decoding and the colours, before their next slice
         job.engine = iter_segment(job.data, job.model, instances=job.decoding, threshold=job.threshold,
-                                  channel_axis=job.channel_axis, out=ids, cancel=job.cancel, info=job.info,
-                                  **job.options)
+                                  channel_axis=job.channel_axis, out=ids, labels_out=maps, cancel=job.cancel,
+                                  info=job.info, **job.options)
         yield from job.engine
         job.colours = instance_colours(ids, by_slice=True, cancel=job.cancel)
         job.ids = ids
+        job.kept = LazyInstances(maps, job.model, job.decoding, job.threshold, job.channel_axis, job.folder, ids,
+                                 job.folder / "ids.zarr")
     except InferenceCancelled:
         job.discard()
         return "cancelled", None

@@ -17,7 +17,8 @@ from ._rethreshold import Results
 __all__ = ["LAZY_NOTE", "LazyRunner"]
 
 LAZY_NOTE = ("lazy: the labels layer, each slice computed when shown; instance labels are computed "
-             "slice by slice into a temporary on-disk store when you press Run (progress, Cancel); the "
+             "slice by slice into a temporary on-disk store when you press Run (progress, Cancel; their "
+             "decoding options then apply without the network, a new threshold needs Run); the "
              "probability image needs the whole stack (run without lazy)")
 FLAT_NOTE = "lazy: a 2D image has no slices to browse; it is computed as usual"
 

@@ -12,7 +12,9 @@ Advanced (`_decode_controls`), again in a worker whenever an option or the thres
 With *lazy* checked, Run needs no worker: the labels layer holds a dask array whose slices
 are computed when napari shows them (`_lazy_run`, `_lazy`), for stacks too large to segment
 first. Instance labels, which cannot be lazy (Z links), are then computed in a worker slice
-by slice into an on-disk store shown as the instances layer (`_lazy_instances`).
+by slice into an on-disk store shown as the instances layer (`_lazy_instances`); the
+engine's labels kept beside it decode them again when an option moves, still without the
+network (`_lazy_decode`; a new threshold needs Run).
 """
 
 from __future__ import annotations
@@ -132,7 +134,8 @@ class PredictWidget(PredictChoices):
         self.collapsible.addWidget(self.advanced.native)
         self.decoding = DecodeControls(on_change=self._redecode,  # Advanced > instance decoding
                                        image=lambda: (self.image.value, self.channel_axis.value))
-        self.instance_decoding = InstanceDecoding(self.decoding, self.outputs, self.results, self._decode_state)
+        self.instance_decoding = InstanceDecoding(self.decoding, self.outputs, self.results, self.lazy_runs.scratch,
+                                                  self._decode_state)
         self.collapsible.addWidget(self.decoding.native)
         self.native.layout().insertWidget(self.index(self.tile_size) + 1, self.collapsible)
 
@@ -189,6 +192,7 @@ class PredictWidget(PredictChoices):
         job = self._job
         layer = event.value
         if layer is not None:
+            self.instance_decoding.forget(layer)  # a decode into it stops
             self.lazy_runs.scratch.release(layer.name)  # its on-disk store, if it had one
         if job is not None and layer is not None and (layer is job.image_layer or layer is job.labels_layer):
             self.cancel(f"layer {layer.name!r} was removed")
@@ -313,8 +317,12 @@ class PredictWidget(PredictChoices):
     def _finish_lazy(self, job: LazyInstanceJob) -> None:
         name = f"{job.image} instances"
         show_instances(self.outputs, name, job.ids, job.colours, job.geometry, job.image)
-        self.lazy_runs.scratch.adopt(name, job.folder)
+        self.lazy_runs.scratch.adopt(name, job.folder, job.kept)  # what decodes it again
         self.device_used.value, self.status.value = job.describe()
+        if job.threshold != self.threshold.value:  # moved while it ran: once the worker is gone
+            self._on_done.append(lambda: self._on_threshold_changed(self.threshold.value))
+        elif job.decoding != self.decoding.options():
+            self._on_done.append(self._redecode)
 
     def _finish(self, job: PredictJob) -> None:
         if isinstance(job, LazyInstanceJob):
@@ -356,13 +364,14 @@ class PredictWidget(PredictChoices):
         status = self.results.rethreshold(self.image.value.name, value)
         if status is not None:
             self.status.value = status
-        self._redecode()
+        self._redecode(status)
 
     # -- instance decoding ---------------------------------------------------------------
-    def _redecode(self) -> None:
-        """Decode the current image's instances again from its run's store (no network)."""
+    def _redecode(self, said: str | None = None) -> None:
+        """Decode the current image's instances again from what its run kept (no network);
+        ``said``: the status shown so far."""
         if self.worker is None and self.image.value is not None:  # a run decodes when it finishes
-            self.instance_decoding.redecode(self.image.value.name, self.threshold.value)
+            self.instance_decoding.redecode(self.image.value.name, self.threshold.value, said)
 
     def _decode_state(self, running: bool, status: str) -> None:
         if not self._gone:
