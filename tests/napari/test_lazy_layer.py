@@ -68,7 +68,7 @@ def test_lazy_labels_compute_nothing_until_asked(stack, computed):
     assert lazy.data.numblocks == (N_SLICES, 1, 1) and lazy.info["n_tasks"] == N_SLICES
     assert lazy.model is model  # a plain UNet is used as loaded
     assert computed == []
-    np.testing.assert_array_equal(lazy.data[1].compute(), segment(stack[1], model))
+    np.testing.assert_array_equal(lazy.data[1].compute(), segment(stack[1], model, threshold=0.5))
     assert computed == [1]
     with pytest.raises(ValueError, match="no slices to browse"):
         lazy_labels("img", stack[0], None, model, {}, 0.5)
