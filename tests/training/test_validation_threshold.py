@@ -41,3 +41,20 @@ def test_validation_scores_at_the_models_threshold():
     del model.meta["threshold"]  # a model that names none: 0.5
     assert validation_metrics(model, data.slices, torch.device("cpu"), "float32")["dice"] == pytest.approx(
         at_half, abs=1e-12)
+
+
+@pytest.mark.slow
+def test_fine_tuning_keeps_the_models_thresholds_and_a_new_head_drops_them():
+    """As the README says: a fine-tuned instance model keeps ``meta["threshold"]`` and its
+    marker threshold; one given a new class head (semantic labels) keeps neither."""
+    from napari_unet_stack.training import train
+
+    sample = nuclei_stack((2, 64, 64), seed=3)
+    options = dict(steps=1, patch_size=48, batch_size=2, device="cpu", val_fraction=0)
+    tuned, _ = train(sample.image, sample.instances, "nuclei-unet", instances=True, **options)
+    bundled = load_model("nuclei-unet")
+    assert tuned.meta["threshold"] == bundled.meta["threshold"] == 0.7
+    assert tuned.meta["instances"]["marker_threshold"] == bundled.meta["instances"]["marker_threshold"]
+    with pytest.warns(UserWarning, match="new class head"):
+        semantic, _ = train(sample.image, sample.labels, "nuclei-unet", **options)
+    assert "threshold" not in semantic.meta and "instances" not in semantic.meta
