@@ -44,8 +44,11 @@ def test_a_model_without_one_keeps_one_half(stack, nets):
 def test_dask_and_decoding_use_it_too(stack, model):
     da = pytest.importorskip("dask.array")
     probs = nus.predict(stack, model, tile_size=32, batch_size=5)
-    lazy = nus.segment(da.from_array(stack, chunks=(1, *stack.shape[1:])), model, tile_size=32, batch_size=5)
+    info = {}
+    lazy = nus.segment(da.from_array(stack, chunks=(1, *stack.shape[1:])), model, tile_size=32, batch_size=5,
+                       info=info)
     np.testing.assert_array_equal(np.asarray(lazy), rule_numpy(probs, "softmax", 0.8, [0, 1, 2]))
+    assert info["lazy"] and info["threshold"] == 0.8  # reported as the engine reports it
     # instances by the distance watershed of the foreground: the foreground is the model's
     ids = decode_probabilities(probs, model, "watershed")
     np.testing.assert_array_equal(ids > 0, rule_numpy(probs, "softmax", 0.8, [0, 1, 2]) > 0)
