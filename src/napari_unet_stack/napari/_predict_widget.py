@@ -157,9 +157,12 @@ class PredictWidget(PredictChoices):
             return
         self.model_info.value = describe_model(model, self.checkpoint.value if is_file else None)
         self.head.enabled = bool(getattr(model, "deep_supervision", False))
-        self.threshold_note.value = SOFTMAX_NOTE if model.activation == "softmax" else ""
+        own, note = model_threshold(model), SOFTMAX_NOTE if model.activation == "softmax" else ""
         with self.threshold.changed.blocked():  # the model's own threshold; no result is relabelled
-            self.threshold.value = min(max(model_threshold(model), self.threshold.min), self.threshold.max)
+            self.threshold.value = min(max(own, self.threshold.min), self.threshold.max)
+        if self.threshold.value != own:  # else the widget would differ from segment without a word
+            note += f"{'; ' if note else ''}its own threshold {own:g} is beyond the slider: {self.threshold.value:g}"
+        self.threshold_note.value = note
         self.decoding.follow_model(model)
         self._on_image_changed()
 
