@@ -110,7 +110,10 @@ def label_values(n_channels: int, activation: str, class_values: Sequence[int] |
 
 
 def check_threshold(threshold: Any) -> np.float32:
-    """``threshold`` as a float32 in [0, 1]; TypeError for a non-number, ValueError outside."""
+    """``threshold`` as a float32 in [0, 1]; TypeError for a non-number (a bool too: True
+    is no threshold), ValueError outside."""
+    if isinstance(threshold, (bool, np.bool_)):
+        raise TypeError(f"`threshold` must be a number in [0, 1], got {threshold!r}")
     try:
         value = float(threshold)
     except (TypeError, ValueError):

@@ -83,3 +83,16 @@ def test_model_threshold_rules():
     assert model_threshold({"threshold": 0.25}, 0.9) == 0.9
     with pytest.raises(ValueError, match="threshold"):
         model_threshold({}, 2)
+
+
+def test_a_bool_is_no_threshold(stack, model):
+    """True would be threshold 1.0 (nothing foreground) and False 0.0: refused wherever a
+    threshold is taken, as checkpoints refused it already (one rule, `check_threshold`)."""
+    for bad in (True, np.bool_(False)):
+        with pytest.raises(TypeError, match="threshold"):
+            nus.segment(stack, model, threshold=bad)
+        with pytest.raises(TypeError, match="threshold"):
+            model_threshold({"threshold": bad})
+    model.meta["threshold"] = True
+    with pytest.raises(TypeError, match="threshold"):
+        nus.segment(stack, model)
