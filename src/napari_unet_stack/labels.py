@@ -130,14 +130,20 @@ def model_threshold(model: Any, threshold: Any = None) -> float:
     >>> model_threshold({"threshold": 0.7}), model_threshold({}), model_threshold({"threshold": 0.7}, 0.4)
     (0.7, 0.5, 0.4)
     """
-    if threshold is None:
-        meta = model if isinstance(model, dict) else (getattr(model, "meta", None) or {})
-        threshold = meta.get("threshold") if isinstance(meta, dict) else None
-        if threshold is None:
-            threshold = getattr(model, "threshold", None)  # a ModelSpec carries it as an attribute
-        threshold = DEFAULT_THRESHOLD if threshold is None else threshold
-    check_threshold(threshold)
-    return float(threshold)
+    if threshold is not None:
+        check_threshold(threshold)
+        return float(threshold)
+    meta = model if isinstance(model, dict) else (getattr(model, "meta", None) or {})
+    own = meta.get("threshold") if isinstance(meta, dict) else None
+    if own is None:
+        own = getattr(model, "threshold", None)  # a ModelSpec carries it as an attribute
+    if own is None:
+        return DEFAULT_THRESHOLD
+    try:
+        check_threshold(own)
+    except (TypeError, ValueError) as err:  # the caller passed none: say whose it is
+        raise type(err)(f"the model's own threshold, meta['threshold']: {err}") from None
+    return float(own)
 
 
 @dataclass(frozen=True)

@@ -94,5 +94,8 @@ def test_a_bool_is_no_threshold(stack, model):
         with pytest.raises(TypeError, match="threshold"):
             model_threshold({"threshold": bad})
     model.meta["threshold"] = True
-    with pytest.raises(TypeError, match="threshold"):
+    with pytest.raises(TypeError, match=r"the model's own threshold, meta\['threshold'\]"):
+        nus.segment(stack, model)
+    model.meta["threshold"] = 1.5  # set in memory (a file holding it does not load): named too
+    with pytest.raises(ValueError, match=r"meta\['threshold'\]: `threshold` must be in \[0, 1\], got 1.5"):
         nus.segment(stack, model)
