@@ -162,8 +162,9 @@ class LabelRule:
 
     @classmethod
     def of(cls, n_channels: int, activation: str | None = None, class_values: Sequence[int] | None = None,
-           threshold: float = 0.5) -> LabelRule:
-        """The rule for a model with ``n_channels`` outputs (``activation`` None: the default).
+           threshold: float = DEFAULT_THRESHOLD) -> LabelRule:
+        """The rule for a model with ``n_channels`` outputs (``activation`` None: the default;
+        no model here, so no model threshold: `for_model` reads it).
 
         >>> rule = LabelRule.of(2, "sigmoid", [5, 9])
         >>> rule.values.tolist(), rule.dtype
