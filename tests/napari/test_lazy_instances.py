@@ -371,3 +371,23 @@ def test_choosing_another_model_is_no_new_threshold_for_a_lazy_run(make_napari_v
     widget.threshold.value = 0.3
     widget.wait()
     assert "a new threshold" in widget.status.value and "press Run" in widget.status.value
+
+
+@pytest.mark.gui
+@pytest.mark.slow
+def test_the_slider_moved_while_a_lazy_instance_run_runs_applies_when_it_finishes(make_napari_viewer, registered):
+    """Moved by hand while the lazy instance run runs: the lazy labels are rebuilt at it when
+    the run finishes, and the status says the instances need Run (they were made before)."""
+    stack = _blobs(4)
+    model = PixelInstanceModel().eval()
+    viewer, widget = _lazy_widget(make_napari_viewer, registered, stack, model)
+    assert widget.run() is not None, widget.status.value
+    widget.threshold.value = 0.3  # while it runs
+    widget.wait()
+    widget.wait()  # the re-threshold queued for when the worker is gone
+    labels = viewer.layers["img labels"]
+    np.testing.assert_array_equal(np.asarray(labels.data), segment(stack, model, threshold=0.3))
+    assert not np.array_equal(np.asarray(labels.data), segment(stack, model, threshold=0.5))
+    assert "a new threshold" in widget.status.value and "press Run" in widget.status.value
+    np.testing.assert_array_equal(viewer.layers["img instances"].data[...],
+                                  segment(stack, model, instances=widget.decoding.options(), threshold=0.5))
