@@ -110,7 +110,10 @@ def label_values(n_channels: int, activation: str, class_values: Sequence[int] |
 
 
 def check_threshold(threshold: Any) -> np.float32:
-    """``threshold`` as a float32 in [0, 1]; TypeError for a non-number, ValueError outside."""
+    """``threshold`` as a float32 in [0, 1]; TypeError for a non-number (a bool too: True
+    is no threshold), ValueError outside."""
+    if isinstance(threshold, (bool, np.bool_)):
+        raise TypeError(f"`threshold` must be a number in [0, 1], got {threshold!r}")
     try:
         value = float(threshold)
     except (TypeError, ValueError):
@@ -127,14 +130,20 @@ def model_threshold(model: Any, threshold: Any = None) -> float:
     >>> model_threshold({"threshold": 0.7}), model_threshold({}), model_threshold({"threshold": 0.7}, 0.4)
     (0.7, 0.5, 0.4)
     """
-    if threshold is None:
-        meta = model if isinstance(model, dict) else (getattr(model, "meta", None) or {})
-        threshold = meta.get("threshold") if isinstance(meta, dict) else None
-        if threshold is None:
-            threshold = getattr(model, "threshold", None)  # a ModelSpec carries it as an attribute
-        threshold = DEFAULT_THRESHOLD if threshold is None else threshold
-    check_threshold(threshold)
-    return float(threshold)
+    if threshold is not None:
+        check_threshold(threshold)
+        return float(threshold)
+    meta = model if isinstance(model, dict) else (getattr(model, "meta", None) or {})
+    own = meta.get("threshold") if isinstance(meta, dict) else None
+    if own is None:
+        own = getattr(model, "threshold", None)  # a ModelSpec carries it as an attribute
+    if own is None:
+        return DEFAULT_THRESHOLD
+    try:
+        check_threshold(own)
+    except (TypeError, ValueError) as err:  # the caller passed none: say whose it is
+        raise type(err)(f"the model's own threshold, meta['threshold']: {err}") from None
+    return float(own)
 
 
 @dataclass(frozen=True)
@@ -153,8 +162,9 @@ class LabelRule:
 
     @classmethod
     def of(cls, n_channels: int, activation: str | None = None, class_values: Sequence[int] | None = None,
-           threshold: float = 0.5) -> LabelRule:
-        """The rule for a model with ``n_channels`` outputs (``activation`` None: the default).
+           threshold: float = DEFAULT_THRESHOLD) -> LabelRule:
+        """The rule for a model with ``n_channels`` outputs (``activation`` None: the default;
+        no model here, so no model threshold: `for_model` reads it).
 
         >>> rule = LabelRule.of(2, "sigmoid", [5, 9])
         >>> rule.values.tolist(), rule.dtype

@@ -21,6 +21,8 @@ def test_demo(run, tmp_path):
         # what scripts/train_default_models.py measured on the same stack when it trained it
         scored = load_model(cli.DEFAULT_MODEL).meta["provenance"]["held_out"]["foreground_dice"]
         assert dice == pytest.approx(scored["default"], abs=0.0015) and "untrained" not in out
+        own = load_model(cli.DEFAULT_MODEL).meta["threshold"]  # what the labels are made at, said
+        assert f"(foreground where P(foreground) > {own:g}, the model's own threshold)" in out
         # and the instance F1 the script measured (its own scoring code, Z-linked objects)
         f1 = float(out.split("F1 at IoU 0.5:")[1].split()[0])
         held_out = load_model(cli.DEFAULT_MODEL).meta["provenance"]["held_out"]["scores"]

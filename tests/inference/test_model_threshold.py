@@ -44,8 +44,11 @@ def test_a_model_without_one_keeps_one_half(stack, nets):
 def test_dask_and_decoding_use_it_too(stack, model):
     da = pytest.importorskip("dask.array")
     probs = nus.predict(stack, model, tile_size=32, batch_size=5)
-    lazy = nus.segment(da.from_array(stack, chunks=(1, *stack.shape[1:])), model, tile_size=32, batch_size=5)
+    info = {}
+    lazy = nus.segment(da.from_array(stack, chunks=(1, *stack.shape[1:])), model, tile_size=32, batch_size=5,
+                       info=info)
     np.testing.assert_array_equal(np.asarray(lazy), rule_numpy(probs, "softmax", 0.8, [0, 1, 2]))
+    assert info["lazy"] and info["threshold"] == 0.8  # reported as the engine reports it
     # instances by the distance watershed of the foreground: the foreground is the model's
     ids = decode_probabilities(probs, model, "watershed")
     np.testing.assert_array_equal(ids > 0, rule_numpy(probs, "softmax", 0.8, [0, 1, 2]) > 0)
@@ -80,3 +83,19 @@ def test_model_threshold_rules():
     assert model_threshold({"threshold": 0.25}, 0.9) == 0.9
     with pytest.raises(ValueError, match="threshold"):
         model_threshold({}, 2)
+
+
+def test_a_bool_is_no_threshold(stack, model):
+    """True would be threshold 1.0 (nothing foreground) and False 0.0: refused wherever a
+    threshold is taken, as checkpoints refused it already (one rule, `check_threshold`)."""
+    for bad in (True, np.bool_(False)):
+        with pytest.raises(TypeError, match="threshold"):
+            nus.segment(stack, model, threshold=bad)
+        with pytest.raises(TypeError, match="threshold"):
+            model_threshold({"threshold": bad})
+    model.meta["threshold"] = True
+    with pytest.raises(TypeError, match=r"the model's own threshold, meta\['threshold'\]"):
+        nus.segment(stack, model)
+    model.meta["threshold"] = 1.5  # set in memory (a file holding it does not load): named too
+    with pytest.raises(ValueError, match=r"meta\['threshold'\]: `threshold` must be in \[0, 1\], got 1.5"):
+        nus.segment(stack, model)

@@ -318,3 +318,33 @@ def test_a_layer_with_time_second_links_z_within_each_time_point_eager_and_lazy(
     widget.lazy.value = True  # the lazy run's instances (a worker, into a zarr store) too
     assert widget.run(wait=True) is not None, widget.status.value
     np.testing.assert_array_equal(viewer.layers["img instances"].data[...], expected)
+
+
+@pytest.mark.gui
+@pytest.mark.slow
+def test_a_decoding_option_decodes_at_the_threshold_of_the_labels_shown(make_napari_viewer, registered, nuclei):
+    """Choosing another model moves the slider to its own threshold without relabelling the
+    result shown; a decoding option moved afterwards decodes that result at the threshold
+    its labels are at (the first model's own), so labels and instances still agree; a
+    moved slider then applies to both."""
+    model = Counting(instance=False)
+    model.meta["threshold"] = 0.02  # P(foreground) > 0.02: a wider foreground than at 0.5
+    viewer, widget = _widget(make_napari_viewer, nuclei, registered(model, "own threshold"))
+    assert widget.threshold.value == pytest.approx(0.02)
+    widget.run(wait=True)
+    labels, layer = viewer.layers["img labels"], viewer.layers["img instances"]
+    shown = np.array(labels.data)
+    np.testing.assert_array_equal(shown, segment(nuclei, model))  # its own threshold
+    widget.model.value = registered(Counting(instance=False), "no threshold")
+    assert widget.threshold.value == pytest.approx(0.5)
+    widget.decoding.min_size.value = 30
+    widget.wait()
+    at_own = segment(nuclei, model, instances="watershed", min_size=30, threshold=0.02)
+    assert not np.array_equal(at_own > 0, _expected(nuclei, model, widget, threshold=0.5) > 0)  # they differ
+    np.testing.assert_array_equal(layer.data, at_own)
+    np.testing.assert_array_equal(labels.data, shown)
+    np.testing.assert_array_equal(np.asarray(layer.data) > 0, (shown > 0) & (np.asarray(layer.data) > 0))
+    widget.threshold.value = 0.3
+    widget.wait()
+    np.testing.assert_array_equal(layer.data, _expected(nuclei, model, widget, threshold=0.3))
+    np.testing.assert_array_equal(labels.data, segment(nuclei, model, threshold=0.3))

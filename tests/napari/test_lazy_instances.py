@@ -344,3 +344,50 @@ def test_lazy_instances_decode_again_in_the_widget_without_the_network(make_napa
     assert "another marker threshold" in widget.status.value and "press Run" in widget.status.value
     assert layer.data is data and len(calls) == ran
     np.testing.assert_array_equal(layer.data[...], expected)
+
+
+@pytest.mark.gui
+@pytest.mark.slow
+def test_choosing_another_model_is_no_new_threshold_for_a_lazy_run(make_napari_viewer, registered):
+    """After a lazy run, choosing a model moves the slider to its own threshold, not the
+    labels shown: a decoding option moved then decodes the kept labels at theirs (no Run
+    asked for); moving the slider still needs Run."""
+    stack = _blobs(4)
+    model = PixelInstanceModel().eval()
+    model.meta["threshold"] = 0.2
+    viewer, widget = _lazy_widget(make_napari_viewer, registered, stack, model)
+    assert widget.threshold.value == pytest.approx(0.2)
+    assert widget.run(wait=True) is not None, widget.status.value
+    layer = viewer.layers["img instances"]
+    np.testing.assert_array_equal(layer.data[...], segment(stack, model, instances=widget.decoding.options()))
+    widget.model.value = registered(PixelInstanceModel().eval(), "no threshold")
+    assert widget.threshold.value == pytest.approx(0.5)
+    widget.decoding.min_size.value = 40
+    widget.wait()
+    assert "press Run" not in widget.status.value and "no network" in widget.status.value
+    expected = segment(stack, model, instances=widget.decoding.options())  # at its own 0.2
+    assert not np.array_equal(expected, segment(stack, model, instances=widget.decoding.options(), threshold=0.5))
+    np.testing.assert_array_equal(layer.data[...], expected)
+    widget.threshold.value = 0.3
+    widget.wait()
+    assert "a new threshold" in widget.status.value and "press Run" in widget.status.value
+
+
+@pytest.mark.gui
+@pytest.mark.slow
+def test_the_slider_moved_while_a_lazy_instance_run_runs_applies_when_it_finishes(make_napari_viewer, registered):
+    """Moved by hand while the lazy instance run runs: the lazy labels are rebuilt at it when
+    the run finishes, and the status says the instances need Run (they were made before)."""
+    stack = _blobs(4)
+    model = PixelInstanceModel().eval()
+    viewer, widget = _lazy_widget(make_napari_viewer, registered, stack, model)
+    assert widget.run() is not None, widget.status.value
+    widget.threshold.value = 0.3  # while it runs
+    widget.wait()
+    widget.wait()  # the re-threshold queued for when the worker is gone
+    labels = viewer.layers["img labels"]
+    np.testing.assert_array_equal(np.asarray(labels.data), segment(stack, model, threshold=0.3))
+    assert not np.array_equal(np.asarray(labels.data), segment(stack, model, threshold=0.5))
+    assert "a new threshold" in widget.status.value and "press Run" in widget.status.value
+    np.testing.assert_array_equal(viewer.layers["img instances"].data[...],
+                                  segment(stack, model, instances=widget.decoding.options(), threshold=0.5))

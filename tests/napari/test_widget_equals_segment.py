@@ -121,3 +121,42 @@ def test_the_slider_starts_at_the_models_own_threshold(make_napari_viewer, regis
     widget.model.value = registered(plain, "no threshold")
     assert widget.threshold.value == pytest.approx(0.5)
     np.testing.assert_array_equal(viewer.layers["img labels"].data, shown)
+
+
+@pytest.mark.slow
+def test_a_model_chosen_while_a_run_runs_leaves_its_labels_at_their_threshold(make_napari_viewer, registered):
+    """Choosing another model while a run runs moves the slider (to that model's threshold),
+    not the threshold of the result: it finishes equal to `segment` at its own model's; the
+    slider moved by hand while it runs still applies when it finishes."""
+    image = np.random.default_rng(3).random((2, 48, 64)).astype(np.float32)
+    model = _tiny(3)
+    model.meta["threshold"] = 0.3
+    viewer, widget = _widget(make_napari_viewer, image)
+    widget.model.value = registered(model, "own threshold")
+    assert widget.run() is not None, widget.status.value
+    widget.model.value = registered(_tiny(2), "no threshold")  # while it runs
+    widget.wait()
+    assert widget.threshold.value == pytest.approx(0.5)
+    shown = np.array(viewer.layers["img labels"].data)
+    np.testing.assert_array_equal(shown, segment(image, model))
+    assert (shown != segment(image, model, threshold=0.5)).any()  # the check has teeth
+    widget.model.value = registered(model, "own threshold again")
+    assert widget.run() is not None, widget.status.value
+    widget.threshold.value = 0.6  # by hand, while it runs
+    widget.wait()
+    np.testing.assert_array_equal(viewer.layers["img labels"].data, segment(image, model, threshold=0.6))
+
+
+@pytest.mark.slow
+def test_a_threshold_beyond_the_slider_is_said(make_napari_viewer, registered):
+    """The slider spans 0.01-0.99: a model's own threshold beyond it is used at the nearest
+    end, and the note under the slider says so."""
+    image = np.random.default_rng(3).random((2, 48, 64)).astype(np.float32)
+    model = _tiny(2, activation="sigmoid")
+    model.meta["threshold"] = 0.995
+    _viewer, widget = _widget(make_napari_viewer, image)
+    widget.model.value = registered(model, "high threshold")
+    assert widget.threshold.value == pytest.approx(0.99)
+    assert "its own threshold 0.995 is beyond the slider: 0.99" in widget.threshold_note.value
+    widget.model.value = registered(_tiny(3), "no threshold")
+    assert widget.threshold.value == pytest.approx(0.5) and "beyond" not in widget.threshold_note.value

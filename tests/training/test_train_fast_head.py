@@ -98,7 +98,7 @@ def test_select_fast_head_scores_an_instance_model_by_foreground_dice_of_masks(i
     model, images, ids = instance_pp
     masks = [(t > 0).astype(np.uint8) for t in ids]
 
-    def pooled_dice():  # P(foreground) > 0.5: the plain labels, against labels > 0, all pixels together
+    def pooled_dice():  # P(foreground) > its threshold: the plain labels, against labels > 0, all pixels together
         pred = [segment(im, model, device="cpu", precision="float32").ravel() for im in images]
         return foreground_dice(np.concatenate(pred), np.concatenate([m.ravel() for m in masks]))
 

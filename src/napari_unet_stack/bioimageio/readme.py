@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .._version import __version__
+from ..labels import model_threshold
 from .rdf import INPUT_ID, OUTPUT_ID, model_normalization, size_constraints
 
 __all__ = ["readme_text"]
@@ -30,6 +31,21 @@ def _normalization_text(model) -> str:
                      if spec.get("when_above") is not None else "")
         return f"division by {spec['divisor']:g} (`scale_linear`){condition}"
     return "none: the raw values, as float32"
+
+
+def _labels_text(model) -> str:
+    """How napari-unet-stack makes labels of the probabilities: at the model's own threshold,
+    which only this README tells consumers that are not napari-unet-stack."""
+    names = [str(n) for n in model.class_names]
+    if model.activation == "softmax":
+        fg = f"1 - P(`{names[0]}`)"
+    else:
+        fg = "the channel's probability" if model.out_channels == 1 else "the largest channel probability"
+    own = model.meta.get("threshold") is not None
+    why = ("the model's own threshold, chosen with its training (`meta[\"threshold\"]` in the package's "
+           "config)" if own else "the model records no threshold of its own")
+    return (f"Labels (napari-unet-stack's `segment`): foreground where P(foreground) > {model_threshold(model):g}, "
+            f"P(foreground) being {fg}; {why}.")
 
 
 def readme_text(model, fields: dict[str, Any], files: dict[str, str]) -> str:
@@ -58,6 +74,8 @@ pixels. Preprocessing: {_normalization_text(model)}.
 `{OUTPUT_ID}`: batch x channel x y x x, {model.activation} probabilities of the classes
 {', '.join(f'`{c}`' for c in model.class_names)} (postprocessing `{model.activation}` applied to the
 network's logits). {geometry}
+
+{_labels_text(model)}
 
 ## Weights
 

@@ -105,9 +105,7 @@ def check_meta(model: SegmentationNetwork, key: str, value: Any) -> Any:
     elif key == "instances":
         check_instance_info(value, k)
     elif key == "threshold":
-        if isinstance(value, bool):
-            raise TypeError(f"`threshold` must be a number in [0, 1], got {value!r}")
-        check_threshold(value)
+        check_threshold(value)  # a bool is refused there too
         value = float(value)
     elif key == "provenance" and not isinstance(value, dict):
         raise TypeError(f"`provenance` must be a dict, got {type(value).__name__}")

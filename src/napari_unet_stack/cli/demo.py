@@ -163,8 +163,9 @@ def run(args) -> int:
     mpix = image.size / 1e6
     print(f"segmented {mpix:.2f} MPix in {job.seconds:.2f} s on {job.info.get('device', args.device)} "
           f"(network and labels): {mpix / job.seconds:.2f} MPix/s")
+    own = "the model's own" if model.meta.get("threshold") is not None else "the default"
     print(f"Dice (nuclei vs ground truth): {foreground_dice(labels, truth):.3f} "
-          f"(the model's threshold {model_threshold(model):g})")
+          f"(foreground where P(foreground) > {model_threshold(model):g}, {own} threshold)")
     print(_instance_line(job, sample.instances))
     print(f"labels:  {labels_path} ({np.dtype(labels.dtype)})")
     print(f"overlay: {overlay_path} (green: prediction, magenta: ground-truth outlines)")

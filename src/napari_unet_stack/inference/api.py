@@ -284,11 +284,11 @@ def segment(image, model, *, threshold=None, instances=False, min_size=None, ins
     threshold : float or None
         Foreground where P(foreground) > threshold, for every activation. None (default):
         the model's own threshold (``meta["threshold"]``, chosen with its training; the
-        bundled models record theirs), else 0.5. P(foreground) is
-        1 - P(background) for softmax models, the channel's probability for a one-channel
-        sigmoid model, the largest channel probability for a multilabel sigmoid model; a
-        foreground pixel gets the most probable foreground class. For a two-class softmax
-        model at 0.5 this is the argmax. See `napari_unet_stack.labels`.
+        bundled models record theirs), else 0.5; ``info["threshold"]`` says which (dask
+        input too). P(foreground) is 1 - P(background) for softmax models, the channel's
+        probability for a one-channel sigmoid model, the largest channel probability for a
+        multilabel sigmoid model; a foreground pixel gets the most probable foreground
+        class. For a two-class softmax model at 0.5 this is the argmax. See `napari_unet_stack.labels`.
     instances : bool, {'auto', 'markers', 'watershed', 'components'} or InstanceOptions
         Instance labels (each object its own id, unique over the result) instead of classes.
         True ('auto'): an instance model (trained with ``instances=True``) is decoded from

@@ -101,7 +101,8 @@ def dask_apply(image, model, *, mode: str, options: dict[str, Any]):
         memmap, zarr) the chunks are computed one after the other and written into it,
         ``progress(done, total)`` counts chunks, ``cancel`` is checked between chunks, and
         ``out`` is returned: out of core for inputs and outputs larger than memory.
-        ``info`` gets ``lazy``, ``n_tasks`` and ``model_transport``.
+        ``info`` gets ``lazy``, ``n_tasks`` and ``model_transport`` (and, for labels, the
+        ``threshold`` they are made at).
     """
     options = dict(options)
     out, progress, cancel, info = (options.pop(k, None) for k in ("out", "progress", "cancel", "info"))
@@ -125,6 +126,8 @@ def dask_apply(image, model, *, mode: str, options: dict[str, Any]):
     if info is not None:
         info.update(lazy=out is None, n_tasks=int(np.prod(result.numblocks)), model_transport=transport,
                     precision=request.precision, precision_reason=reason)
+        if mode == "labels":
+            info["threshold"] = request.threshold  # the caller's, or the model's own (as the engine says)
     if out is None:
         return result
     if tuple(out.shape) != tuple(result.shape):

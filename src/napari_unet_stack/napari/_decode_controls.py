@@ -200,8 +200,10 @@ class InstanceDecoding:
                        job.geometry, job.image)
         return job.decoding != self.controls.options()
 
-    def redecode(self, image: str, threshold: float, said: str | None = None) -> None:
+    def redecode(self, image: str, threshold: float | None = None, said: str | None = None) -> None:
         """Decode image ``image``'s instance layer again, if it has one and a result to decode.
+        ``threshold``: the one the slider was moved to; None (a decoding option moved): the
+        one the image's labels are at, which choosing another model does not change.
         ``said``: the status shown so far (a note that Run is needed follows it)."""
         from napari.layers import Labels
 
@@ -222,17 +224,22 @@ class InstanceDecoding:
             self.redecoder.request(job)
             self.report(True, "decoding instances (no network)...")
 
-    def _job(self, image: str, layer: Any, options: InstanceOptions, threshold: float) -> Any:
+    def _job(self, image: str, layer: Any, options: InstanceOptions, threshold: float | None) -> Any:
         """The job decoding ``layer`` again from what made it: the labels its lazy run kept,
-        else the eager run's store (None: neither); or what needs Run (`LazyInstances.needs_network`)."""
+        else the eager run's store (None: neither), at ``threshold`` (None: that of the
+        labels shown); or what needs Run (`LazyInstances.needs_network`)."""
         kept = self.scratch.kept.get(layer.name)
         if kept is not None and layer.data is kept.ids:
+            if threshold is None:  # the lazy labels', else the instances' own
+                lazy = self.results.lazy.get(f"{image} labels")
+                threshold = kept.threshold if lazy is None else lazy.threshold
             need = kept.needs_network(options, threshold)
             return kept.job(options, layer) if need is None else need
         result = self.results.eager.get(f"{image} labels")
         if result is None:
             return None
-        return DecodeJob(result.store, result.model, options, threshold, layer, result.channel_axis)
+        # the store's threshold: its labels' (a moved slider has relabelled it first)
+        return DecodeJob(result.store, result.model, options, result.store.threshold, layer, result.channel_axis)
 
     def forget(self, layer: Any) -> None:
         """``layer`` left the viewer: a decode into it stops."""

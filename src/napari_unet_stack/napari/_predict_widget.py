@@ -66,6 +66,7 @@ class PredictWidget(PredictChoices):
         super().__init__(viewer, "Run")
         self.run_button = self.start_button
         self.loaded = LoadedModels()
+        self._moved = False  # see `run`
         self.outputs = OutputLayers(viewer)
         self.results = Results(self.outputs)  # what a new threshold can relabel
         self.lazy_runs = LazyRunner(self.outputs, self.results)
@@ -156,9 +157,12 @@ class PredictWidget(PredictChoices):
             return
         self.model_info.value = describe_model(model, self.checkpoint.value if is_file else None)
         self.head.enabled = bool(getattr(model, "deep_supervision", False))
-        self.threshold_note.value = SOFTMAX_NOTE if model.activation == "softmax" else ""
+        own, note = model_threshold(model), SOFTMAX_NOTE if model.activation == "softmax" else ""
         with self.threshold.changed.blocked():  # the model's own threshold; no result is relabelled
-            self.threshold.value = min(max(model_threshold(model), self.threshold.min), self.threshold.max)
+            self.threshold.value = min(max(own, self.threshold.min), self.threshold.max)
+        if self.threshold.value != own:  # else the widget would differ from segment without a word
+            note += f"{'; ' if note else ''}its own threshold {own:g} is beyond the slider: {self.threshold.value:g}"
+        self.threshold_note.value = note
         self.decoding.follow_model(model)
         self._on_image_changed()
 
@@ -172,6 +176,7 @@ class PredictWidget(PredictChoices):
         """
         if self.busy():
             return None
+        self._moved = False  # the slider moved by hand while the run runs (a model's choice does not count)
         self.instance_decoding.cancel(quiet=True)  # a re-decode of the last result is not wanted any more
         try:
             job = self._run_lazy() if self._lazy_applies() else self._prepare()
@@ -319,7 +324,7 @@ class PredictWidget(PredictChoices):
         show_instances(self.outputs, name, job.ids, job.colours, job.geometry, job.image)
         self.lazy_runs.scratch.adopt(name, job.folder, job.kept)  # what decodes it again
         self.device_used.value, self.status.value = job.describe()
-        if job.threshold != self.threshold.value:  # moved while it ran: once the worker is gone
+        if self._moved and job.threshold != self.threshold.value:  # moved while it ran: once the worker is gone
             self._on_done.append(lambda: self._on_threshold_changed(self.threshold.value))
         elif job.decoding != self.decoding.options():
             self._on_done.append(self._redecode)
@@ -329,7 +334,7 @@ class PredictWidget(PredictChoices):
             self._finish_lazy(job)
             return
         store = job.store
-        moved = store.threshold != self.threshold.value  # while it ran
+        moved = self._moved and store.threshold != self.threshold.value  # by hand while it ran
         if moved:
             store.relabel(self.threshold.value)
         name = f"{job.image} labels"
@@ -359,19 +364,21 @@ class PredictWidget(PredictChoices):
     # -- threshold ---------------------------------------------------------------------
     def _on_threshold_changed(self, value: float) -> None:
         """Relabel the current image's result from the kept probabilities (no network)."""
+        self._moved = self.worker is not None  # applied when the run finishes
         if self.worker is not None or self.image.value is None:
             return
         status = self.results.rethreshold(self.image.value.name, value)
         if status is not None:
             self.status.value = status
-        self._redecode(status)
+        self._redecode(status, value)
 
     # -- instance decoding ---------------------------------------------------------------
-    def _redecode(self, said: str | None = None) -> None:
+    def _redecode(self, said: str | None = None, threshold: float | None = None) -> None:
         """Decode the current image's instances again from what its run kept (no network);
-        ``said``: the status shown so far."""
+        ``said``: the status shown so far; ``threshold``: the slider's, when it moved (else
+        the one the result's labels are at: choosing a model moves the slider, not them)."""
         if self.worker is None and self.image.value is not None:  # a run decodes when it finishes
-            self.instance_decoding.redecode(self.image.value.name, self.threshold.value, said)
+            self.instance_decoding.redecode(self.image.value.name, threshold, said)
 
     def _decode_state(self, running: bool, status: str) -> None:
         if not self._gone:

@@ -2,7 +2,8 @@
 
 Validation runs the model through `predict` exactly as inference will (padding, tiling) on
 slices already normalized as inference normalizes them, decides classes by the one label
-rule `segment` uses (`napari_unet_stack.labels.LabelRule`), and scores per-class Dice / IoU
+rule `segment` uses (`napari_unet_stack.labels.LabelRule`, at the model's own foreground
+threshold, ``meta["threshold"]``, else 0.5), and scores per-class Dice / IoU
 and the cross-entropy over the labelled pixels (``scope``: "painted pixels" when some pixels
 are unlabelled, so a score is not a full-image score). An instance model's slices are also
 decoded as `segment(..., instances=True)` decodes them and matched object by object
@@ -68,7 +69,8 @@ def validation_metrics(
     `predict` runs without normalization and with its usual padding and tiling.
     """
     classes = list(range(1, label_capacity(model)))
-    rule = LabelRule.of(model.out_channels, model.activation)  # as `segment` decides
+    # as `segment` decides by default: at the model's own threshold (a fine-tuned model keeps it)
+    rule = LabelRule.for_model(model)
     tp = np.zeros(len(classes), np.int64)
     fp = np.zeros_like(tp)
     fn = np.zeros_like(tp)
