@@ -348,3 +348,35 @@ def test_a_decoding_option_decodes_at_the_threshold_of_the_labels_shown(make_nap
     widget.wait()
     np.testing.assert_array_equal(layer.data, _expected(nuclei, model, widget, threshold=0.3))
     np.testing.assert_array_equal(labels.data, segment(nuclei, model, threshold=0.3))
+
+
+@pytest.mark.gui
+@pytest.mark.slow
+@pytest.mark.parametrize("lazy", [False, True])
+def test_a_decoding_option_keeps_the_marker_threshold_of_the_model_that_made_the_result(
+        make_napari_viewer, registered, nuclei, lazy):
+    """Choosing another instance model moves the form's marker threshold to its own; a
+    decoding option moved afterwards decodes the result shown with the marker threshold of
+    the model that made it (as `segment` with that model), eager or lazy, not the new one's."""
+    a, b = Counting(instance=True), Counting(instance=True)
+    a.meta["instances"] = {**a.meta["instances"], "marker_threshold": 0.2}
+    b.meta["instances"] = {**b.meta["instances"], "marker_threshold": 0.95}
+    viewer, widget = _widget(make_napari_viewer, nuclei, registered(a, "markers 0.2"))
+    widget.lazy.value = lazy
+    assert widget.run(wait=True) is not None, widget.status.value
+    layer = viewer.layers["img instances"]
+    widget.model.value = registered(b, "markers 0.95")
+    assert widget.decoding.marker_threshold.value == pytest.approx(0.95)
+    widget.decoding.min_size.value = 30
+    widget.wait()
+    own = segment(nuclei, Counting(instance=True), instances=True, min_size=30, marker_threshold=0.2)
+    other = segment(nuclei, Counting(instance=True), instances=True, min_size=30, marker_threshold=0.95)
+    assert not np.array_equal(own, other)  # the marker threshold matters here
+    np.testing.assert_array_equal(np.asarray(layer.data[...]), own)
+    assert "press Run" not in widget.status.value
+    widget.decoding.marker_threshold.value = 0.9  # by hand: now it applies to the result shown
+    widget.wait()
+    assert ("press Run" in widget.status.value) == lazy  # a lazy run keeps no probabilities
+    if not lazy:
+        np.testing.assert_array_equal(layer.data, segment(nuclei, Counting(instance=True), instances=True,
+                                                          min_size=30, marker_threshold=0.9))

@@ -19,6 +19,7 @@ decoded, and the status line says to press Run.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -53,6 +54,8 @@ class DecodeControls(Container):
         defaults = InstanceOptions()
         self._image = image
         self._instance_model = False
+        self.model: Any = None  # the model the form follows (its marker threshold and min size)
+        self.marker_by_hand = False  # the marker threshold moved by hand since that model was chosen
         self.method = ComboBox(label="instances", choices=self._method_choices, value=defaults.method,
                                tooltip="\n".join(f"{k}: {v}" for k, v in METHOD_NOTES.items()))
         self.marker_threshold = FloatSpinBox(label="marker threshold", min=0.01, max=0.99, step=0.05,
@@ -80,11 +83,15 @@ class DecodeControls(Container):
         super().__init__(widgets=[Label(value="instance decoding"), self.method, self.marker_threshold,
                                   self.min_size, self.min_distance, self.smoothing, self.link_z,
                                   self.link_overlap, self.z_split, self.time_axis])
+        self.marker_threshold.changed.connect(self._marker_moved)  # before on_change: a decode reads it
         for widget in (self.method, self.marker_threshold, self.min_size, self.min_distance, self.smoothing,
                        self.link_z, self.link_overlap, self.z_split, self.time_axis):
             widget.changed.connect(lambda _value: self._update_enabled())
             widget.changed.connect(lambda _value: on_change())
         self._update_enabled()
+
+    def _marker_moved(self, _value=None) -> None:
+        self.marker_by_hand = True
 
     def _method_choices(self, _widget=None) -> list[str]:
         return [m for m in METHOD_CHOICES if m != "markers" or self._instance_model]
@@ -140,6 +147,7 @@ class DecodeControls(Container):
     def follow_model(self, model: Any) -> None:
         """Offer ``model``'s methods and take its marker threshold and min size (no ``on_change``)."""
         self._instance_model = model_instances(model) is not None
+        self.model, self.marker_by_hand = model, False
         with self.method.changed.blocked(), self.marker_threshold.changed.blocked(), \
                 self.min_size.changed.blocked():
             self.method.reset_choices()
@@ -227,8 +235,16 @@ class InstanceDecoding:
     def _job(self, image: str, layer: Any, options: InstanceOptions, threshold: float | None) -> Any:
         """The job decoding ``layer`` again from what made it: the labels its lazy run kept,
         else the eager run's store (None: neither), at ``threshold`` (None: that of the
-        labels shown); or what needs Run (`LazyInstances.needs_network`)."""
+        labels shown); or what needs Run (`LazyInstances.needs_network`). A result of another
+        model than the form's (one chosen since) keeps that model's own marker threshold unless
+        the form's was moved by hand since: choosing a model moves the form's to the new
+        model's, which is no change for the result shown."""
         kept = self.scratch.kept.get(layer.name)
+        made_by = kept.model if kept is not None and layer.data is kept.ids else None
+        if made_by is None and self.results.eager.get(f"{image} labels") is not None:
+            made_by = self.results.eager[f"{image} labels"].model
+        if made_by is not None and made_by is not self.controls.model and not self.controls.marker_by_hand:
+            options = dataclasses.replace(options, marker_threshold=None)  # resolved: its own
         if kept is not None and layer.data is kept.ids:
             if threshold is None:  # the lazy labels', else the instances' own
                 lazy = self.results.lazy.get(f"{image} labels")
