@@ -235,17 +235,10 @@ class InstanceDecoding:
     def _job(self, image: str, layer: Any, options: InstanceOptions, threshold: float | None) -> Any:
         """The job decoding ``layer`` again from what made it: the labels its lazy run kept,
         else the eager run's store (None: neither), at ``threshold`` (None: that of the
-        labels shown); or what needs Run (`LazyInstances.needs_network`). A result of another
-        model than the form's (one chosen since) keeps that model's own marker threshold unless
-        the form's was moved by hand since: choosing a model moves the form's to the new
-        model's, which is no change for the result shown."""
+        labels shown); or what needs Run (`LazyInstances.needs_network`)."""
         kept = self.scratch.kept.get(layer.name)
-        made_by = kept.model if kept is not None and layer.data is kept.ids else None
-        if made_by is None and self.results.eager.get(f"{image} labels") is not None:
-            made_by = self.results.eager[f"{image} labels"].model
-        if made_by is not None and made_by is not self.controls.model and not self.controls.marker_by_hand:
-            options = dataclasses.replace(options, marker_threshold=None)  # resolved: its own
         if kept is not None and layer.data is kept.ids:
+            options = self._for_result(options, kept.model)
             if threshold is None:  # the lazy labels', else the instances' own
                 lazy = self.results.lazy.get(f"{image} labels")
                 threshold = kept.threshold if lazy is None else lazy.threshold
@@ -255,7 +248,16 @@ class InstanceDecoding:
         if result is None:
             return None
         # the store's threshold: its labels' (a moved slider has relabelled it first)
-        return DecodeJob(result.store, result.model, options, result.store.threshold, layer, result.channel_axis)
+        return DecodeJob(result.store, result.model, self._for_result(options, result.model),
+                         result.store.threshold, layer, result.channel_axis)
+
+    def _for_result(self, options: InstanceOptions, model: Any) -> InstanceOptions:
+        """``options`` for a result ``model`` made: a model other than the form's (one chosen
+        since) keeps its own marker threshold unless the form's was moved by hand since
+        (choosing a model moves the form's to the new model's: no change for that result)."""
+        if model is self.controls.model or self.controls.marker_by_hand:
+            return options
+        return dataclasses.replace(options, marker_threshold=None)  # resolved: its own
 
     def forget(self, layer: Any) -> None:
         """``layer`` left the viewer: a decode into it stops."""
