@@ -1,5 +1,5 @@
 """The decoding choices `train_default_models.py` makes for the bundled models, on selection
-stacks that are neither training nor held-out data.
+stacks and images that are neither training nor held-out data.
 
 The selection data are of both kinds users segment, scored with equal weight: the
 `SELECTION` ZYX stacks (their mean) and the `SELECTION_SET` 2D images (pooled). The two
