@@ -57,7 +57,8 @@ def test_channel_on_dask_equals_in_memory(net, rgb):
     lazy = nus.segment(da.from_array(stack, chunks=(1, 40, 56, 3)), net, channel_axis=-1, channel=2)
     np.testing.assert_array_equal(lazy.compute(), nus.segment(stack, net, channel_axis=-1, channel=2))
     lazy_p = nus.predict(da.from_array(stack, chunks=(2, 40, 56, 3)), net, channel_axis=-1, channel="mean")
-    np.testing.assert_allclose(lazy_p.compute(), nus.predict(stack, net, channel_axis=-1, channel="mean"), atol=1e-6)
+    np.testing.assert_allclose(lazy_p.compute(), nus.predict(stack, net, channel_axis=-1, channel="mean"),
+                               atol=1e-5)  # float32 sums in another batch order differ by ~1e-6 on some CPUs
 
 
 def test_channel_errors(net, rgb):
