@@ -8,30 +8,24 @@ a 2D network sees, the best foreground threshold is about 0.85; on the 2D images
 0.5 (measured 2026-12-02; a choice on the stacks alone cost the held-out 2D images 0.02
 of Dice).
 
-- The foreground threshold (``meta["threshold"]``, the default of ``segment(threshold=None)``
-  and of the widget's slider): the one of `FOREGROUND_THRESHOLDS` with the best foreground
-  Dice. What the threshold decides is the foreground, so the foreground's own score
-  chooses it.
-- Then the marker threshold of the models' own decoding (``meta["instances"]
-  ["marker_threshold"]``), at that foreground threshold: the one of `MARKER_THRESHOLDS`
-  with the best F1 at IoU 0.5 (objects linked across Z in the stacks; three stacks
-  rather than one: the best threshold differs from stack to stack).
+The choices themselves are the library's (`napari_unet_stack.training.decoding_choice`,
+which `train` also makes on an instance run's validation slices): the foreground threshold
+by foreground Dice, then the marker threshold of the model's own decoding by F1 at IoU 0.5
+(objects linked across Z in the stacks; three stacks rather than one: the best threshold
+differs from stack to stack). Here each stack is an item of the "stacks" group (their
+mean) and the 2D images one pooled item of the "images" group.
 
 The network runs once per stack and image (`selection_probabilities`); both choices decode
-those probabilities again (`LabelRule`, `decode_probabilities`: the rules `segment` uses).
+those probabilities again (the rules `segment` uses).
 """
 
 from __future__ import annotations
 
-import numpy as np
-
 from napari_unet_stack.inference import predict
-from napari_unet_stack.labels import LabelRule
-from napari_unet_stack.postprocess import InstanceOptions, decode_probabilities
 from napari_unet_stack.synthetic import varied_nuclei, varied_set
-from napari_unet_stack.training import foreground_dice, match_instances
+from napari_unet_stack.training.decoding_choice import choose_decoding
 
-__all__ = ["FOREGROUND_THRESHOLDS", "MARKER_THRESHOLDS", "SELECTION", "tune_decoding"]
+__all__ = ["SELECTION", "SELECTION_SET", "tune_decoding"]
 
 #: the stacks the thresholds are chosen on (seed 3 is also the fast-head selection stack)
 SELECTION = {"shape": (16, 256, 256), "seeds": (3, 4, 5)}
@@ -41,73 +35,28 @@ SELECTION_SET = {"n": 16, "shape": (256, 256), "seed": 11}
 SELECTION_DATA = (f"synthetic.varied_nuclei({SELECTION['shape']}, seed=s, bit_depths=16), "
                   f"s in {list(SELECTION['seeds'])}; synthetic.varied_set({SELECTION_SET['n']}, "
                   f"{SELECTION_SET['shape']}, seed={SELECTION_SET['seed']}); equal weight")
-#: the foreground thresholds tried
-FOREGROUND_THRESHOLDS = (0.5, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9)
-#: the marker thresholds tried for the models' own decoding
-MARKER_THRESHOLDS = (0.5, 0.7, 0.8, 0.9, 0.95)
 
 
-def selection_probabilities(model) -> dict[str, list[tuple[object, np.ndarray]]]:
-    """(sample, float32 probabilities) of each selection stack and 2D image, by kind."""
+def selection_probabilities(model) -> dict[str, list]:
+    """The selection data as `choose_decoding`'s groups: each stack an item of "stacks", the
+    2D images one pooled item of "images"; (float32 probabilities, instance ids) pairs."""
     def run(sample):
-        return sample, predict(sample.image, model, device="cpu", precision="float32")
+        return predict(sample.image, model, device="cpu", precision="float32"), sample.instances
 
     stacks = [varied_nuclei(SELECTION["shape"], seed=seed, bit_depths=16) for seed in SELECTION["seeds"]]
     images = varied_set(SELECTION_SET["n"], SELECTION_SET["shape"], seed=SELECTION_SET["seed"])
-    return {"stacks": [run(s) for s in stacks], "images": [run(s) for s in images]}
-
-
-def _choose(scores: dict[float, dict[str, float]]) -> tuple[float, dict[str, float]]:
-    """The candidate with the best mean over the kinds, and every candidate's mean."""
-    mean = {t: round(float(np.mean(list(v.values()))), 4) for t, v in scores.items()}
-    return max(mean, key=mean.get), {str(t): v for t, v in mean.items()}
-
-
-def _rounded(scores: dict[float, dict[str, float]]) -> dict[str, dict[str, float]]:
-    return {str(t): {k: round(x, 4) for k, x in v.items()} for t, v in scores.items()}
-
-
-def tune_threshold(model, provenance: dict, data) -> float:
-    """``meta["threshold"]``: the best foreground Dice of the model's labels."""
-    dice = {}
-    for t in FOREGROUND_THRESHOLDS:
-        def fg(probs, t=t):
-            return LabelRule.for_model(model, t, n_channels=probs.shape[0]).labels(probs) > 0
-
-        stacks = np.mean([foreground_dice(fg(p), s.instances > 0) for s, p in data["stacks"]])
-        images = foreground_dice(np.concatenate([fg(p).ravel() for _, p in data["images"]]),
-                                 np.concatenate([(s.instances > 0).ravel() for s, _ in data["images"]]))
-        dice[t] = {"stacks": float(stacks), "images": float(images)}
-    best, mean = _choose(dice)
-    model.meta["threshold"] = best
-    provenance["threshold_selection"] = {
-        "data": SELECTION_DATA, "criterion": "foreground Dice", "dice": _rounded(dice), "dice_mean": mean,
-        "threshold": best,
-    }
-    return best
-
-
-def tune_markers(model, provenance: dict, data) -> float:
-    """``meta["instances"]["marker_threshold"]``: the best F1@0.5 of the model's own
-    decoding (Z-linked in the stacks), at the model's foreground threshold."""
-    f1 = {}
-    for t in MARKER_THRESHOLDS:
-        options = InstanceOptions(method="markers", marker_threshold=t)
-        stacks = np.mean([match_instances(decode_probabilities(p, model, options), s.instances).f1
-                          for s, p in data["stacks"]])
-        matches = [match_instances(decode_probabilities(p, model, options), s.instances) for s, p in data["images"]]
-        f1[t] = {"stacks": float(stacks), "images": float(sum(matches[1:], matches[0]).f1)}
-    best, mean = _choose(f1)
-    model.meta["instances"] = {**model.meta["instances"], "marker_threshold": best}
-    provenance["marker_threshold_selection"] = {
-        "data": SELECTION_DATA, "criterion": "F1@0.5 (Z-linked in the stacks), at meta['threshold']",
-        "f1": _rounded(f1), "f1_mean": mean, "marker_threshold": best,
-    }
-    return best
+    return {"stacks": [[run(s)] for s in stacks], "images": [[run(s) for s in images]]}
 
 
 def tune_decoding(model, provenance: dict) -> None:
-    """Both choices, in that order, recorded in ``provenance``."""
-    data = selection_probabilities(model)
-    tune_threshold(model, provenance, data)
-    tune_markers(model, provenance, data)
+    """Both choices, in that order, recorded in ``provenance`` (``threshold_selection`` and
+    ``marker_threshold_selection``)."""
+    record = choose_decoding(model, selection_probabilities(model))
+    provenance["threshold_selection"] = {
+        "data": SELECTION_DATA, "criterion": record["threshold_criterion"], "dice": record["dice"],
+        "dice_mean": record["dice_mean"], "threshold": record["threshold"],
+    }
+    provenance["marker_threshold_selection"] = {
+        "data": SELECTION_DATA, "criterion": "F1@0.5 (Z-linked in the stacks), at meta['threshold']",
+        "f1": record["f1"], "f1_mean": record["f1_mean"], "marker_threshold": record["marker_threshold"],
+    }

@@ -99,3 +99,32 @@ def test_train_instances_then_predict_markers_round_trip(run, tmp_path):
     labels, _ = _read(tmp_path / "cells.tif")
     expected = segment(sample.image, model, device="cpu", instances=True, marker_threshold=0.4)
     np.testing.assert_array_equal(labels, expected)
+
+
+@pytest.mark.slow
+def test_train_instances_chooses_the_decoding_unless_told_not_to(run, tmp_path):
+    from napari_unet_stack import load_model
+    from napari_unet_stack.training.decoding_choice import MIN_OBJECTS
+
+    from ..training.test_train_instances import touching_triples
+
+    pairs = [touching_triples((128, 128), radius=6, seed=s) for s in range(8)]
+    ids = np.stack([p[1] for p in pairs])
+    assert 2 * min(len(np.unique(i)) - 1 for i in ids) >= MIN_OBJECTS
+    io.write_image(tmp_path / "img.tif", np.stack([p[0] for p in pairs]), axes="ZYX")
+    io.write_image(tmp_path / "ids.tif", ids, axes="ZYX")
+    common = ("--instances", "--steps", "2", "--patch-size", "48", "--batch-size", "2", "--base-channels", "4",
+              "--depth", "2", "--device", "cpu", "--val-fraction", "0.25")
+    code, out, err = run("train", tmp_path / "img.tif", tmp_path / "ids.tif", "-o", tmp_path / "a.pt", *common)
+    assert code == 0, err
+    model = load_model(tmp_path / "a.pt")
+    chosen = model.meta["provenance"]["decoding"]
+    assert (f"decoding chosen on the 2 validation slice(s), {chosen['data'].split(', ')[1]}: "
+            f"threshold {model.meta['threshold']:g}, marker threshold "
+            f"{model.meta['instances']['marker_threshold']:g}") in out
+    code, out, err = run("train", tmp_path / "img.tif", tmp_path / "ids.tif", "-o", tmp_path / "b.pt", *common,
+                         "--no-tune-decoding")
+    assert code == 0, err
+    assert "decoding" not in out
+    kept = load_model(tmp_path / "b.pt")
+    assert "threshold" not in kept.meta and "decoding" not in kept.meta["provenance"]

@@ -567,5 +567,11 @@ def test_an_instance_labels_layer_trains_an_instance_model(make_napari_viewer, q
     assert train.model is not None, train.status.value
     assert is_instance_model(train.model) and train.model.out_channels == 3
     assert "instance F1" in train.status.value
+    # the 3 validation slices of the sample's dense labels hold enough nuclei to choose the decoding
+    chosen = train.model.meta["provenance"]["decoding"]
+    assert train.status.value.endswith(
+        f"; decoding chosen on {chosen['data']}: threshold {chosen['threshold']:g}, "
+        f"marker threshold {chosen['marker_threshold']:g}"
+    )
     labels = segment(viewer.layers["nuclei_stack"].data[:2], train.model, instances=True, device="cpu")
     assert labels.shape == (2, 256, 256)

@@ -85,6 +85,9 @@ def add_parser(sub) -> None:
     p.add_argument("--contact-weight", type=float, default=fit.contact_weight, metavar="W",
                    help=f"with --instances: loss weight of the boundary pixels where objects touch "
                         f"(default {fit.contact_weight:g}; 1: none)")
+    p.add_argument("--no-tune-decoding", action="store_true",
+                   help="with --instances: keep the model's foreground and marker thresholds instead of "
+                        "choosing them on the validation slices (dense labels, enough objects)")
     add_image_options(p, "IMAGES")
     p.add_argument("--class-names", metavar="A,B,...", help="one name per output channel")
     p.add_argument("--device", default=fit.device, help=DEVICE_HELP)
@@ -187,6 +190,13 @@ class _TrainProgress:
 
 
 def _summary(model, history, seconds: float) -> str:
+    from ..training.decoding_choice import describe_choice
+
+    decoding = describe_choice(model)
+    return _val_summary(model, history, seconds) + (f"\n{decoding}" if decoding else "")
+
+
+def _val_summary(model, history, seconds: float) -> str:
     prov = model.meta.get("provenance", {})
     val = prov.get("val") or {}
     summary = f"trained {len(history['step'])} steps in {seconds:.1f} s"
@@ -270,7 +280,7 @@ def run(args) -> int:
             val_fraction=args.val_fraction, augment=not args.no_augment, sparse=args.sparse,
             channel_axis=channel_axis, class_names=class_names, device=args.device, seed=args.seed,
             instances=args.instances, boundary_width=args.boundary_width,
-            contact_weight=args.contact_weight, progress=progress,
+            contact_weight=args.contact_weight, tune_decoding=not args.no_tune_decoding, progress=progress,
         )
     finally:
         progress.close()

@@ -29,6 +29,7 @@ from napari.utils.notifications import show_error
 
 from ..models import ARCHITECTURES, DOWNSAMPLING
 from ..training.classes import classes_for
+from ..training.decoding_choice import describe_choice
 from ..training.settings import DEFAULT_STEPS, ModelSettings, TrainSettings
 from ._jobs import EXPECTED_ERRORS, TrainJob, device_choices, run_training
 from ._layers import channel_choices, channel_picks, given_channels, image_input, spatial_shape
@@ -281,8 +282,9 @@ class TrainWidget(WorkerDock):
         dice = self.plot.points["validation Dice"]
         what = "done" if status == "done" else f"cancelled after {err.step} steps"
         f1 = f", instance F1 {self._f1:.3f}" if self._f1 is not None else ""
+        decoding = describe_choice(model)
         self.status.value = (f"{what}{f', {self._what} {dice[-1][1]:.3f}' if dice else ''}{f1}; "
-                             f"'{self.model_name}' is in Predict")
+                             f"'{self.model_name}' is in Predict" + (f"; {decoding}" if decoding else ""))
 
     # -- saving ------------------------------------------------------------------------
     def save(self, *, wait: bool = False) -> Path | None:

@@ -65,6 +65,7 @@ def provenance(
     best_metrics: dict | None,
     head_scores: dict | None,
     seconds: float,
+    decoding: dict | None = None,
 ) -> dict[str, Any]:
     """The provenance after ``done`` steps of this call; the model's earlier record nests
     under ``"previous"`` (one level) and ``total_steps`` adds up over runs.
@@ -99,6 +100,8 @@ def provenance(
         else None,
         "previous": prev or None,
     }
+    if decoding is not None:
+        out["decoding"] = decoding
     if record.resumed:
         out["resumed_from_step"] = record.start
     return out

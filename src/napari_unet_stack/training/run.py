@@ -16,8 +16,9 @@ import torch
 from ..devices import channels_last_for, precision_name
 from ..models import NestedUNet, SegmentationNetwork, unwrap_logits
 from .augment import PatchSampler
+from .decoding_choice import choose_on_validation
 from .errors import TrainingFailed
-from .evaluate import validation_metrics
+from .evaluate import slice_probabilities, validation_metrics
 from .fast_head import choose_fast_head
 from .losses import multi_head_loss
 from .prefetch import BatchPrefetcher
@@ -256,6 +257,7 @@ class TrainRun:
                 net.load_state_dict(best["state"])
         net.training_state = state
         net.eval()
+        decoding = self._choose_decoding(net) if not failed else None
         head_scores = None
         if isinstance(net, NestedUNet) and net.deep_supervision and plan.val_slices:
             fast, head_scores = choose_fast_head(
@@ -270,9 +272,21 @@ class TrainRun:
             best_step=best["step"] if best["state"] is not None else None,
             best_metrics=best["metrics"],
             head_scores=head_scores,
+            decoding=decoding,
             seconds=time.perf_counter() - self.t0,
         )
         return net
+
+    def _choose_decoding(self, net: SegmentationNetwork) -> dict[str, Any] | None:
+        """An instance run's decoding thresholds, chosen on its validation slices
+        (`decoding_choice.choose_on_validation`); what provenance records (None: not asked)."""
+        plan = self.plan
+        if not (plan.settings.instances and plan.settings.tune_decoding):
+            return None
+        return choose_on_validation(
+            net, plan.val_slices,
+            lambda s: slice_probabilities(net, s, plan.device, self.val_precision),
+        )  # fmt: skip
 
     def record(self) -> RunRecord:
         """What provenance needs to know about this run."""

@@ -242,6 +242,16 @@ class TrainSettings:
         With ``instances``: the cross-entropy weight (>= 1) of the boundary pixels where two
         objects touch (`training.losses.contact_pixels`; 1: all pixels alike). Default
         `DEFAULT_CONTACT_WEIGHT`.
+    tune_decoding : bool
+        With ``instances``: after training, choose the model's foreground threshold
+        (``meta["threshold"]``) and then its marker threshold
+        (``meta["instances"]["marker_threshold"]``) on the validation slices, by foreground
+        Dice and by instance F1 at IoU 0.5 (`training.decoding_choice`), so that
+        ``segment(..., instances=True)`` decodes as this data wants. Only with densely
+        labelled validation slices holding at least `decoding_choice.MIN_OBJECTS` objects;
+        otherwise (and with False) the model keeps its thresholds (a fine-tuned model its
+        own, a new one 0.5). What was chosen, or why not, is in
+        ``meta["provenance"]["decoding"]``.
     """
 
     resume: bool = False
@@ -267,6 +277,7 @@ class TrainSettings:
     instances: bool = False
     boundary_width: int = 1
     contact_weight: float = DEFAULT_CONTACT_WEIGHT
+    tune_decoding: bool = True
 
     def __post_init__(self) -> None:
         for name, value in self.validate().items():
@@ -306,6 +317,7 @@ class TrainSettings:
             "channel": check_channel(self.channel, channel_axis=self.channel_axis),
             "sparse": bool(self.sparse),
             "instances": _flag("instances", self.instances),
+            "tune_decoding": _flag("tune_decoding", self.tune_decoding),
             "boundary_width": check_int("boundary_width", self.boundary_width),
             "contact_weight": float(_number("contact_weight", self.contact_weight, minimum=1, strict=False)),
             "class_names": _class_names(self.class_names),
