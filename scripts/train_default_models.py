@@ -92,10 +92,10 @@ SETTINGS = {
     "instances": True,
 }  # fmt: skip
 #: the generated 2D training images (plus the slices of the nuclei_train sample)
-TRAIN_SET = {"n": 192, "shape": (256, 256), "seed": 100}
+TRAIN_SET = {"n": 384, "shape": (256, 256), "seed": 100}
 #: the generated ZYX training stacks (their slices), one `varied_nuclei` seed each; samples.py
 #: uses seeds 1 (nuclei_train) and 2 (nuclei_stack), the head selection 3
-TRAIN_STACKS = {"shape": (16, 256, 256), "seeds": tuple(range(31, 39))}
+TRAIN_STACKS = {"shape": (16, 256, 256), "seeds": tuple(range(31, 55))}
 #: the generated 2D held-out images (another seed: no image in common with TRAIN_SET)
 HELD_OUT_SET = {"n": 16, "shape": (256, 256), "seed": 7}
 #: the extra stack the UNet++ fast head is chosen on, and the margin used there
