@@ -35,3 +35,19 @@ def threshold_net():
             return (x - 0.5) * 100
 
     return Threshold
+
+
+@pytest.fixture
+def load_benchmark():
+    """``load_benchmark("bench_user")``: a script of benchmarks/ loaded by path, as a module."""
+    import importlib.util
+    from pathlib import Path
+
+    def load(name: str):
+        path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load

@@ -3,7 +3,6 @@ only the exact files its figures are for; its scores are the metrics module's.""
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import subprocess
 import zipfile
@@ -15,16 +14,12 @@ import pytest
 PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_real.py"
 
 
-def _module():
-    spec = importlib.util.spec_from_file_location("bench_real", PATH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+@pytest.fixture
+def bench(load_benchmark):
+    return load_benchmark("bench_real")
 
 
-def test_without_the_registry_nothing_is_written(tmp_path, monkeypatch, capsys):
-    bench = _module()
-
+def test_without_the_registry_nothing_is_written(bench, tmp_path, monkeypatch, capsys):
     def offline(cmd, **kwargs):
         return subprocess.CompletedProcess(cmd, 1, "", "ERROR: No matching distribution found for stardist==0.9.2")
 
@@ -35,9 +30,8 @@ def test_without_the_registry_nothing_is_written(tmp_path, monkeypatch, capsys):
     assert "registry unreachable" in capsys.readouterr().out
 
 
-def test_a_wheel_whose_image_differs_is_refused(tmp_path):
+def test_a_wheel_whose_image_differs_is_refused(bench, tmp_path):
     tifffile = pytest.importorskip("tifffile")
-    bench = _module()
     buf = io.BytesIO()
     tifffile.imwrite(buf, np.zeros((8, 8), np.uint16))
     wheel = tmp_path / "stardist-0.9.2-cp311-none-any.whl"
@@ -48,8 +42,7 @@ def test_a_wheel_whose_image_differs_is_refused(tmp_path):
         bench.read_pair(wheel)
 
 
-def test_scores_count_a_merged_pair_as_one_miss_and_one_false_object():
-    bench = _module()
+def test_scores_count_a_merged_pair_as_one_miss_and_one_false_object(bench):
     truth = np.zeros((20, 30), np.int32)
     truth[5:15, 2:12] = 1
     truth[5:15, 14:24] = 2

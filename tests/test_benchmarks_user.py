@@ -3,7 +3,6 @@ its rows say PASS only on the right side of their thresholds."""
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 import subprocess
 from pathlib import Path
@@ -26,15 +25,12 @@ def _head_and_worktrees(root: Path) -> tuple[str, str]:
     return head.stdout.strip(), listed
 
 
-def _module():
-    spec = importlib.util.spec_from_file_location("bench_user", PATH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+@pytest.fixture
+def bench(load_benchmark):
+    return load_benchmark("bench_user")
 
 
-def test_the_nchw_baseline_turns_channels_last_off_and_back_on():
-    bench = _module()
+def test_the_nchw_baseline_turns_channels_last_off_and_back_on(bench):
     cpu = torch.device("cpu")
     before = plan.channels_last_for(cpu)
     with bench.nchw_engine():
@@ -44,9 +40,7 @@ def test_the_nchw_baseline_turns_channels_last_off_and_back_on():
     assert plan.channels_last_for(cpu) == before
 
 
-def test_rows_pass_only_within_their_thresholds():
-    bench = _module()
-
+def test_rows_pass_only_within_their_thresholds(bench):
     def fmt(r, lo, hi):
         return f"{r:.2f}"
 
@@ -68,9 +62,7 @@ def test_rows_pass_only_within_their_thresholds():
     assert verdicts(bench.summary_rows(res(0.51, 4.9, 0.81, 1.0), fmt)) == ["NO"] * 4
 
 
-def test_the_old_commit_row_carries_the_demo_verdict_and_the_in_process_row_stands_in():
-    bench = _module()
-
+def test_the_old_commit_row_carries_the_demo_verdict_and_the_in_process_row_stands_in(bench):
     def fmt(r, lo, hi):
         return f"{r:.2f}"
 
@@ -102,8 +94,7 @@ def test_the_old_commit_row_carries_the_demo_verdict_and_the_in_process_row_stan
     assert "skipped, git is not installed" in texts[1] and "(the verdict, as the old commit was not available)" in texts[1]
 
 
-def test_alternate_reverses_the_order_every_other_repeat():
-    bench = _module()
+def test_alternate_reverses_the_order_every_other_repeat(bench):
     order = []
     times = bench.bench_demo.alternate({"A": lambda: order.append("A") or 1.0,
                                         "B": lambda: order.append("B") or 2.0}, 4)  # fmt: skip
@@ -111,8 +102,7 @@ def test_alternate_reverses_the_order_every_other_repeat():
     assert bench.bench_demo.paired([2.0, 6.0, 3.0], [1.0, 2.0, 3.0]) == (2.0, 1.0, 3.0)
 
 
-def test_the_old_commit_row_is_skipped_with_a_note_outside_a_git_clone(tmp_path):
-    bench = _module()
+def test_the_old_commit_row_is_skipped_with_a_note_outside_a_git_clone(bench, tmp_path):
     (tmp_path / "src" / "napari_unet_stack").mkdir(parents=True)
     problem = bench.bench_demo.old_checkout_problem(tmp_path)
     if shutil.which("git") is None:
@@ -126,10 +116,10 @@ def test_the_old_commit_row_is_skipped_with_a_note_outside_a_git_clone(tmp_path)
 
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
-def test_the_old_commit_row_runs_both_children_and_removes_its_worktree(tmp_path):
+def test_the_old_commit_row_runs_both_children_and_removes_its_worktree(bench, tmp_path):
     """The row's machinery on this checkout's own HEAD (so any clone has the commit): both
     children report their jobs, and the temporary worktree is gone afterwards."""
-    bench, root = _module(), PATH.parents[1]
+    root = PATH.parents[1]
     head, before = _head_and_worktrees(root)
     res = bench.bench_demo.old_demo(1, 2, root=root, commit=head)
     assert _head_and_worktrees(root)[1] == before
@@ -140,12 +130,12 @@ def test_the_old_commit_row_runs_both_children_and_removes_its_worktree(tmp_path
     assert len(res["speedup"]) == 3 and res["mpix"]["old demo"] > 0 and res["job_mpix"] > 0
 
 
-def test_a_child_that_dies_skips_the_row_with_a_note_and_leaves_no_worktree(tmp_path, monkeypatch):
+def test_a_child_that_dies_skips_the_row_with_a_note_and_leaves_no_worktree(bench, tmp_path, monkeypatch):
     """A commit whose code cannot run the job (here: a child that exits at once) is a
     skipped row naming the failure, not a crashed benchmark, and its worktree is removed."""
     if shutil.which("git") is None:
         pytest.skip("needs git")
-    bench, root = _module(), PATH.parents[1]
+    root = PATH.parents[1]
     head, before = _head_and_worktrees(root)
     monkeypatch.setattr(bench.bench_demo.sys, "executable", "false")  # the child exits 1 without a word
     res = bench.bench_demo.old_demo(1, 1, root=root, commit=head)
