@@ -1,7 +1,7 @@
 """How far a small 2D model can go on the held-out ``nuclei_stack``: a ceiling experiment.
 
     python benchmarks/bench_ceiling.py [--steps 1500] [--stacks 12] [--cycles 1] [--context]
-                                       [--out FILE]
+                                       [--data scene|training] [--out FILE]
 
 Issue 14 asks the bundled instance model for a foreground Dice of 0.95 and an F1 at IoU
 0.5 of 0.9 on ``nuclei_stack`` (seed 2: small, dense nuclei, radius ~6 px, PSF sigma
@@ -14,7 +14,10 @@ for a model that, like the bundled ones, must also serve every other scene.
 
 ``--context``: the same with 2.5D input, each slice with its two neighbours in Z as
 three channels (edges repeated), the first convolution initialized from the bundled
-model's on the middle channel. Scores: foreground Dice, F1 / precision / recall at IoU
+model's on the middle channel. ``--data training``: instead of the held-out scene, the
+first ``--stacks`` of the bundled models' own generated training stacks (every stack its
+own scene; without their 2D images), which says whether neighbouring slices help a model
+that must serve every scene. Scores: foreground Dice, F1 / precision / recall at IoU
 0.5, mAP (IoU 0.5:0.95), Z-linked (3D) and slice by slice (2D), with each trained model's
 own decoding; the bundled model is scored alongside.
 """
@@ -43,7 +46,7 @@ from napari_unet_stack.training import (
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-from train_default_models import SETTINGS  # the bundled models' training settings
+from train_default_models import SETTINGS, TRAIN_STACKS  # the bundled models' settings and stacks
 
 HELD_OUT_SEED = 2
 FIRST_SEED = 5000
@@ -56,6 +59,12 @@ def scene_stacks(n: int, shape=(16, 256, 256)):
     made = [varied_nuclei(shape, seed=FIRST_SEED + i, bit_depths=16, **knobs) for i in range(n)]
     assert all(m.scene == scene for m in made), "the fixed knobs must reproduce the scene"
     return made
+
+
+def training_stacks(n: int):
+    """The first ``n`` of the bundled models' generated training stacks (every scene its own)."""
+    seeds = TRAIN_STACKS["seeds"][:n]
+    return [varied_nuclei(TRAIN_STACKS["shape"], seed=s) for s in seeds]
 
 
 def with_context(stack: np.ndarray) -> np.ndarray:
@@ -97,8 +106,8 @@ def scores(model, image, truth, channel_axis=None) -> dict:
     return out
 
 
-def run(steps: int, n_stacks: int, cycles: int, context: bool) -> dict:
-    made = scene_stacks(n_stacks)
+def run(steps: int, n_stacks: int, cycles: int, context: bool, data: str = "scene") -> dict:
+    made = scene_stacks(n_stacks) if data == "scene" else training_stacks(n_stacks)
     images = [with_context(m.image) if context else m.image for m in made]
     model = context_model() if context else load_model("nuclei-unet")
     extra = {"channel_axis": 1} if context else {}
@@ -111,7 +120,7 @@ def run(steps: int, n_stacks: int, cycles: int, context: bool) -> dict:
     image = with_context(held.image) if context else held.image
     return {
         "input": "2.5D (z-1, z, z+1)" if context else "2D",
-        "stacks": n_stacks, "steps": steps, "cycles": cycles, "seconds": round(seconds),
+        "data": data, "stacks": n_stacks, "steps": steps, "cycles": cycles, "seconds": round(seconds),
         "threshold": model.meta.get("threshold"),
         "marker_threshold": model.meta.get("instances", {}).get("marker_threshold"),
         "trained_on_scene": scores(model, image, held.instances, extra.get("channel_axis")),
@@ -123,11 +132,14 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--stacks", type=int, default=12)
+    parser.add_argument("--data", choices=("scene", "training"), default="scene",
+                        help="scene: stacks of the held-out scene; training: the bundled models' "
+                             "training stacks (every scene its own; no 2D images)")
     parser.add_argument("--cycles", type=int, default=1)
     parser.add_argument("--context", action="store_true", help="2.5D input: the slices above and below")
     parser.add_argument("--out", help="append the result (one JSON line) to this file")
     args = parser.parse_args(argv)
-    result = run(args.steps, args.stacks, args.cycles, args.context)
+    result = run(args.steps, args.stacks, args.cycles, args.context, args.data)
     line = json.dumps(result)
     print(line, flush=True)
     if args.out:
