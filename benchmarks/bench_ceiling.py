@@ -17,9 +17,10 @@ three channels (edges repeated), the first convolution initialized from the bund
 model's on the middle channel. ``--data training``: instead of the held-out scene, the
 first ``--stacks`` of the bundled models' own generated training stacks (every stack its
 own scene; without their 2D images), which says whether neighbouring slices help a model
-that must serve every scene. Scores: foreground Dice, F1 / precision / recall at IoU
-0.5, mAP (IoU 0.5:0.95), Z-linked (3D) and slice by slice (2D), with each trained model's
-own decoding; the bundled model is scored alongside.
+that must serve every scene. Scores: those of the bundled models' held-out stack
+(``score_stack`` of scripts/train_default_models.py: foreground Dice, F1 / precision /
+recall at IoU 0.5, mAP over IoU 0.5:0.95, PQ; Z-linked and slice by slice), with each
+trained model's own decoding; the bundled model is scored alongside.
 """
 
 from __future__ import annotations
@@ -34,19 +35,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from napari_unet_stack import load_model, segment
+from napari_unet_stack import load_model
 from napari_unet_stack.models import UNet
 from napari_unet_stack.samples import load_sample
 from napari_unet_stack.synthetic import varied_nuclei
-from napari_unet_stack.training import (
-    foreground_dice,
-    match_instances,
-    mean_average_precision,
-    train,
-)
+from napari_unet_stack.training import train
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-from train_default_models import SETTINGS, TRAIN_STACKS  # the bundled models' settings and stacks
+# the bundled models' settings, training stacks and held-out scores
+from train_default_models import SETTINGS, TRAIN_STACKS, score_stack
 
 HELD_OUT_SEED = 2
 FIRST_SEED = 5000
@@ -88,24 +85,6 @@ def context_model() -> UNet:
     return model
 
 
-def scores(model, image, truth, channel_axis=None) -> dict:
-    """Dice, F1 / precision / recall at IoU 0.5 and mAP, Z-linked and per slice."""
-    out = {}
-    for ndim in (3, 2):
-        pred = segment(image, model, device="cpu", instances=True, instance_ndim=ndim,
-                       channel_axis=channel_axis)  # fmt: skip
-        pairs = [(pred, truth)] if ndim == 3 else list(zip(pred, truth, strict=True))
-        matches = [match_instances(p, t) for p, t in pairs]
-        match = sum(matches[1:], matches[0])
-        out[f"{ndim}d"] = {
-            "dice": round(foreground_dice(pred > 0, truth > 0), 4),
-            "f1": round(match.f1, 4), "precision": round(match.precision, 4),
-            "recall": round(match.recall, 4),
-            "map": round(float(np.mean([mean_average_precision(p, t) for p, t in pairs])), 4),
-        }  # fmt: skip
-    return out
-
-
 def run(steps: int, n_stacks: int, cycles: int, context: bool, data: str = "scene") -> dict:
     made = scene_stacks(n_stacks) if data == "scene" else training_stacks(n_stacks)
     images = [with_context(m.image) if context else m.image for m in made]
@@ -123,8 +102,8 @@ def run(steps: int, n_stacks: int, cycles: int, context: bool, data: str = "scen
         "data": data, "stacks": n_stacks, "steps": steps, "cycles": cycles, "seconds": round(seconds),
         "threshold": model.meta.get("threshold"),
         "marker_threshold": model.meta.get("instances", {}).get("marker_threshold"),
-        "trained_on_scene": scores(model, image, held.instances, extra.get("channel_axis")),
-        "bundled": scores(load_model("nuclei-unet"), held.image, held.instances),
+        "trained_on_scene": score_stack(model, image, held.instances, **extra),
+        "bundled": score_stack(load_model("nuclei-unet"), held.image, held.instances),
     }  # fmt: skip
 
 

@@ -155,14 +155,14 @@ def _summary(match, ap: list[float], pred_fg, true_fg) -> dict[str, float]:
     }
 
 
-def score_stack(model, sample) -> dict[str, dict]:
-    """The held-out stack: objects linked over Z (3D), and every slice on its own (2D)."""
-    truth = sample.instances
-    pred = segment(sample.image, model, device="cpu", instances=True)
+def score_stack(model, image, truth, **options) -> dict[str, dict]:
+    """A stack against its instance labels ``truth``: objects linked over Z (3D), and every
+    slice on its own (2D); ``options`` go to `segment` (e.g. ``channel_axis``)."""
+    pred = segment(image, model, device="cpu", instances=True, **options)
     three_d = _summary(
         match_instances(pred, truth), [mean_average_precision(pred, truth)], pred > 0, truth > 0
     )
-    flat = segment(sample.image, model, device="cpu", instances=True, instance_ndim=2)
+    flat = segment(image, model, device="cpu", instances=True, instance_ndim=2, **options)
     matches = [match_instances(p, t) for p, t in zip(flat, truth, strict=True)]
     aps = [mean_average_precision(p, t) for p, t in zip(flat, truth, strict=True)]
     return {"3d": three_d, "2d": _summary(sum(matches[1:], matches[0]), aps, flat > 0, truth > 0)}
@@ -187,7 +187,7 @@ def held_out_scores(model, heads=(None,)) -> dict[str, dict]:
         if head is not None:
             model.head = head
         name = str(head or "default")
-        scores[name] = {"nuclei_stack": score_stack(model, stack)}
+        scores[name] = {"nuclei_stack": score_stack(model, stack.image, stack.instances)}
         scores[name]["varied_2d"] = score_set(model, images)
         print(name, json.dumps(scores[name]), flush=True)
     if heads != (None,):

@@ -4,8 +4,6 @@ one (the neighbour channels begin at zero weight)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -13,8 +11,6 @@ import torch
 from napari_unet_stack import load_model
 from napari_unet_stack.samples import SAMPLES
 from napari_unet_stack.synthetic import varied_nuclei
-
-PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_ceiling.py"
 
 
 @pytest.fixture

@@ -6,12 +6,9 @@ from __future__ import annotations
 import io
 import subprocess
 import zipfile
-from pathlib import Path
 
 import numpy as np
 import pytest
-
-PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_real.py"
 
 
 @pytest.fixture
