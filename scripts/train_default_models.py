@@ -86,6 +86,16 @@ MODELS = {
         "steps": 400,
         "settings": {},
     },
+    # 2.5D: each slice with the one above and below (z_context=1), trained on the stacks only
+    # (a fine-tune that also had the 2D images, each its own neighbours, did not gain:
+    # README, 2026-12-02); warm from nuclei-unet, its first convolution on the middle slice
+    "nuclei-unet-z": {
+        "build": lambda: UNet(3, 3, base_channels=8, depth=4),
+        "steps": 4500,
+        "settings": {"z_context": 1},
+        "data": "stacks",
+        "warm_from": "nuclei-unet",
+    },
 }
 SETTINGS = {
     "batch_size": 8, "patch_size": 128, "lr": 3e-3, "val_fraction": 0.05, "seed": 0,
@@ -105,9 +115,10 @@ SELECTION_DATA = (f"synthetic.varied_nuclei({HEAD_SELECTION['shape']}, seed={HEA
                   "bit_depths=16)")
 
 
-def training_data() -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """(images, instance labels): the varied 2D set, the varied stacks, then nuclei_train."""
-    made = varied_set(TRAIN_SET["n"], TRAIN_SET["shape"], seed=TRAIN_SET["seed"])
+def training_data(data: str = "all") -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """(images, instance labels): the varied 2D set (not for ``data="stacks"``), the varied
+    stacks, then nuclei_train."""
+    made = varied_set(TRAIN_SET["n"], TRAIN_SET["shape"], seed=TRAIN_SET["seed"]) if data == "all" else []
     made += [varied_nuclei(TRAIN_STACKS["shape"], seed=s) for s in TRAIN_STACKS["seeds"]]
     sample = load_sample("nuclei_train")
     images = [m.image for m in made] + [sample.image]
@@ -116,12 +127,23 @@ def training_data() -> tuple[list[np.ndarray], list[np.ndarray]]:
 
 
 def warm_start(model: torch.nn.Module, path: Path) -> dict | None:
-    """Copy every tensor of ``path``'s model whose name and shape match; None without a file."""
+    """Copy every tensor of ``path``'s model whose name and shape match; None without a file.
+    A first convolution that takes 2k + 1 times the input channels (a z-context model from a
+    2D one) gets the old weights on its middle slice's channels and zeros on the others: it
+    starts as the 2D model."""
     if not path.is_file():
         return None
     old = load_model(path).state_dict()
     own = model.state_dict()
     same = {k: v for k, v in old.items() if k in own and own[k].shape == v.shape}
+    for key, value in old.items():
+        mine = own.get(key)
+        if mine is not None and mine.ndim == 4 and mine.shape[1] != value.shape[1] and \
+                mine.shape[1] % value.shape[1] == 0 and (mine.shape[0], *mine.shape[2:]) == (value.shape[0], *value.shape[2:]):
+            widened = torch.zeros(mine.shape)
+            middle = (mine.shape[1] // value.shape[1]) // 2 * value.shape[1]
+            widened[:, middle:middle + value.shape[1]] = value
+            same[key] = widened
     model.load_state_dict(same, strict=False)
     digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
     return {"from": path.name, "sha256_16": digest, "tensors": f"{len(same)} of {len(own)}"}
@@ -212,16 +234,24 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     if args.rescore:
         return rescore(args.only or MODELS, args.out)
-    images, instances = training_data()
+    data = {}
     for name in args.only or MODELS:
         spec = MODELS[name]
+        kind = spec.get("data", "all")
+        if kind not in data:
+            data[kind] = training_data(kind)
+        images, instances = data[kind]
         torch.manual_seed(SETTINGS["seed"])
         model = spec["build"]()
-        init = warm_start(model, OUT / f"{name}.pt") if args.init == "bundled" else None
+        if spec["settings"].get("z_context"):
+            model.meta["z_context"] = spec["settings"]["z_context"]
+        own = OUT / f"{name}.pt"
+        init = warm_start(model, own if own.is_file() else OUT / f"{spec.get('warm_from', name)}.pt") \
+            if args.init == "bundled" else None
         t0 = time.perf_counter()
         model, cycles, val_dice = train_cycles(name, model, images, instances, args)
         seconds = time.perf_counter() - t0
-        finalize(name, model, val_dice, seconds, args.out, init, cycles)
+        finalize(name, model, val_dice, seconds, args.out, init, cycles, kind)
     return 0
 
 
@@ -331,7 +361,7 @@ def evaluate_and_save(name, model, provenance: dict, out) -> dict:
     return {"held_out": scores, "file_mb": round(path.stat().st_size / 2**20, 2)}
 
 
-def finalize(name, model, val_dice, seconds, out, init, cycles=None) -> dict:
+def finalize(name, model, val_dice, seconds, out, init, cycles=None, data="all") -> dict:
     """Decoding, fast head (UNet++), held-out scores, throughput; save; the report entry."""
     provenance = dict(model.meta["provenance"])
     provenance["init"] = init or "scratch"
@@ -339,7 +369,7 @@ def finalize(name, model, val_dice, seconds, out, init, cycles=None) -> dict:
     provenance["cycles"] = cycles
     provenance["steps_all_cycles"] = sum(c["steps"] for c in cycles)
     provenance["training_data"] = {
-        "varied_set": {**TRAIN_SET, "shape": list(TRAIN_SET["shape"])},
+        "varied_set": {**TRAIN_SET, "shape": list(TRAIN_SET["shape"])} if data == "all" else None,
         "varied_stacks": {"shape": list(TRAIN_STACKS["shape"]), "seeds": list(TRAIN_STACKS["seeds"]),
                           "bit_depths": [8, 12, 16]},
         "sample": "nuclei_train",

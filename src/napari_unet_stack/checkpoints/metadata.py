@@ -14,6 +14,7 @@ from ..models import SegmentationNetwork
 from ..models.base import META_KEYS
 from ..normalization import validate_normalization
 from ..postprocess.options import check_instance_info
+from ..zcontext import check_z_context
 from .errors import CheckpointError
 
 __all__ = ["check_loaded_meta", "check_meta", "json_like", "plain", "plain_training_state"]
@@ -84,7 +85,8 @@ def check_meta(model: SegmentationNetwork, key: str, value: Any) -> Any:
     ``normalization`` is validated (and completed) by `validate_normalization`;
     ``class_names`` needs one str per output channel, ``class_values`` one int (or list
     of ints) per channel (or 2 for a one-channel model), ``fast_head`` a positive int,
-    ``threshold`` a number in [0, 1] and ``provenance`` a dict. Other keys only need to be plain data.
+    ``threshold`` a number in [0, 1], ``z_context`` an int >= 0 that splits the input
+    channels into 2k + 1 blocks and ``provenance`` a dict. Other keys only need to be plain data.
     """
     value = plain(value, key)
     k = model.out_channels
@@ -107,6 +109,8 @@ def check_meta(model: SegmentationNetwork, key: str, value: Any) -> Any:
     elif key == "threshold":
         check_threshold(value)  # a bool is refused there too
         value = float(value)
+    elif key == "z_context":
+        value = check_z_context(value, model.in_channels)
     elif key == "provenance" and not isinstance(value, dict):
         raise TypeError(f"`provenance` must be a dict, got {type(value).__name__}")
     return value

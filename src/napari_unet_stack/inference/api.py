@@ -93,7 +93,7 @@ def iter_segment(image, model, *, instances: bool | str | InstanceOptions = Fals
     """
     decoding = _decoding(instances, min_size, instance_ndim, time_axis, min_distance, smoothing, link_overlap,
                          marker_threshold, z_split)
-    return _segment(image, model, decoding, _options(options))
+    return _segment(image, model, decoding, _options(dict(options, time_axis=time_axis)))
 
 
 def _decoding(instances, min_size, ndim, time_axis, min_distance, smoothing, link_overlap, marker_threshold,
@@ -171,7 +171,7 @@ def _dask_instances(image, model, decoding: InstanceOptions, options: dict[str, 
 
 def predict(image, model, *, channel_axis=None, channel=None, tile_size="auto", halo="auto", blend="crop", pad_mode="reflect",
             border=DEFAULT_BORDER, batch_size="auto", device="auto", precision="auto", normalization="auto", tta=False,
-            progress=None, cancel=None, out=None, info=None, normalize=NOT_GIVEN):
+            z_axis="auto", progress=None, cancel=None, out=None, info=None, normalize=NOT_GIVEN):
     """Class probabilities of a 2D model over an image or a stack of any rank.
 
     Parameters
@@ -230,6 +230,11 @@ def predict(image, model, *, channel_axis=None, channel=None, tile_size="auto", 
         window ('flips': 4 forwards) or also their transposes ('dihedral', True: 8).
         Smoother interiors, fewer wrong splits; 4 or 8 times the work. Tiled still equals
         whole-slice. See `napari_unet_stack.inference.augment`.
+    z_axis : 'auto', int or None
+        For a z-context (2.5D) model, ``meta["z_context"]`` = k: the axis of ``image`` along
+        which each slice's k neighbours on either side are read (`napari_unet_stack.zcontext`).
+        'auto': the last leading axis (for `segment`, the last that is not a ``time_axis``).
+        None: none; each slice is its own neighbour, as for a 2D image. Other models ignore it.
     progress : callable(done, total), optional
         Called after each batch.
     cancel : object with ``is_set()``, optional
@@ -263,7 +268,7 @@ def predict(image, model, *, channel_axis=None, channel=None, tile_size="auto", 
     """
     options = dict(channel_axis=channel_axis, channel=channel, tile_size=tile_size, halo=halo, blend=blend, pad_mode=pad_mode,
                    border=border, batch_size=batch_size, device=device, precision=precision,
-                   normalization=_pick_normalization(normalization, normalize, 2), tta=tta,
+                   normalization=_pick_normalization(normalization, normalize, 2), tta=tta, z_axis=z_axis,
                    progress=progress, cancel=cancel, out=out, info=info)
     if is_dask(image):
         return dask_apply(image, model, mode="probabilities", options=options)
@@ -275,8 +280,8 @@ def segment(image, model, *, threshold=None, instances=False, min_size=None, ins
             marker_threshold=None, z_split=DEFAULT_Z_SPLIT, channel_axis=None,
             channel=None, tile_size="auto", halo="auto", blend="crop", pad_mode="reflect", border=DEFAULT_BORDER,
             batch_size="auto", device="auto",
-            precision="auto", normalization="auto", tta=False, progress=None, cancel=None, out=None, info=None,
-            normalize=NOT_GIVEN):
+            precision="auto", normalization="auto", tta=False, z_axis="auto", progress=None, cancel=None, out=None,
+            info=None, normalize=NOT_GIVEN):
     """Labels of a 2D model over an image or a stack of any rank.
 
     Same options as `predict`, plus:
@@ -313,8 +318,9 @@ def segment(image, model, *, threshold=None, instances=False, min_size=None, ins
         the last leading axis that is not a time axis; other leading axes are independent.
     time_axis : int or sequence of int, optional
         Axes of ``image`` (numbered like ``channel_axis``) that are time: each time point's
-        objects are labelled on their own, never linked. A (T, Y, X) image without it is
-        taken as (Z, Y, X). The CLI sets it from the file's axes.
+        objects are labelled on their own, never linked, and a z-context model never reads
+        neighbours across them. A (T, Y, X) image without it is taken as (Z, Y, X). The CLI
+        sets it from the file's axes.
     min_distance : int
         Watershed markers: maxima of the distance transform at least this many pixels apart.
     smoothing : float
@@ -347,8 +353,8 @@ def segment(image, model, *, threshold=None, instances=False, min_size=None, ins
     """
     options = dict(channel_axis=channel_axis, channel=channel, tile_size=tile_size, halo=halo, blend=blend, pad_mode=pad_mode,
                    border=border, batch_size=batch_size, device=device, precision=precision,
-                   normalization=_pick_normalization(normalization, normalize, 2), tta=tta,
-                   threshold=threshold, progress=progress, cancel=cancel, out=out, info=info)
+                   normalization=_pick_normalization(normalization, normalize, 2), tta=tta, z_axis=z_axis,
+                   time_axis=time_axis, threshold=threshold, progress=progress, cancel=cancel, out=out, info=info)
     decoding = _decoding(instances, min_size, instance_ndim, time_axis, min_distance, smoothing, link_overlap,
                          marker_threshold, z_split)
     if is_dask(image):

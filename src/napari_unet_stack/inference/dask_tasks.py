@@ -18,6 +18,12 @@ here on the client; every task gets the same `Request` and runs the engine on it
 is fitted here too (on the slices the in-memory engine uses) and handed to the tasks as
 fixed parameters, so the lazy result equals the in-memory one for slice- and stack-scope
 normalization alike.
+
+A z-context model (`napari_unet_stack.zcontext`) reads each slice's neighbours in Z: the
+chunks are read with that many slices of overlap along the Z axis (`dask.array.overlap`,
+nothing added past the ends), each task wraps its chunk in a `layout.ZHalo` and computes
+only the chunk's own slices, so the lazy result equals the in-memory one whatever the
+chunks (a chunk shallower than the context is merged with its neighbour first).
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ from ..devices import precision_name, resolve_device
 from .engine import iterate
 from .events import check_run_options, drain, stop_if_cancelled
 from .forward import probe_classes
-from .layout import Layout, fit_stack, validate_image
+from .layout import Layout, ZHalo, fit_stack, validate_image, with_z_context
 from .plan import Request, make_request
 from .precision import choose_precision
 from .sources import ModelSource, cached_model, is_source
@@ -50,17 +56,44 @@ def _resolve(model_ref: Any):
     return cached_model(model_ref) if isinstance(model_ref, ModelSource) else model_ref
 
 
-def _segment_block(block, model_ref, request: Request):
+def _halo(block, z: tuple[int, int] | None, block_info):
+    """A chunk read with ``z = (axis, k)`` overlap as the `ZHalo` of its own slices."""
+    if z is None or block_info is None:
+        return block
+    axis, k = z
+    where, count = block_info[0]["chunk-location"][axis], block_info[0]["num-chunks"][axis]
+    return ZHalo(block, axis, k if where > 0 else 0, k if where < count - 1 else 0)
+
+
+def _segment_block(block, model_ref, request: Request, z=None, block_info=None):
     """The task of one chunk: its labels."""
     model = _resolve(model_ref)
-    return drain(iterate(block, model_spec(model), request))
+    return drain(iterate(_halo(block, z, block_info), model_spec(model), request))
 
 
-def _predict_block(block, model_ref, request: Request, has_channels: bool):
+def _predict_block(block, model_ref, request: Request, has_channels: bool, z=None, block_info=None):
     """The task of one chunk (classes/channels first): its probabilities."""
-    data = block if has_channels else block[0]
+    data = _halo(block, z, block_info)
+    if not has_channels:
+        data = data[0] if z is None else ZHalo(data.block[0], z[0] - 1, *data.z_halo)
     model = _resolve(model_ref)
     return drain(iterate(data, model_spec(model), request))
+
+
+def _overlapped(arr, axis: int | None, k: int):
+    """(``arr`` rechunked so that every chunk along ``axis`` holds at least ``k`` slices,
+    the same read with ``k`` slices of overlap, what the tasks need to know: (axis, k));
+    ``arr`` as it is when there is no Z overlap to add."""
+    if axis is None or not k or len(arr.chunks[axis]) == 1:
+        return arr, arr, None
+    import dask.array as da
+    from dask.array.overlap import ensure_minimum_chunksize
+
+    if min(arr.chunks[axis]) < k:
+        arr = arr.rechunk({axis: ensure_minimum_chunksize(k, arr.chunks[axis])})
+    if len(arr.chunks[axis]) == 1:
+        return arr, arr, None
+    return arr, da.overlap.overlap(arr, depth={axis: k}, boundary="none"), (axis, k)
 
 
 def fixed_normalization(image, layout: Layout, norm: dict | None) -> dict | None:
@@ -68,6 +101,7 @@ def fixed_normalization(image, layout: Layout, norm: dict | None) -> dict | None
     if norm is None or norm["scope"] != "stack" or not layout.lead_shape:
         return norm
     params, _ = fit_stack(image, layout, norm, exact=False)  # the tasks apply them as they are
+    params = np.tile(params, (2 * layout.z_context + 1, 1))  # every neighbour of a z-context model alike
     # (x - mean * 1) / (std * 1) is exactly the fitted affine map (x - offset) / scale
     return {"mode": "meanstd", "mean": params[:, 0].tolist(), "std": params[:, 1].tolist(),
             "divisor": 1.0, "scope": "slice"}
@@ -112,10 +146,12 @@ def dask_apply(image, model, *, mode: str, options: dict[str, Any]):
     local, model_ref, transport = _model_reference(model)
     spec = model_spec(local)
     request = make_request(spec, mode, **options)
-    layout = validate_image(image, request.channel_axis, spec.in_channels, request.channel)
+    layout = validate_image(image, request.channel_axis, spec.image_channels, request.channel)
+    layout = with_z_context(layout, spec.z_context, request.z_axis, request.time_axes)
     image = image.rechunk({ax: -1 for ax in range(image.ndim) if ax not in layout.spatial[:-2]})
+    z_axis = None if layout.z_lead is None else layout.spatial[layout.z_lead]
     request = request.replace(normalization=fixed_normalization(image, layout, request.normalization),
-                              channel=layout.channel)
+                              channel=layout.channel, z_axis=z_axis, time_axes=())
     request, reason = _fixed_precision(spec, layout, request, image)
     if mode == "labels":
         result = _lazy_labels(image, layout, model_ref, request, spec.label_rule(spec.out_channels or 1).dtype)
@@ -151,8 +187,10 @@ def _lazy_labels(image, layout: Layout, model_ref, request: Request, dtype: np.d
     import dask.array as da
 
     drop = [layout.channel_axis] if layout.channel_axis is not None else []
+    image, read, z = _overlapped(image, request.z_axis, layout.z_context)
+    chunks = tuple(c for ax, c in enumerate(image.chunks) if ax not in drop)
     return da.map_blocks(
-        _segment_block, image, model_ref, request, dtype=dtype, drop_axis=drop,
+        _segment_block, read, model_ref, request, z, dtype=dtype, drop_axis=drop, chunks=chunks,
         meta=np.empty((0,) * (image.ndim - len(drop)), dtype), name=f"segment-{uuid.uuid4().hex}",
     )
 
@@ -161,14 +199,19 @@ def _lazy_probabilities(image, layout: Layout, model_ref, request: Request, n_cl
     """Probabilities, classes first: the channel axis (if any) moves to the front first."""
     import dask.array as da
 
+    z_axis = None
     if layout.channel_axis is not None:
         arr = da.moveaxis(image, layout.channel_axis, 0)
-        request = request.replace(channel_axis=0)
+        if request.z_axis is not None:  # where the Z axis went
+            z_axis = request.z_axis + (request.z_axis < layout.channel_axis)
+        request = request.replace(channel_axis=0, z_axis=z_axis)
     else:
         arr = image[None]
+        z_axis = None if request.z_axis is None else request.z_axis + 1
+    arr, read, z = _overlapped(arr, z_axis, layout.z_context)
     chunks = ((n_classes,), *arr.chunks[1:])
     return da.map_blocks(
-        _predict_block, arr, model_ref, request, layout.channel_axis is not None, dtype=np.float32,
+        _predict_block, read, model_ref, request, layout.channel_axis is not None, z, dtype=np.float32,
         chunks=chunks, meta=np.empty((0,) * arr.ndim, np.float32), name=f"predict-{uuid.uuid4().hex}",
     )
 

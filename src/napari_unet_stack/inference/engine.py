@@ -28,7 +28,7 @@ from ..devices import device_name, empty_cache, precision_name
 from .augment import averaged_probabilities
 from .events import Progress, check_run_options, stop_if_cancelled
 from .forward import Batcher, activate, forward
-from .layout import as_image, read_slice, validate_image
+from .layout import as_image, read_slice, validate_image, with_z_context
 from .placement import on_device
 from .plan import Request, RunPlan, plan_run
 from .spec import ModelSpec
@@ -74,7 +74,8 @@ def iterate(image, spec: ModelSpec, request: Request, *, progress=None, cancel=N
     t0 = time.perf_counter()
     check_run_options(progress, cancel)
     image = as_image(image)
-    layout = validate_image(image, request.channel_axis, spec.in_channels, request.channel)
+    layout = validate_image(image, request.channel_axis, spec.image_channels, request.channel)
+    layout = with_z_context(layout, spec.z_context, request.z_axis, request.time_axes)
     check_out(out, output_shape(layout, request.mode == "labels", spec.out_channels))  # before the probes run
     plan = plan_run(spec, layout, request, image)
     run = _Run(plan, image, allocate_output(plan, out), progress, cancel,

@@ -1,12 +1,13 @@
 """The input at the door: what is accepted as an image (`as_image`), its layout (leading
-axes, channel axis and channel choice, image axes) and reading one slice of it, normalized,
-as (C, H, W) float32."""
+axes, channel axis and channel choice, image axes, the Z axis a z-context model reads
+along) and reading one slice of it, normalized, as (C, H, W) float32 (with a z-context
+model, the slice and its neighbours: `napari_unet_stack.zcontext`)."""
 
 from __future__ import annotations
 
 import sys
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +16,10 @@ import torch
 
 from ..channels import check_channel, pick_channels
 from ..normalization import apply_normalization, fit_normalization
+from ..zcontext import neighbours, stack_context, z_lead
 
-__all__ = ["Layout", "as_image", "caller_stacklevel", "fit_stack", "read_slice", "spatial_shape", "to_float",
-           "validate_image"]
+__all__ = ["Layout", "ZHalo", "as_image", "caller_stacklevel", "fit_stack", "read_slice", "spatial_shape",
+           "to_float", "validate_image", "with_z_context"]
 
 #: Normalization modes that a constant offset does not change (64-bit ints are shifted exactly).
 SHIFT_INVARIANT = ("percentile", "zscore")
@@ -43,11 +45,13 @@ class Layout:
     hw: tuple[int, int]
     n_channels: int  # of the image
     channel: int | str | None = None  # the `channels.check_channel` choice
+    z_context: int = 0  # neighbouring slices on each side a z-context model reads
+    z_lead: int | None = None  # the index in a lead of the Z axis they are read along
 
     @property
     def n_inputs(self) -> int:
         """Channels the model sees."""
-        return self.n_channels if self.channel is None else 1
+        return (self.n_channels if self.channel is None else 1) * (2 * self.z_context + 1)
 
     @property
     def leads(self) -> list[tuple[int, ...]]:
@@ -188,21 +192,83 @@ def fit_stack(image, layout: Layout, norm: dict, *, exact: bool = True) -> tuple
     return fit_normalization(np.stack(chw, axis=1), norm), shift
 
 
+def with_z_context(layout: Layout, k: int, z_axis: Any = "auto", time_axes: tuple[int, ...] = ()) -> Layout:
+    """``layout`` for a model reading ``k`` neighbouring slices on each side along ``z_axis``
+    (an image axis; "auto": the last leading axis that is not one of ``time_axes``, image
+    axes too, `zcontext.z_lead`; None: none, each slice is its own neighbour). ValueError
+    when ``z_axis`` or a time axis is not a leading (stack) axis of the image."""
+    if not k:
+        return layout
+    if z_axis is None:
+        return replace(layout, z_context=k)
+    if z_axis == "auto":
+        times = [_lead_index(layout, a, "time_axis") for a in time_axes]
+        return replace(layout, z_context=k, z_lead=z_lead(len(layout.lead_shape), times))
+    return replace(layout, z_context=k, z_lead=_lead_index(layout, z_axis, "z_axis"))
+
+
+def _lead_index(layout: Layout, axis: Any, name: str) -> int:
+    """The position among the leading axes of image axis ``axis``, else a ValueError."""
+    ndim = len(layout.shape)
+    if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)) or not -ndim <= axis < ndim or (
+            int(axis) % ndim not in layout.spatial[:-2]):
+        raise ValueError(f"`{name}={axis!r}` is not a leading (stack) axis of the image (shape {layout.shape}, "
+                         f"channel_axis={layout.channel_axis})")
+    return layout.spatial.index(int(axis) % ndim)
+
+
+class ZHalo:
+    """A chunk of a stack read with ``lo`` / ``hi`` extra slices before / after it along
+    ``axis``: it looks like the chunk itself (``shape``, indexing), and `read_slice` reads a
+    z-context model's neighbours from the extra slices (``z_halo``) instead of repeating the
+    chunk's end slices, so that chunk by chunk equals the whole stack."""
+
+    def __init__(self, block: Any, axis: int, lo: int, hi: int) -> None:
+        self.block, self.axis, self.z_halo = block, int(axis), (int(lo), int(hi))
+        shape = list(block.shape)
+        shape[self.axis] -= lo + hi
+        self.shape, self.dtype, self.ndim = tuple(shape), block.dtype, block.ndim
+
+    def __getitem__(self, index: tuple) -> Any:
+        index = list(index)
+        index[self.axis] = index[self.axis] + self.z_halo[0]  # the engine indexes leading axes by int
+        return self.block[tuple(index)]
+
+
+def _planes(image, layout: Layout, lead: tuple[int, ...]) -> list[np.ndarray]:
+    """The raw blocks a slice's input is made of: itself, or with a z-context model the
+    slices z - k .. z + k (`zcontext.neighbours`)."""
+    if not layout.z_context:
+        return [np.asarray(image[layout.indexer(lead)])]
+    if layout.z_lead is None:
+        return [np.asarray(image[layout.indexer(lead)])] * (2 * layout.z_context + 1)
+    lo, hi = getattr(image, "z_halo", (0, 0))
+    zl = layout.z_lead
+    zs = neighbours(lead[zl], layout.lead_shape[zl], layout.z_context, lo, hi)
+    cache: dict[int, np.ndarray] = {}
+    for z in zs:
+        if z not in cache:
+            cache[z] = np.asarray(image[layout.indexer((*lead[:zl], z, *lead[zl + 1:]))])
+    return [cache[z] for z in zs]
+
+
 def read_slice(image, layout: Layout, lead: tuple[int, ...], norm: dict | None,
                stack_params: tuple[np.ndarray, int | None] | None) -> tuple[np.ndarray, np.ndarray | None]:
     """Slice ``lead`` as normalized (C, H, W) float32, and its non-finite pixels (or None)."""
-    block = np.asarray(image[layout.indexer(lead)])
-    shift = stack_params[1] if stack_params is not None else exact_shift(block, norm)
-    data = layout.model_input(block, shift)
+    blocks = _planes(image, layout, lead)
+    shift = stack_params[1] if stack_params is not None else exact_shift(blocks[0], norm)
+    inputs = [layout.model_input(block, shift) for block in blocks]
+    data = stack_context(inputs)
+    centre = inputs[len(inputs) // 2]  # a neighbour's non-finite pixels become 0, the slice's get no label
     bad = None
-    if data.dtype.kind == "f":
-        finite = np.isfinite(data)
+    if centre.dtype.kind == "f":
+        finite = np.isfinite(centre)
         if not finite.all():
             bad = ~finite.all(axis=0)
     if norm is None:
         params = np.tile([[0.0, 1.0]], (data.shape[0], 1))
-    elif stack_params is not None:
-        params = stack_params[0]
+    elif stack_params is not None:  # fitted on the image's channels: the same for every neighbour
+        params = np.tile(stack_params[0], (2 * layout.z_context + 1, 1))
     else:
         params = fit_normalization(data, norm)
     return apply_normalization(data, params), bad

@@ -60,6 +60,8 @@ class Request:
     threshold: float = DEFAULT_THRESHOLD  # resolved: the caller's, else the model's own
     markers: float | None = None  # labels mode: an instance model's marker maps at this threshold
     tta: str = "none"  # test-time augmentation (`augment.TTA_CHOICES`)
+    z_axis: Any = "auto"  # a z-context model's Z axis (`layout.with_z_context`)
+    time_axes: tuple[int, ...] = ()  # image axes that are time: never a z-context model's Z axis
 
     def replace(self, **changes) -> Request:
         return dataclasses.replace(self, **changes)
@@ -67,7 +69,8 @@ class Request:
 
 def make_request(spec: ModelSpec, mode: str, *, channel_axis=None, channel=None, tile_size="auto", halo="auto", blend="crop",
                  pad_mode="reflect", batch_size="auto", device="auto", precision="auto", normalization="auto",
-                 threshold=None, markers=None, border=DEFAULT_BORDER, tta=False) -> Request:
+                 threshold=None, markers=None, border=DEFAULT_BORDER, tta=False, z_axis="auto",
+                 time_axis=None) -> Request:
     """Check the options that do not depend on the image; resolve the normalization
     (an explicit option wins over the checkpoint's, which wins over the default) and the
     threshold (None: the model's own, `napari_unet_stack.labels.model_threshold`)."""
@@ -80,12 +83,15 @@ def make_request(spec: ModelSpec, mode: str, *, channel_axis=None, channel=None,
     threshold = model_threshold(spec, threshold)
     border = check_border(border)
     tta = check_tta(tta)
-    channel = check_channel(channel, None, spec.in_channels, channel_axis=channel_axis)
+    channel = check_channel(channel, None, spec.image_channels, channel_axis=channel_axis)
+    if not (z_axis in ("auto", None) or isinstance(z_axis, (int, np.integer)) and not isinstance(z_axis, bool)):
+        raise TypeError(f"`z_axis` must be 'auto', None or an int (an axis of the image), got {z_axis!r}")
+    times = () if time_axis is None else (time_axis,) if np.isscalar(time_axis) else tuple(time_axis)
     if spec.margin and blend != "crop":
         raise ValueError("valid-convolution models tile exactly with the overlap-tile strategy: use blend='crop'")
     return Request(mode, channel_axis, channel, tile_size, halo, blend, pad_mode, border, batch_size, device,
                    precision, resolve_normalization(normalization, spec.normalization), float(threshold),
-                   None if markers is None else float(markers), tta)
+                   None if markers is None else float(markers), tta, z_axis if z_axis in ("auto", None) else int(z_axis), times)
 
 
 def check_border(border: Any) -> int | str:

@@ -11,6 +11,7 @@ import torch
 from ..labels import LabelRule, default_activation, model_threshold
 from ..models.base import SegmentationNetwork
 from ..postprocess.options import model_instances
+from ..zcontext import z_context_of
 
 __all__ = ["ModelSpec", "model_spec"]
 
@@ -37,6 +38,12 @@ class ModelSpec:
     name: str = "model"  # for messages: the class or function, and the file it came from
     instances: dict | None = None  # an instance model's ``meta["instances"]`` (how to decode it)
     threshold: float | None = None  # the model's own foreground threshold (``meta["threshold"]``)
+    z_context: int = 0  # neighbouring slices on each side the model reads (``meta["z_context"]``)
+
+    @property
+    def image_channels(self) -> int | None:
+        """The channels of the image (the network's input channels over 2k + 1)."""
+        return None if self.in_channels is None else self.in_channels // (2 * self.z_context + 1)
 
     def window_output(self, size: int) -> int:
         """The output length of a network input ``size`` long ("same" models: ``size``)."""
@@ -115,4 +122,5 @@ def _network_spec(model: SegmentationNetwork) -> ModelSpec:
         output_size=model.output_size if margin else None,
         instances=model_instances(model),
         threshold=model.meta.get("threshold"),
+        z_context=z_context_of(model),
     )

@@ -21,6 +21,7 @@ META_KEYS = (
     "fast_head",  # int, UNet++ head used by head="fast"
     "instances",  # dict: an instance model's classes and decoding (training.instance_meta)
     "threshold",  # float: the model's own foreground threshold (labels.model_threshold)
+    "z_context",  # int: neighbouring slices on each side in the input (napari_unet_stack.zcontext)
 )
 
 

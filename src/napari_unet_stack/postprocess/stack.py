@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..labels import smallest_uint
+from ..zcontext import z_lead
 from .checks import check_decoding
 from .linking import DEFAULT_LINK_OVERLAP, overlap_links, overlap_pairs, split_merged
 from .slices import (
@@ -52,7 +53,7 @@ def slice_groups(shape: Sequence[int], ndim: int | None = None, time_axes: Seque
         raise ValueError(f"`ndim` (instance_ndim) must be 2 (per slice) or 3 (linked across Z), got {ndim}")
     if ndim == 3 and not spatial:
         raise ValueError(f"no Z axis to link over: the leading axes of {tuple(shape)} are all time axes (use 2)")
-    z = spatial[-1] if ndim == 3 else None
+    z = z_lead(len(lead), times) if ndim == 3 else None
     others = [a for a in range(len(lead)) if a != z]
     for index in np.ndindex(*(lead[a] for a in others)):
         if z is None:

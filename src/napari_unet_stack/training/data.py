@@ -18,6 +18,11 @@ sparse (``sparse=True``, what people paint in napari)
 
 When a model carries ``meta["class_values"]`` (e.g. an imported checkpoint whose masks
 used 0/255), dense label values are looked up there.
+
+Z context (``z_context`` = k > 0, `napari_unet_stack.zcontext`): each slice's image is the
+slice and its k neighbours on either side along the image's last leading axis (its Z),
+each normalized as inference normalizes it, ends repeated; a 2D image is its own
+neighbours. Validation slices keep their neighbours' pixels as inputs.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import numpy as np
 
 from ..channels import check_channel, pick_channels
 from ..normalization import apply_normalization, fit_normalization, validate_normalization
+from ..zcontext import neighbours, stack_context, z_context_of
 from .classes import (
     binary_or_checked,
     describe_capacity,
@@ -163,20 +169,32 @@ def _checked_pair(
 
 def _slices_of(
     chw: np.ndarray, targets: np.ndarray, lead_shape: tuple[int, ...], index: int, *,
-    norm: dict, sparse: bool,
+    norm: dict, sparse: bool, z_context: int = 0,
 ) -> list[Slice]:  # fmt: skip
-    """One image's `Slice` objects, each normalized as inference will (per slice or stack)."""
+    """One image's `Slice` objects, each normalized as inference will (per slice or stack);
+    with ``z_context``, each with its neighbours along the last leading axis."""
     stack_params = None
     if norm["scope"] == "stack":
         stack_params = fit_normalization(chw.reshape(chw.shape[0], -1), norm)
+    normalized: dict[int, np.ndarray] = {}
+
+    def plane(n: int) -> np.ndarray:
+        if n not in normalized:
+            params = stack_params if stack_params is not None else fit_normalization(chw[:, n], norm)
+            normalized[n] = apply_normalization(chw[:, n], params)
+        return normalized[n]
+
+    n_z = lead_shape[-1] if lead_shape else 1
     out = []
     for n, lead in enumerate(np.ndindex(*lead_shape)):
         target = targets[n]
         if sparse and not (target >= 0).any():
             continue  # nothing painted on this slice
-        plane = chw[:, n]
-        params = stack_params if stack_params is not None else fit_normalization(plane, norm)
-        image = apply_normalization(plane, params)
+        if z_context:  # the Z axis is the last leading one: neighbours are next to each other
+            z = lead[-1] if lead_shape else 0
+            image = stack_context([plane(n - z + m) for m in neighbours(z, n_z, z_context)])
+        else:
+            image = plane(n)
         dtype = np.int16 if target.max() < 2**15 else np.int32
         out.append(Slice(image, target.astype(dtype), (index, tuple(int(k) for k in lead))))
     return out
@@ -225,6 +243,7 @@ def prepare_data(
     normalization: dict,
     class_values: Sequence[int] | None = None,
     capacity: int | None = None,
+    z_context: int = 0,
 ) -> PreparedData:
     """Validate, normalize and convert images and labels into `Slice` objects.
 
@@ -234,7 +253,8 @@ def prepare_data(
     inconsistent channel counts, no labelled pixel, fewer than two classes, more classes
     than a new model is built for. ``capacity``: the class indices the model holds (None:
     a model is to be built for these labels); a two-valued mask beyond it is binary (see
-    `classes`).
+    `classes`). ``z_context``: the slices' neighbours on either side in each input (see the
+    module docstring); ``in_channels`` then counts them all, (2k + 1) x the images' channels.
     """
     norm = validate_normalization(normalization)
     image_list = _as_list(images, "images")
@@ -259,12 +279,12 @@ def prepare_data(
     for i, ((_, lab, chw), lab_values) in enumerate(zip(pairs, values, strict=True)):
         targets = to_targets(lab_values, sparse=sparse, class_values=class_values, name=names[i][1])
         targets = targets.reshape(-1, *chw.shape[-2:])
-        slices += _slices_of(chw, targets, lab.shape[:-2], i, norm=norm, sparse=sparse)
+        slices += _slices_of(chw, targets, lab.shape[:-2], i, norm=norm, sparse=sparse, z_context=z_context)
     shapes = [tuple(img.shape) for img, _, _ in pairs]
     dtypes = [str(img.dtype) for img, _, _ in pairs]
     _check_classes(slices, sparse)
     n_targets = max(int(s.target.max()) for s in slices) + 1
-    return PreparedData(slices, in_channels, n_targets, shapes, dtypes, norm)
+    return PreparedData(slices, in_channels * (2 * z_context + 1), n_targets, shapes, dtypes, norm)
 
 
 def check_capacity(data: PreparedData, model: Any, sparse: bool) -> None:
@@ -278,12 +298,15 @@ def check_capacity(data: PreparedData, model: Any, sparse: bool) -> None:
             f"classes (e.g. UNet(n_classes={data.n_targets if model.activation == 'softmax' else data.n_targets - 1}))"
         )
     if data.in_channels != int(model.in_channels):
+        k = z_context_of(model)
+        n, m = data.in_channels // (2 * k + 1), int(model.in_channels) // (2 * k + 1)
         raise ValueError(
-            f"`images` have {data.in_channels} channel(s) but the model takes {model.in_channels}; "
+            f"`images` have {n} channel(s) but the model takes {m}"
+            f"{f' (times {2 * k + 1} slices: z_context={k})' if k else ''}; "
             f"check `channel_axis` (got the image shapes {data.shapes})"
             + (
                 "; for a one-channel model pick one with channel=<index> or channel='mean'"
-                if int(model.in_channels) == 1
+                if m == 1
                 else ""
             )
         )

@@ -13,11 +13,13 @@ objects are not all painted).
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
 
 from ..inference import predict
+from ..inference.spec import model_spec
 from ..labels import LabelRule
 from ..models import SegmentationNetwork
 from ..postprocess import InstanceOptions, labels_rule, marker_slice, model_instances
@@ -56,8 +58,10 @@ def _nan_mean(a: np.ndarray) -> float:
 
 def slice_probabilities(model: SegmentationNetwork, s: Slice, device, precision: str) -> np.ndarray:
     """``predict``'s probabilities (K, H, W) of one slice, already normalized as inference
-    normalizes it: the same as those of the whole image through `predict`."""
-    return predict(s.image, model, channel_axis=0, normalization=None, device=device, precision=precision)
+    normalizes it: the same as those of the whole image through `predict` (a z-context
+    model's slice holds its neighbours already: the engine is told not to add them)."""
+    spec = dataclasses.replace(model_spec(model), z_context=0)
+    return predict(s.image, spec, channel_axis=0, normalization=None, device=device, precision=precision)
 
 
 def validation_metrics(

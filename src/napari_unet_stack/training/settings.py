@@ -22,6 +22,7 @@ from ..models import (
 )
 from ..normalization import validate_normalization
 from ..validation import check_int
+from ..zcontext import check_z_context
 from .augment import AugmentConfig
 
 __all__ = [
@@ -252,6 +253,12 @@ class TrainSettings:
         otherwise (and with False) the model keeps its thresholds (a fine-tuned model its
         own, a new one 0.5). What was chosen, or why not, is in
         ``meta["provenance"]["decoding"]``.
+    z_context : int, optional
+        Neighbouring slices on either side each input also holds (2.5D, `napari_unet_stack.zcontext`):
+        a new model takes (2k + 1) x C channels and records ``meta["z_context"]``, and
+        `predict` / `segment` then read the neighbours themselves. The Z axis of a training
+        stack is its last leading axis; a 2D image is its own neighbours. None (default):
+        the given model's (0 for a new one). A model's own z context cannot change.
     """
 
     resume: bool = False
@@ -278,6 +285,7 @@ class TrainSettings:
     boundary_width: int = 1
     contact_weight: float = DEFAULT_CONTACT_WEIGHT
     tune_decoding: bool = True
+    z_context: int | None = None
 
     def __post_init__(self) -> None:
         for name, value in self.validate().items():
@@ -321,6 +329,7 @@ class TrainSettings:
             "boundary_width": check_int("boundary_width", self.boundary_width),
             "contact_weight": float(_number("contact_weight", self.contact_weight, minimum=1, strict=False)),
             "class_names": _class_names(self.class_names),
+            "z_context": None if self.z_context is None else check_z_context(self.z_context),
             "normalization": None
             if self.normalization is None
             else validate_normalization(self.normalization),

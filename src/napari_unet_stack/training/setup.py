@@ -19,6 +19,8 @@ from ..channels import check_channel
 from ..devices import cpu_native_bf16, resolve_device, resolve_precision
 from ..models import SegmentationNetwork
 from ..normalization import resolve_normalization, validate_normalization
+from ..zcontext import KEY as Z_CONTEXT
+from ..zcontext import image_channels, z_context_of
 from .data import (
     PreparedData,
     Slice,
@@ -200,6 +202,17 @@ def _count_steps(s, resumed, start: int, train_slices: list[Slice], label_shape)
     return int(resumed["total"]) - start if resumed is not None else DEFAULT_STEPS
 
 
+def _z_context(net: SegmentationNetwork | None, s: TrainSettings) -> int:
+    """The run's z context: the setting, else the model's; ValueError when they differ."""
+    own = z_context_of(net) if net is not None else 0
+    if s.z_context is None or net is None:
+        return own if s.z_context is None else s.z_context
+    if s.z_context != own:
+        raise ValueError(f"`z_context={s.z_context}` but the model reads {own} neighbouring slice(s) on each side "
+                         f"(meta['z_context']): a model's z context cannot change; train a new model")
+    return own
+
+
 def plan_run(images: Any, labels: Any, model: Any, s: TrainSettings) -> Plan:
     """Check and prepare everything a run needs before its optimizer (see the module doc)."""
     dev = resolve_device(s.device)
@@ -226,15 +239,19 @@ def plan_run(images: Any, labels: Any, model: Any, s: TrainSettings) -> Plan:
     if new_head:
         class_values = None
     capacity = label_capacity(net) if net is not None and not new_head else None
-    if s.channel is not None and net is not None and int(net.in_channels) != 1:
-        check_channel(s.channel, None, int(net.in_channels), channel_axis=s.channel_axis)
+    if s.channel is not None and net is not None and image_channels(net) != 1:
+        check_channel(s.channel, None, image_channels(net), channel_axis=s.channel_axis)
+    z_context = _z_context(net, s)
     data = prepare_data(images, labels, channel_axis=s.channel_axis, channel=s.channel, sparse=s.sparse,
-                        normalization=norm, class_values=class_values, capacity=capacity)  # fmt: skip
+                        normalization=norm, class_values=class_values, capacity=capacity,
+                        z_context=z_context)  # fmt: skip
     rng = np.random.default_rng(s.seed)
     if net is None:
         with torch.random.fork_rng(devices=[]):  # seeded init, global RNG untouched
             torch.manual_seed(s.seed)
             net = default_model(data.in_channels, 3 if s.instances else max(2, data.n_targets))
+        if z_context:
+            net.meta[Z_CONTEXT] = z_context
     elif new_head:
         net = with_new_head(net, max(2, data.n_targets), seed=s.seed, why="an instance model trained on semantic labels")
     if s.instances:
