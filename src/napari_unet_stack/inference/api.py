@@ -93,7 +93,13 @@ def iter_segment(image, model, *, instances: bool | str | InstanceOptions = Fals
     """
     decoding = _decoding(instances, min_size, instance_ndim, time_axis, min_distance, smoothing, link_overlap,
                          marker_threshold, z_split)
-    return _segment(image, model, decoding, _options(dict(options, time_axis=time_axis)))
+    return _segment(image, model, decoding, _options(dict(options, time_axis=_time_axis(decoding, time_axis))))
+
+
+def _time_axis(decoding: InstanceOptions | None, time_axis: Any) -> Any:
+    """The time axes a z-context model must not read across: the keyword's, else those of
+    the `InstanceOptions` given as ``instances``."""
+    return decoding.time_axis if time_axis is None and decoding is not None else time_axis
 
 
 def _decoding(instances, min_size, ndim, time_axis, min_distance, smoothing, link_overlap, marker_threshold,
@@ -354,9 +360,10 @@ def segment(image, model, *, threshold=None, instances=False, min_size=None, ins
     options = dict(channel_axis=channel_axis, channel=channel, tile_size=tile_size, halo=halo, blend=blend, pad_mode=pad_mode,
                    border=border, batch_size=batch_size, device=device, precision=precision,
                    normalization=_pick_normalization(normalization, normalize, 2), tta=tta, z_axis=z_axis,
-                   time_axis=time_axis, threshold=threshold, progress=progress, cancel=cancel, out=out, info=info)
+                   threshold=threshold, progress=progress, cancel=cancel, out=out, info=info)
     decoding = _decoding(instances, min_size, instance_ndim, time_axis, min_distance, smoothing, link_overlap,
                          marker_threshold, z_split)
+    options["time_axis"] = _time_axis(decoding, time_axis)
     if is_dask(image):
         if decoding is not None:
             return _dask_instances(image, model, decoding, options)

@@ -84,7 +84,7 @@ def make_request(spec: ModelSpec, mode: str, *, channel_axis=None, channel=None,
     border = check_border(border)
     tta = check_tta(tta)
     channel = check_channel(channel, None, spec.image_channels, channel_axis=channel_axis)
-    if not (z_axis in ("auto", None) or isinstance(z_axis, (int, np.integer)) and not isinstance(z_axis, bool)):
+    if not (z_axis in ("auto", None) or (isinstance(z_axis, (int, np.integer)) and not isinstance(z_axis, bool))):
         raise TypeError(f"`z_axis` must be 'auto', None or an int (an axis of the image), got {z_axis!r}")
     times = () if time_axis is None else (time_axis,) if np.isscalar(time_axis) else tuple(time_axis)
     if spec.margin and blend != "crop":

@@ -133,7 +133,9 @@ def lazy_labels(image: str, data: Any, channel_axis: int | None, model: Any, opt
     """Lazy labels of ``data`` (an Image layer's array); see the module docstring.
 
     ``model`` is a model of this package (its ``activation`` and ``meta``), ``options``
-    are `predict`'s (tile_size, halo, blend, batch_size, device, precision), ``head`` the
+    are `predict`'s (tile_size, halo, blend, batch_size, device, precision; ``z_axis``: the
+    axis a z-context model reads neighbours along, never a time axis: the engine reads
+    the one-slice chunks with that many slices of overlap along it), ``head`` the
     UNet++ head to use. Raises ValueError / TypeError for bad input or options, like an
     ordinary run would.
     """
