@@ -18,7 +18,7 @@ model's on the middle channel. ``--data training``: instead of the held-out scen
 first ``--stacks`` of the bundled models' own generated training stacks (every stack its
 own scene; without their 2D images), which says whether neighbouring slices help a model
 that must serve every scene. Scores: those of the bundled models' held-out stack
-(``score_stack`` of scripts/train_default_models.py: foreground Dice, F1 / precision /
+(``score_stack`` of scripts/default_model_scores.py: foreground Dice, F1 / precision /
 recall at IoU 0.5, mAP over IoU 0.5:0.95, PQ; Z-linked and slice by slice), with each
 trained model's own decoding; the bundled model is scored alongside.
 """
@@ -43,7 +43,8 @@ from napari_unet_stack.training import train
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 # the bundled models' settings, training stacks and held-out scores
-from train_default_models import SETTINGS, TRAIN_STACKS, score_stack
+from default_model_scores import score_stack
+from train_default_models import SETTINGS, TRAIN_STACKS
 
 HELD_OUT_SEED = 2
 FIRST_SEED = 5000

@@ -1,7 +1,7 @@
 """Train the bundled instance models on the project's own varied synthetic data (seeded, CPU-sized).
 
     python scripts/train_default_models.py [--only nuclei-unet] [--out DIR] [--steps N]
-                                           [--until HH:MM] [--init {bundled,scratch}]
+                                           [--until HH:MM] [--init {bundled,scratch,PATH}]
                                            [--lr LR] [--seed S] [--rescore]
 
 - ``nuclei-unet``: UNet, base 8 channels, depth 4, 3-class softmax (background, interior,
@@ -12,6 +12,10 @@
   ``select_fast_head(..., score="f1")``): the smallest head whose Z-linked instance F1 on
   an extra varied stack (seed 3: neither training nor held-out data) is within 0.01 of the
   accurate mode's.
+- ``nuclei-unet-z``: the UNet of ``nuclei-unet`` with 2.5D input (``z_context=1``: each
+  slice with the one above and below, 3 channels), for stacks; trained on the stacks
+  only (``"data": "stacks"``), warm from ``nuclei-unet`` (`warm_start`: its first
+  convolution on the middle slice, so it starts as the 2D model).
 
 Training data (`training_data`): ``TRAIN_SET["n"]`` 2D images of
 `synthetic.varied_set` (each its own scene: sizes, density, clumps, touching pairs,
@@ -21,13 +25,15 @@ nowhere else, 8/12/16-bit: the z-blur and the small dim sections near the nuclei
 that a 2D image lacks) and the slices of ``load_sample("nuclei_train")``. Nothing else:
 no third-party images.
 
-Held-out scores (`held_out_scores`), all on data from other seeds: the shipped
+Held-out scores (`held_out_scores`, scripts/default_model_scores.py), all on data from other seeds: the shipped
 ``nuclei_stack`` (3D: objects linked across Z, and slice by slice in 2D) and
 ``HELD_OUT_SET`` (2D varied images): foreground Dice, instance precision / recall / F1
 at IoU 0.5, mean average precision over IoU 0.5:0.95 and panoptic quality. With
 ``--init bundled`` (the default) a model starts from the weights of the bundled file it
-replaces (all but the output layer, whose class count changed), which is recorded in
-``meta["provenance"]["init"]``; ``--init scratch`` starts from a seeded initialization.
+replaces (or of its ``warm_from`` model when there is none yet; all but a layer whose
+shape changed), which is recorded in
+``meta["provenance"]["init"]``; ``--init scratch`` starts from a seeded initialization,
+``--init PATH`` from that checkpoint's weights (an earlier run's ``--out``).
 Scores, training time and forward throughput on a 1024 x 1024 image are printed and
 stored in ``meta["provenance"]["held_out"]``.
 
@@ -56,18 +62,16 @@ from pathlib import Path
 import numpy as np
 import torch
 from default_model_choices import tune_decoding  # scripts/, beside this file
+from default_model_scores import HELD_OUT_SET, held_out_scores
 
 from napari_unet_stack.checkpoints import load_model, save_model
-from napari_unet_stack.inference import predict, segment
+from napari_unet_stack.inference import predict
 from napari_unet_stack.inference.precision import weights_digest
 from napari_unet_stack.labels import LabelRule
 from napari_unet_stack.models import NestedUNet, UNet
 from napari_unet_stack.samples import load_sample
 from napari_unet_stack.synthetic import varied_nuclei, varied_set
 from napari_unet_stack.training import (
-    foreground_dice,
-    match_instances,
-    mean_average_precision,
     select_fast_head,
     train,
 )
@@ -106,8 +110,6 @@ TRAIN_SET = {"n": 384, "shape": (256, 256), "seed": 100}
 #: the generated ZYX training stacks (their slices), one `varied_nuclei` seed each; samples.py
 #: uses seeds 1 (nuclei_train) and 2 (nuclei_stack), the head selection 3
 TRAIN_STACKS = {"shape": (16, 256, 256), "seeds": tuple(range(31, 55))}
-#: the generated 2D held-out images (another seed: no image in common with TRAIN_SET)
-HELD_OUT_SET = {"n": 16, "shape": (256, 256), "seed": 7}
 #: the extra stack the UNet++ fast head is chosen on, and the margin used there
 HEAD_SELECTION = {"shape": (16, 256, 256), "seed": 3, "tolerance": 0.01}
 #: how provenance names that stack
@@ -165,58 +167,6 @@ def _timed(model, x) -> float:
     return time.perf_counter() - t
 
 
-def _summary(match, ap: list[float], pred_fg, true_fg) -> dict[str, float]:
-    return {
-        "dice": round(foreground_dice(pred_fg, true_fg), 4),
-        "f1": round(match.f1, 4),
-        "precision": round(match.precision, 4),
-        "recall": round(match.recall, 4),
-        "map": round(float(np.mean(ap)), 4),
-        "pq": round(match.panoptic_quality, 4),
-        "objects": match.n_true,
-    }
-
-
-def score_stack(model, image, truth, **options) -> dict[str, dict]:
-    """A stack against its instance labels ``truth``: objects linked over Z (3D), and every
-    slice on its own (2D); ``options`` go to `segment` (e.g. ``channel_axis``)."""
-    pred = segment(image, model, device="cpu", instances=True, **options)
-    three_d = _summary(
-        match_instances(pred, truth), [mean_average_precision(pred, truth)], pred > 0, truth > 0
-    )
-    flat = segment(image, model, device="cpu", instances=True, instance_ndim=2, **options)
-    matches = [match_instances(p, t) for p, t in zip(flat, truth, strict=True)]
-    aps = [mean_average_precision(p, t) for p, t in zip(flat, truth, strict=True)]
-    return {"3d": three_d, "2d": _summary(sum(matches[1:], matches[0]), aps, flat > 0, truth > 0)}
-
-
-def score_set(model, samples) -> dict[str, float]:
-    """The held-out 2D images: matches pooled over the set, mAP averaged."""
-    preds = [segment(s.image, model, device="cpu", instances=True) for s in samples]
-    matches = [match_instances(p, s.instances) for p, s in zip(preds, samples, strict=True)]
-    aps = [mean_average_precision(p, s.instances) for p, s in zip(preds, samples, strict=True)]
-    fg = np.concatenate([p.ravel() > 0 for p in preds])
-    true_fg = np.concatenate([s.instances.ravel() > 0 for s in samples])
-    return _summary(sum(matches[1:], matches[0]), aps, fg, true_fg)
-
-
-def held_out_scores(model, heads=(None,)) -> dict[str, dict]:
-    """Scores per mode (UNet++: accurate and fast; UNet: the one) on the stack and the 2D set."""
-    stack = load_sample("nuclei_stack")
-    images = varied_set(HELD_OUT_SET["n"], HELD_OUT_SET["shape"], seed=HELD_OUT_SET["seed"])
-    scores = {}
-    for head in heads:
-        if head is not None:
-            model.head = head
-        name = str(head or "default")
-        scores[name] = {"nuclei_stack": score_stack(model, stack.image, stack.instances)}
-        scores[name]["varied_2d"] = score_set(model, images)
-        print(name, json.dumps(scores[name]), flush=True)
-    if heads != (None,):
-        model.head = "accurate"
-    return scores
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", choices=sorted(MODELS), action="append")
@@ -227,7 +177,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="seed of the first cycle's sampling and split (later cycles count up from it)")
     parser.add_argument("--until", type=_utc_time, metavar="HH:MM",
                         help="UTC: repeat cycles (each warm from the last) while one more fits")
-    parser.add_argument("--init", choices=("bundled", "scratch"), default="bundled")
+    parser.add_argument("--init", default="bundled",
+                        help="bundled (default), scratch, or a checkpoint to go on from (e.g. an earlier --out)")
     parser.add_argument("--rescore", action="store_true",
                         help="no training: choose the decoding and score the shipped weights again")
     args = parser.parse_args(argv)
@@ -246,8 +197,11 @@ def main(argv: list[str] | None = None) -> int:
         if spec["settings"].get("z_context"):
             model.meta["z_context"] = spec["settings"]["z_context"]
         own = OUT / f"{name}.pt"
-        init = warm_start(model, own if own.is_file() else OUT / f"{spec.get('warm_from', name)}.pt") \
-            if args.init == "bundled" else None
+        if args.init not in ("bundled", "scratch"):
+            own = Path(args.init)
+        elif not own.is_file():
+            own = OUT / f"{spec.get('warm_from', name)}.pt"
+        init = warm_start(model, own) if args.init != "scratch" else None
         t0 = time.perf_counter()
         model, cycles, val_dice = train_cycles(name, model, images, instances, args)
         seconds = time.perf_counter() - t0
