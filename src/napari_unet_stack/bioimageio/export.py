@@ -26,11 +26,14 @@ from ..checkpoints.metadata import plain
 from ..checkpoints.own_format import config_of
 from ..checkpoints.torchscript import export_torchscript
 from ..io.atomic import check_target, write_atomically
+from ..zcontext import KEY as Z_CONTEXT
+from ..zcontext import z_context_of
 from .pictures import cover_image, sample_input
 from .rdf import default_cite, model_normalization, model_rdf, size_constraints
 from .readme import readme_text
 
-__all__ = ["FILES", "INSTALL_HINT", "export_bioimageio", "import_bioimageio_spec", "package_fields", "write_files"]
+__all__ = ["FILES", "INSTALL_HINT", "check_plain_2d", "export_bioimageio", "import_bioimageio_spec", "package_fields",
+           "write_files"]
 
 INSTALL_HINT = 'pip install "napari-unet-stack[bioimageio]"'
 FILES = {
@@ -51,6 +54,21 @@ def import_bioimageio_spec():
     except ImportError as err:
         raise ImportError(f"writing bioimage.io packages needs bioimageio.spec: {INSTALL_HINT}") from err
     return spec
+
+
+def check_plain_2d(model) -> None:
+    """ValueError for a z-context (2.5D) model (``meta["z_context"]`` = k > 0): its input is
+    each slice with its k neighbours in Z (`napari_unet_stack.zcontext`), which a bioimage.io
+    description of one 2D image in, labels out cannot say: a consumer would feed it a plain
+    image of (2k + 1) x C channels."""
+    k = z_context_of(model)
+    if k:
+        raise ValueError(
+            f"a z-context (2.5D) model cannot be exported as a bioimage.io model: meta[{Z_CONTEXT!r}] = {k} "
+            f"(each slice is read with its {k} neighbouring slice(s) above and below as "
+            f"{model.in_channels} input channels), which a plain 2D bioimage.io model cannot describe; "
+            f"export a 2D model (z context 0) instead"
+        )
 
 
 def _authors(authors: Any) -> list[dict[str, Any]]:
@@ -130,6 +148,7 @@ def _environment() -> str:
 def write_files(model, folder: Path, fields: dict[str, Any], test_input=None) -> dict[str, Any]:
     """Write the package's files into ``folder``; returns its description (the rdf dict,
     not yet validated): the part of `export_bioimageio` that needs no bioimageio."""
+    check_plain_2d(model)
     x, y = _test_tensors(model, test_input)
     np.save(folder / FILES["test_input"], x)
     np.save(folder / FILES["test_output"], y)
@@ -208,10 +227,11 @@ def export_bioimageio(
     TypeError
         ``model`` cannot be rebuilt from a config (a TorchScript or pickled module).
     ValueError
-        Its normalization has no bioimage.io equivalent, or bioimageio.spec rejects the
-        description (the message has its reasons).
+        Its normalization has no bioimage.io equivalent, it is a z-context model (2.5D,
+        `check_plain_2d`), or bioimageio.spec rejects the description (its reasons).
     """
     path = Path(path)
+    check_plain_2d(model)  # before anything is written
     config_of(model, "export_bioimageio")
     spec = import_bioimageio_spec()
     check_target(path, overwrite)

@@ -20,6 +20,7 @@ __all__ = [
     "keep_freed_memory",
     "load_cli_model",
     "parse_channel",
+    "stack_axes",
 ]
 
 #: the model `predict` and `demo` use when none is named
@@ -174,25 +175,40 @@ def channel_layout(image, option, axes_option=None) -> tuple[int | None, str, bo
     return channel_axis, io.default_axes(image.ndim, channel_axis), False
 
 
+def stack_axes(axes: str, channel_axis: int | None) -> dict:
+    """What the file's ``axes`` (its letters, C included) say about its stack axes, in one
+    place: ``z_axis``, the image axis a z-context model reads each slice's neighbours along
+    (the Z letter's; None without one: a T axis, or a 2D image, is never read across), and
+    ``time_axes``, the T axes among those of the labels (no C), never linked by instance
+    decoding (`segment`'s ``time_axis``)."""
+    from ..io.axes import time_axes_of
+
+    label_axes = "".join(a for i, a in enumerate(axes) if i != channel_axis)
+    return {"z_axis": axes.index("Z") if "Z" in axes else None, "time_axes": time_axes_of(label_axes)}
+
+
 def check_model_channels(src, image, channel_axis: int | None, axes: str, model, channel):
     """The `channels.check_channel` choice for one input, or a ValueError naming the file and
-    the options that would make its channels fit the model."""
+    the options that would make its channels fit the model (a z-context model's image
+    channels: its input channels over its 2k + 1 slices, `zcontext.image_channels`)."""
     from .. import io
     from ..channels import check_channel
+    from ..zcontext import image_channels, z_context_of
 
+    wanted, k = image_channels(model), z_context_of(model)
     n_channels = 1 if channel_axis is None else image.shape[channel_axis]
-    if channel is None and n_channels != model.in_channels:
+    if channel is None and n_channels != wanted:
         if channel_axis is None:
             hint = "name the channel axis with --channel-axis"
         else:
             hint = (f"if axis {channel_axis} is not channels, give the axes with --axes (e.g. --axes "
                     f"{io.default_axes(image.ndim)}) or --channel-axis none")
-            if model.in_channels == 1:
+            if wanted == 1:
                 hint = "pick one with --channel INDEX or --channel mean; " + hint
+        slices = f" per slice (its input: {2 * k + 1} slices, z context {k})" if k else ""
         raise ValueError(
-            f"{str(src)!r}: the model expects {model.in_channels} channel(s) but the image "
+            f"{str(src)!r}: the model expects {wanted} channel(s){slices} but the image "
             f"(shape {image.shape}, axes {axes}) has {n_channels} ({hint})"
         )
-    return check_channel(channel, n_channels, model.in_channels, channel_axis=channel_axis,
+    return check_channel(channel, n_channels, wanted, channel_axis=channel_axis,
                          where=repr(str(src)))
-

@@ -17,6 +17,7 @@ from .common import (
     check_model_channels,
     load_cli_model,
     parse_channel,
+    stack_axes,
 )
 from .outputs import plan_outputs
 
@@ -173,7 +174,9 @@ def _labels_from_probabilities(probs, out, rule) -> None:
 
 
 def _layout(image, src, model, args) -> dict:
-    """Channel axis, labels shape and axes, and the output metadata of one input."""
+    """Channel axis, labels shape and axes, the Z and time axes the file's axes name
+    (`common.stack_axes`: a z-context model reads along Z only, never across T, and T is
+    never linked), and the output metadata of one input."""
     channel_axis, axes, known = channel_layout(image, args.channel_axis, args.axes)
     channel = check_model_channels(src, image, channel_axis, axes, model, args.channel)
     keep = [i for i in range(image.ndim) if i != channel_axis]
@@ -183,7 +186,7 @@ def _layout(image, src, model, args) -> dict:
     meta = {"scale": scale, "units": units, "overwrite": args.overwrite,
             "compression": None if args.compression == "none" else args.compression}
     return {"channel_axis": channel_axis, "channel": channel, "shape": tuple(image.shape[i] for i in keep),
-            "axes": label_axes, "meta": meta}
+            "axes": label_axes, "meta": meta, **stack_axes(axes, channel_axis)}
 
 
 def _write(data, dst, probs_dst, model, model_ref, args, options, client, bar, layout):
@@ -221,7 +224,6 @@ def _write_instances(data, dst, probs_dst, model, model_ref, decoding, options, 
     import numpy as np
 
     from .. import io
-    from ..io.axes import time_axes_of
     from ..labels import smallest_uint
     from ..postprocess import labels_rule
 
@@ -244,7 +246,7 @@ def _write_instances(data, dst, probs_dst, model, model_ref, decoding, options, 
             from ..inference.dask_tasks import dask_apply
 
             store(dask_apply(data, model_ref, mode="labels", options=options), work, client=client, progress=bar)
-        decoding.apply(work, time_axes_of(axes), out=work)  # a file's T axes: never linked
+        decoding.apply(work, layout["time_axes"], out=work)  # a file's T axes: never linked
         dtype = smallest_uint(max((int(np.max(work[lead], initial=0)) for lead in leads), default=0))
         with io.create_image(dst, shape, dtype, axes=axes, labels=True, **meta) as out:
             for lead in leads:
@@ -310,7 +312,8 @@ def _predict_file(src, dst, probs_dst, model, model_ref, args, options, client) 
     try:
         with io.read_image(src, axes=args.axes) as image:
             layout = _layout(image, src, model, args)
-            options = dict(options, channel_axis=layout["channel_axis"], channel=layout["channel"])
+            options = dict(options, channel_axis=layout["channel_axis"], channel=layout["channel"],
+                           z_axis=layout["z_axis"])
             data, unit = image.data, "tile"
             if client is not None:
                 slices = parse_int("--chunk-slices", args.chunk_slices, 1)

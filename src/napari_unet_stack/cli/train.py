@@ -35,6 +35,36 @@ def _architecture(text: str) -> str:
         ) from None
 
 
+def _z_context(text: str) -> int:
+    """``--z-context`` value: an int >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be an int >= 0 (neighbouring slices on each side), got {text!r}")
+    return value
+
+
+def _add_network_options(p, net: ModelSettings) -> None:
+    """The options of a new network: architecture, width, depth, down-sampling, z context."""
+    p.add_argument("--arch", "--architecture", dest="architecture", type=_architecture,
+                   default=net.architecture, metavar="{" + ",".join(ARCHITECTURES) + "}",
+                   help=f"new network: UNet, or NestedUNet (UNet++ with deep supervision); any case "
+                        f"(default {net.architecture})")
+    p.add_argument("--base-channels", type=int, default=None, metavar="N",
+                   help=f"new network width (default {net.base_channels})")
+    p.add_argument("--depth", type=int, default=None, metavar="N", help=f"new network depth (default {net.depth})")
+    p.add_argument("--downsampling", choices=DOWNSAMPLING, default=None,
+                   help="new UNet: 2x2 max-pooling down, or strided 3x3 convolutions down and 3x3 "
+                        f"transposed convolutions up (default {net.downsampling})")
+    p.add_argument("--z-context", type=_z_context, default=None, metavar="K",
+                   help="2.5D input: each slice is read with its K neighbouring slices above and below "
+                        "along Z (the last stack axis; ends repeated, never across T) as extra input "
+                        "channels, (2K + 1) x the image's; predict reads them itself. Default: --model's "
+                        "own, else 0 (2D). A model's own z context cannot change")
+
+
 def add_parser(sub) -> None:
     net, fit = ModelSettings(), TrainSettings()
     p = sub.add_parser(
@@ -55,16 +85,7 @@ def add_parser(sub) -> None:
     p.add_argument("--resume", action="store_true",
                    help="continue the training that saved --model (optimizer, LR schedule, step count): "
                         "to its planned total, or --steps N more steps")
-    p.add_argument("--arch", "--architecture", dest="architecture", type=_architecture,
-                   default=net.architecture, metavar="{" + ",".join(ARCHITECTURES) + "}",
-                   help=f"new network: UNet, or NestedUNet (UNet++ with deep supervision); any case "
-                        f"(default {net.architecture})")
-    p.add_argument("--base-channels", type=int, default=None, metavar="N",
-                   help=f"new network width (default {net.base_channels})")
-    p.add_argument("--depth", type=int, default=None, metavar="N", help=f"new network depth (default {net.depth})")
-    p.add_argument("--downsampling", choices=DOWNSAMPLING, default=None,
-                   help="new UNet: 2x2 max-pooling down, or strided 3x3 convolutions down and 3x3 "
-                        f"transposed convolutions up (default {net.downsampling})")
+    _add_network_options(p, net)
     group = p.add_mutually_exclusive_group()
     group.add_argument("--steps", type=int, metavar="N", help=f"optimizer steps (default {DEFAULT_STEPS})")
     group.add_argument("--epochs", type=float, metavar="E", help="passes over the training pixels instead")
@@ -110,8 +131,9 @@ def _one_channel(data, channel_axis, choice, path):
 
 
 def _read_pairs(args):
-    """(images, labels, channel_axis, image paths) read into memory, paired by sorted order;
-    with ``--channel`` the images hold that one channel (channel_axis None)."""
+    """(images, labels, channel_axis, image paths, (path, axes, channel axis) of each image
+    as read) read into memory, paired by sorted order; with ``--channel`` the images hold
+    that one channel (channel_axis None)."""
     import numpy as np
 
     from .. import io
@@ -124,10 +146,11 @@ def _read_pairs(args):
         )
     if args.output in InputSet([*image_paths, *label_paths]):
         raise ValueError(f"output {args.output!r} is an input; choose another -o/--output")
-    images, labels, axes = [], [], set()
+    images, labels, axes, stacks = [], [], set(), []
     for ipath, lpath in zip(image_paths, label_paths, strict=True):
         with io.read_image(ipath, axes=args.axes) as img:
-            channel_axis, _axes, _ok = channel_layout(img, args.channel_axis, args.axes)
+            channel_axis, letters, _ok = channel_layout(img, args.channel_axis, args.axes)
+            stacks.append((ipath, letters, channel_axis))
             data = np.asarray(img.data)
         if channel is not None:
             data, channel_axis = _one_channel(data, channel_axis, channel, ipath), None
@@ -137,7 +160,35 @@ def _read_pairs(args):
         axes.add(channel_axis)
     if len(axes) > 1:
         raise ValueError(f"IMAGES disagree on the channel axis ({sorted(map(str, axes))}); pass --channel-axis")
-    return images, labels, axes.pop(), image_paths
+    return images, labels, axes.pop(), image_paths, stacks
+
+
+def _check_z_axes(model, stacks) -> None:
+    """For a z-context model, refuse an image whose last stack axis (along which training
+    reads the neighbours) is not Z (e.g. T last, or T and no Z): ``stacks`` holds (path,
+    axes, channel axis) of each image."""
+    from ..zcontext import z_context_of
+
+    if not z_context_of(model):
+        return
+    for path, axes, channel_axis in stacks:
+        stack = [a for i, a in enumerate(axes) if i != channel_axis][:-2]
+        if stack and stack[-1] != "Z":
+            raise ValueError(f"a z-context model reads each slice's neighbours along the last stack axis, its "
+                             f"Z, but {str(path)!r} has axes {axes} ({stack[-1]} last, never read across): "
+                             f"give its axes with --axes, or train a model without --z-context")
+
+
+def _z_checked(model, z_context):
+    """``model`` (from --model), after checking that ``--z-context`` is its own."""
+    from ..zcontext import z_context_of
+
+    own = z_context_of(model)
+    if z_context is not None and z_context != own:
+        raise ValueError(f"--z-context {z_context} but --model reads {own} neighbouring slice(s) on each side "
+                         f"(its meta['z_context']): a model's z context cannot change; leave --model out to "
+                         f"train a new one")
+    return model
 
 
 def _start_model(args, images, labels, channel_axis):
@@ -145,21 +196,26 @@ def _start_model(args, images, labels, channel_axis):
     import torch
 
     from ..training import classes_for, default_model
+    from ..zcontext import KEY as Z_CONTEXT
 
     if args.model is not None:
         if args.base_channels is not None or args.depth is not None or args.downsampling is not None:
             raise ValueError(
                 "--base-channels / --depth / --downsampling build a new network; they do not apply with --model"
             )
-        return load_cli_model(args.model, args.trust)
+        return _z_checked(load_cli_model(args.model, args.trust), args.z_context)
     # the training rule: binary 0/v masks, bounded; an instance model has 3 classes
     n_classes = 3 if args.instances else classes_for(labels, sparse=args.sparse)
-    in_channels = 1 if channel_axis is None else images[0].shape[channel_axis]
+    z = args.z_context or 0  # a z-context model takes the channels of 2z + 1 slices
+    in_channels = (1 if channel_axis is None else images[0].shape[channel_axis]) * (2 * z + 1)
     given = (("base_channels", args.base_channels), ("depth", args.depth), ("downsampling", args.downsampling))
     kwargs = {k: v for k, v in given if v is not None}
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(args.seed)
-        return default_model(in_channels, n_classes, architecture=args.architecture, **kwargs)
+        model = default_model(in_channels, n_classes, architecture=args.architecture, **kwargs)
+    if z:
+        model.meta[Z_CONTEXT] = z
+    return model
 
 
 class _TrainProgress:
@@ -267,8 +323,9 @@ def run(args) -> int:
     if args.resume and args.model is None:
         raise ValueError("--resume needs --model: the checkpoint whose training to continue")
     class_names = None if args.class_names is None else [c.strip() for c in args.class_names.split(",")]
-    images, labels, channel_axis, paths = _read_pairs(args)
+    images, labels, channel_axis, paths, stacks = _read_pairs(args)
     model = _start_model(args, images, labels, channel_axis)
+    _check_z_axes(model, stacks)
     print(f"training {model.describe()} on {len(images)} image(s): "
           + ", ".join(f"{p.name} {' x '.join(map(str, a.shape))}" for p, a in zip(paths, images, strict=True)))
     progress = _TrainProgress(args.quiet)
@@ -280,7 +337,8 @@ def run(args) -> int:
             val_fraction=args.val_fraction, augment=not args.no_augment, sparse=args.sparse,
             channel_axis=channel_axis, class_names=class_names, device=args.device, seed=args.seed,
             instances=args.instances, boundary_width=args.boundary_width,
-            contact_weight=args.contact_weight, tune_decoding=not args.no_tune_decoding, progress=progress,
+            contact_weight=args.contact_weight, tune_decoding=not args.no_tune_decoding, z_context=args.z_context,
+            progress=progress,
         )
     finally:
         progress.close()

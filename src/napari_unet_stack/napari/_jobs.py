@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from ..zcontext import z_context_of
 from ._colours import instance_colours
 from ._outputs import Undo
 from ._redecode import decode_run
@@ -139,7 +140,9 @@ def describe_model(model: Any, path: Any = None) -> str:
     size = Path(path).stat().st_size if path and Path(path).is_file() else n_params * 4
     text = model.describe() if hasattr(model, "describe") else type(model).__name__
     classes = ", ".join(getattr(model, "class_names", []) or [])
-    return f"{text}\nclasses: {classes}\nsize: {size / 1e6:.1f} MB, halo {getattr(model, 'halo', '?')} px"
+    k = z_context_of(model)
+    z = f"\nz context {k}: each slice with {k} above and below (2.5D)" if k else ""
+    return f"{text}\nclasses: {classes}{z}\nsize: {size / 1e6:.1f} MB, halo {getattr(model, 'halo', '?')} px"
 
 
 @dataclass

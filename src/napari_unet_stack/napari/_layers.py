@@ -13,12 +13,14 @@ __all__ = [
     "channel_choices",
     "channel_picks",
     "check_channels",
+    "check_training_z",
     "given_channels",
     "image_input",
     "leading_axes",
     "output_geometry",
     "spatial_shape",
     "time_axes",
+    "z_axis_for",
 ]
 
 #: key in ``layer.metadata`` that marks layers this plugin made (and what made them)
@@ -59,10 +61,11 @@ def channel_choices(layer: Any) -> list[tuple[str, int | None]]:
     return [("none", None), *axes]
 
 
-def channel_axis_for(layer: Any, in_channels: int) -> int | None:
-    """The last axis of a plain (not RGB) layer with ``in_channels`` entries, for a model with
-    several input channels; None when there is none (or nothing to choose)."""
-    if layer is None or getattr(layer, "rgb", False) or in_channels == 1:
+def channel_axis_for(layer: Any, in_channels: int | None) -> int | None:
+    """The last axis of a plain (not RGB) layer with ``in_channels`` entries (the image
+    channels a model reads, `zcontext.image_channels`), for a model with several; None when
+    there is none (or nothing to choose)."""
+    if layer is None or getattr(layer, "rgb", False) or in_channels is None or in_channels == 1:
         return None
     shape = image_input(layer, None)[0].shape
     matches = [ax for ax, n in enumerate(shape) if n == in_channels]
@@ -92,10 +95,14 @@ def channel_picks(n_channels: int, *, every: bool) -> list[tuple[str, int | str 
 
 def check_channels(layer: Any, data: Any, channel_axis: int | None, model: Any, channel: Any = None) -> None:
     """Raise ValueError, naming the layer, when its channels (or the ``channel`` chosen of
-    them) do not fit ``model``'s input."""
+    them) do not fit ``model``'s input (per slice: a z-context model's input channels over
+    its 2k + 1 slices, `zcontext.image_channels`)."""
     from ..channels import check_channel
+    from ..zcontext import image_channels, z_context_of
 
-    wanted = getattr(model, "in_channels", None)
+    wanted = image_channels(model)
+    k = z_context_of(model)
+    per = f" per slice (z context {k}: {2 * k + 1} slices in)" if k else ""
     given = 1 if channel_axis is None else int(data.shape[channel_axis])
     name = getattr(layer, "name", "image")
     if channel is not None:
@@ -109,13 +116,13 @@ def check_channels(layer: Any, data: Any, channel_axis: int | None, model: Any, 
                 if given == 4 and wanted == 3 else "")
         if wanted == 1:
             hint = "; choose one of its channels (or their mean) under 'channel'"
-        raise ValueError(f"image {name!r} is {kind} ({given} channels) but the model expects {wanted}{hint}")
+        raise ValueError(f"image {name!r} is {kind} ({given} channels) but the model expects {wanted}{per}{hint}")
     where = "no channel axis chosen" if channel_axis is None else f"channel axis {channel_axis}"
     fits = [ax for ax, n in enumerate(data.shape) if n == wanted and ax < len(data.shape) - 2]
     hint = f"; choose channel axis {fits[-1]}" if fits else ""
     if wanted == 1 and given > 1:
         hint = "; choose one of its channels (or their mean) under 'channel'"
-    raise ValueError(f"the model expects {wanted} input channel(s) but image {name!r} (shape {tuple(data.shape)}, "
+    raise ValueError(f"the model expects {wanted} input channel(s){per} but image {name!r} (shape {tuple(data.shape)}, "
                      f"{where}) has {given}{hint}")
 
 
@@ -179,3 +186,31 @@ def time_axes(layer: Any, channel_axis: int | None) -> tuple[int, ...]:
 
     leading = leading_axes(layer, channel_axis)
     return tuple(leading[i][0] for i in time_axes_of([name for _axis, name in leading] + ["y", "x"]))
+
+
+def z_axis_for(layer: Any, channel_axis: int | None, times: Any = None) -> int | None:
+    """The axis of ``layer``'s image a z-context model reads each slice's neighbours along
+    (`predict`'s ``z_axis``): its last leading axis that is not one of the time axes
+    ``times`` (image axes, e.g. `time_axes`; None: none), so that neighbours are never read
+    across time; None when there is no such axis (a 2D image, or only time axes)."""
+    from ..zcontext import z_lead
+
+    if layer is None:
+        return None
+    leading = [axis for axis, _name in leading_axes(layer, channel_axis)]
+    times = () if times is None else (times,) if np.isscalar(times) else tuple(times)
+    z = z_lead(len(leading), [i for i, axis in enumerate(leading) if axis in {int(t) for t in times}])
+    return None if z is None else leading[z]
+
+
+def check_training_z(layer: Any, channel_axis: int | None, z: int) -> int:
+    """``z`` (a z context to train with), after checking that training would read the
+    neighbours along ``layer``'s Z: training reads them along the last leading axis, so a
+    layer whose last leading axis is labelled time (`time_axes`) is refused."""
+    if z:
+        leading = leading_axes(layer, channel_axis)
+        if leading and leading[-1][0] in time_axes(layer, channel_axis):
+            raise ValueError(f"z context {z}: training reads each slice's neighbours along the last stack axis, "
+                             f"but image {getattr(layer, 'name', 'image')!r}'s ({leading[-1][1]}) is time, never "
+                             f"read across; set z context 0")
+    return int(z)

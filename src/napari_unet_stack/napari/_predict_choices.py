@@ -8,8 +8,9 @@ from typing import Any
 
 from napari.layers import Image
 
+from ..zcontext import image_channels
 from ._jobs import EXPECTED_ERRORS
-from ._layers import channel_axis_for, channel_choices, channel_picks, given_channels
+from ._layers import channel_axis_for, channel_choices, channel_picks, given_channels, z_axis_for
 from ._models import choice_of, model_choices
 from ._registry import USER_MODELS
 from ._runner import WorkerDock
@@ -35,7 +36,7 @@ class PredictChoices(WorkerDock):
         except EXPECTED_ERRORS:
             model = None
         given = given_channels(self.image.value, self.channel_axis.value)
-        if model is None or getattr(model, "in_channels", None) != 1:
+        if model is None or image_channels(model) != 1:  # per slice, for a z-context model
             given = 1
         return channel_picks(given, every=False)
 
@@ -70,11 +71,16 @@ class PredictChoices(WorkerDock):
             model = self._current_model(quiet=True)
         except EXPECTED_ERRORS:  # reported when the model was chosen
             model = None
-        axis = None if model is None else channel_axis_for(self.image.value, model.in_channels)
+        axis = None if model is None else channel_axis_for(self.image.value, image_channels(model))
         if axis is not None and self.channel_axis.value is None:
             self.channel_axis.value = axis
         self._update_channel()
 
+    def _z_axis(self) -> int | None:
+        """The chosen image's axis a z-context model reads neighbours along: its last leading
+        axis that is not time (the instance decoding's time axes, by default those its axis
+        labels name), so that a T(Z)YX layer is never read across time (the lazy run too)."""
+        return z_axis_for(self.image.value, self.channel_axis.value, self.decoding.chosen_time_axes())
 
     # -- models ------------------------------------------------------------------------
     def set_model(self, source: Any) -> None:

@@ -244,7 +244,7 @@ class PredictWidget(PredictChoices):
     def _options(self) -> dict:
         return dict(tile_size=self.tile_size.value, halo=self.halo.value, border=self.border.value, blend=self.blend.value,
                     batch_size=self.batch_size.value, device=self.device.value, precision=self.precision.value,
-                    tta=self.tta.value, channel=self._channel())
+                    tta=self.tta.value, channel=self._channel(), z_axis=self._z_axis())
 
     def _head(self, model: Any):
         """The UNet++ head chosen for ``model``, or None where the choice does not apply."""

@@ -31,8 +31,16 @@ from ..models import ARCHITECTURES, DOWNSAMPLING
 from ..training.classes import classes_for
 from ..training.decoding_choice import describe_choice
 from ..training.settings import DEFAULT_STEPS, ModelSettings, TrainSettings
+from ..zcontext import KEY as Z_CONTEXT
 from ._jobs import EXPECTED_ERRORS, TrainJob, device_choices, run_training
-from ._layers import channel_choices, channel_picks, given_channels, image_input, spatial_shape
+from ._layers import (
+    channel_choices,
+    channel_picks,
+    check_training_z,
+    given_channels,
+    image_input,
+    spatial_shape,
+)
 from ._plot import CurvePlot
 from ._registry import USER_MODELS
 from ._runner import WorkerDock
@@ -123,6 +131,10 @@ class TrainWidget(WorkerDock):
                                      value=MODEL_DEFAULTS.downsampling,
                                      tooltip="UNet: 2x2 max-pooling, or strided 3x3 convolutions down and "
                                              "3x3 transposed convolutions up")
+        self.z_context = SpinBox(label="z context", min=0, max=8, value=0,
+                                 tooltip="2.5D: each slice also sees this many neighbouring slices above and "
+                                         "below along Z (the last stack axis, not time) as extra input "
+                                         "channels; Predict reads them itself. 0: a 2D model")
         self.steps = SpinBox(label="steps", min=1, max=1_000_000, value=DEFAULT_STEPS)
         self.patch_size = SpinBox(label="patch size", min=16, max=2048, step=16, value=TRAIN_DEFAULTS.patch_size)
         self.batch_size = SpinBox(label="batch size", min=1, max=256, value=TRAIN_DEFAULTS.batch_size)
@@ -138,8 +150,8 @@ class TrainWidget(WorkerDock):
                                            "off: a smaller file for inference only")
         self.extend([
             self.image, self.channel_axis, self.channel, self.annotations, self.sparse, self.binarize, self.instances,
-            self.architecture, self.base_channels, self.depth, self.downsampling, self.steps, self.patch_size,
-            self.batch_size, self.val_fraction, self.device,
+            self.architecture, self.base_channels, self.depth, self.downsampling, self.z_context, self.steps,
+            self.patch_size, self.batch_size, self.val_fraction, self.device,
             Container(widgets=[self.train_button, self.cancel_button], layout="horizontal", labels=False),
             self.status, self.save_path,
             Container(widgets=[self.save_button, self.save_state], layout="horizontal", labels=False),
@@ -237,14 +249,17 @@ class TrainWidget(WorkerDock):
         self._on_axis_changed()
         channel = self.channel.value if self.channel.enabled else None
         in_channels = 1 if channel_axis is None or channel is not None else data.shape[channel_axis]
+        z = check_training_z(image, channel_axis, self.z_context.value)
         downsampling = self.downsampling.value if self.downsampling.enabled else "maxpool"
         settings = ModelSettings(self.architecture.value, self.base_channels.value, self.depth.value, downsampling)
-        model = settings.build(in_channels, n_classes)
+        model = settings.build(in_channels * (2 * z + 1), n_classes)  # a z-context model: 2z + 1 slices in
+        if z:
+            model.meta[Z_CONTEXT] = z
         options = dict(steps=self.steps.value, patch_size=self.patch_size.value, batch_size=self.batch_size.value,
                        val_fraction=self.val_fraction.value, channel_axis=channel_axis, channel=channel,
-                       sparse=self.sparse.value, device=self.device.value, instances=instances)
+                       sparse=self.sparse.value, device=self.device.value, instances=instances, z_context=z)
         name = f"{image.name} {self.architecture.value} w{self.base_channels.value} d{self.depth.value}"
-        name += " strided" if downsampling == "strided" else ""
+        name += (" strided" if downsampling == "strided" else "") + (f" z{z}" if z else "")
         return TrainJob(name, np.asarray(data), target, model, options)
 
     def _on_progress(self, event) -> None:
