@@ -113,6 +113,30 @@ def test_zarr_input_reads_the_neighbours(nets, zstack):
     assert np.array_equal(predict(store, model, device="cpu"), predict(zstack, model, device="cpu"))
 
 
+class CountingStack:
+    """An array-like stack that counts how often each slice is read (as a zarr store would
+    read it from disk)."""
+
+    def __init__(self, data):
+        self.data, self.shape, self.dtype, self.ndim = data, data.shape, data.dtype, data.ndim
+        self.reads = [0] * len(data)
+
+    def __getitem__(self, index):
+        z = index[0]
+        for i in range(len(self.data))[z] if isinstance(z, slice) else [z]:
+            self.reads[i] += 1
+        return self.data[index]
+
+
+@pytest.mark.parametrize("k", [1, 2])
+def test_each_slice_is_read_once_with_its_neighbours(nets, zstack, k):
+    model, _ = context_model(nets, k)
+    stack = CountingStack(zstack)
+    labels = predict(stack, model, device="cpu", tile_size=32, batch_size=3)
+    assert np.array_equal(labels, predict(zstack, model, device="cpu"))
+    assert stack.reads == [1] * len(zstack)
+
+
 def test_a_neighbours_nan_pixels_do_not_blank_the_slice(nets):
     rng = np.random.default_rng(4)
     image = rng.random((3, 32, 32)).astype(np.float32)

@@ -28,7 +28,7 @@ from ..devices import device_name, empty_cache, precision_name
 from .augment import averaged_probabilities
 from .events import Progress, check_run_options, stop_if_cancelled
 from .forward import Batcher, activate, forward
-from .layout import as_image, read_slice, validate_image, with_z_context
+from .layout import as_image, plane_cache, read_slice, validate_image, with_z_context
 from .placement import on_device
 from .plan import Request, RunPlan, plan_run
 from .spec import ModelSpec
@@ -150,6 +150,7 @@ class _Feeder:
         self.run = run
         self.states: dict[tuple[int, ...], SliceState] = {}
         plan = run.plan
+        self.planes = plane_cache(plan.layout)  # a z-context model's neighbours: each plane read once
         self.window_shape = (plan.layout.n_inputs, plan.axes[0].window, plan.axes[1].window)
         self.batcher = Batcher(plan.device, self.window_shape, batch_size)
         self.pool = ThreadPoolExecutor(1) if plan.device.type == "cuda" else None
@@ -165,7 +166,7 @@ class _Feeder:
             state = self.states.get(lead)
             if state is None:
                 data, bad = read_slice(self.run.image, plan.layout, lead, plan.request.normalization,
-                                       plan.stack_params)
+                                       plan.stack_params, self.planes)
                 state = self.states[lead] = new_slice(plan, data, bad)
             arrays.append(state.canvas[(slice(None), *tile.window)])
         return self.batcher.to_device(arrays)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import sys
 import warnings
+from collections import OrderedDict
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -18,8 +19,8 @@ from ..channels import check_channel, pick_channels
 from ..normalization import apply_normalization, fit_normalization
 from ..zcontext import neighbours, stack_context, z_lead
 
-__all__ = ["Layout", "ZHalo", "as_image", "caller_stacklevel", "fit_stack", "read_slice", "spatial_shape",
-           "to_float", "validate_image", "with_z_context"]
+__all__ = ["Layout", "PlaneCache", "ZHalo", "as_image", "caller_stacklevel", "fit_stack", "plane_cache", "read_slice",
+           "spatial_shape", "to_float", "validate_image", "with_z_context"]
 
 #: Normalization modes that a constant offset does not change (64-bit ints are shifted exactly).
 SHIFT_INVARIANT = ("percentile", "zscore")
@@ -235,7 +236,31 @@ class ZHalo:
         return self.block[tuple(index)]
 
 
-def _planes(image, layout: Layout, lead: tuple[int, ...]) -> list[np.ndarray]:
+class PlaneCache:
+    """The raw planes a z-context model's last slices read, so that slices read in order
+    read each plane of the image once, not 2k + 1 times (a zarr or dask image reads from
+    disk): it keeps the ``size`` planes read last (memory: that many raw slices)."""
+
+    def __init__(self, size: int) -> None:
+        self.size, self.planes = int(size), OrderedDict()
+
+    def get(self, image, layout: Layout, lead: tuple[int, ...]) -> np.ndarray:
+        plane = self.planes.pop(lead, None)
+        if plane is None:
+            plane = np.asarray(image[layout.indexer(lead)])
+        self.planes[lead] = plane
+        while len(self.planes) > self.size:
+            self.planes.popitem(last=False)
+        return plane
+
+
+def plane_cache(layout: Layout) -> PlaneCache | None:
+    """A `PlaneCache` for a z-context layout reading along Z; None where a slice's input is
+    one plane."""
+    return PlaneCache(2 * layout.z_context + 1) if layout.z_context and layout.z_lead is not None else None
+
+
+def _planes(image, layout: Layout, lead: tuple[int, ...], cache: PlaneCache | None) -> list[np.ndarray]:
     """The raw blocks a slice's input is made of: itself, or with a z-context model the
     slices z - k .. z + k (`zcontext.neighbours`)."""
     if not layout.z_context:
@@ -245,17 +270,17 @@ def _planes(image, layout: Layout, lead: tuple[int, ...]) -> list[np.ndarray]:
     lo, hi = getattr(image, "z_halo", (0, 0))
     zl = layout.z_lead
     zs = neighbours(lead[zl], layout.lead_shape[zl], layout.z_context, lo, hi)
-    cache: dict[int, np.ndarray] = {}
-    for z in zs:
-        if z not in cache:
-            cache[z] = np.asarray(image[layout.indexer((*lead[:zl], z, *lead[zl + 1:]))])
-    return [cache[z] for z in zs]
+    cache = PlaneCache(len(zs)) if cache is None else cache
+    planes = {z: cache.get(image, layout, (*lead[:zl], z, *lead[zl + 1:])) for z in dict.fromkeys(zs)}
+    return [planes[z] for z in zs]
 
 
 def read_slice(image, layout: Layout, lead: tuple[int, ...], norm: dict | None,
-               stack_params: tuple[np.ndarray, int | None] | None) -> tuple[np.ndarray, np.ndarray | None]:
-    """Slice ``lead`` as normalized (C, H, W) float32, and its non-finite pixels (or None)."""
-    blocks = _planes(image, layout, lead)
+               stack_params: tuple[np.ndarray, int | None] | None,
+               cache: PlaneCache | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Slice ``lead`` as normalized (C, H, W) float32, and its non-finite pixels (or None);
+    ``cache`` (`plane_cache`) keeps the planes a z-context model's neighbours share."""
+    blocks = _planes(image, layout, lead, cache)
     shift = stack_params[1] if stack_params is not None else exact_shift(blocks[0], norm)
     inputs = [layout.model_input(block, shift) for block in blocks]
     data = stack_context(inputs)
