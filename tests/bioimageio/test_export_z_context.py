@@ -32,6 +32,7 @@ def test_export_refuses_a_z_context_model_and_writes_nothing(zmodel, tmp_path):
     assert list(folder.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_the_same_network_without_z_context_is_exported(zmodel, tmp_path):
     pytest.importorskip("bioimageio.spec")
     del zmodel.meta["z_context"]  # a plain 3-channel 2D model

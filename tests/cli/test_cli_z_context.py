@@ -66,6 +66,7 @@ def test_predict_on_a_zyx_tif_is_segment_of_the_stack(run, tmp_path, stack, zmod
                                rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_instances_on_a_zyx_tif_are_segments(run, tmp_path, stack, zmodel, zcheckpoint):
     src = tmp_path / "stack.npy"
     np.save(src, stack)
@@ -132,6 +133,7 @@ TINY = ("--steps", "2", "--patch-size", "32", "--batch-size", "2", "--device", "
         "--seed", "5", "-q")
 
 
+@pytest.mark.slow
 def test_train_z_context_is_the_librarys_training(run, tmp_path, pair):
     from napari_unet_stack import train
 

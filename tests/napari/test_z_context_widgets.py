@@ -69,11 +69,12 @@ def test_a_zyx_layer_is_segmented_as_segment_does(make_napari_viewer, registered
     assert (segment(stack, zmodel, device="cpu", z_axis=None) != expected).any()  # the neighbours matter
 
 
-@pytest.mark.parametrize(("labels", "order", "time"), [
-    (("t", "z", "y", "x"), (0, 1), 0),  # time first
-    (("z", "time", "y", "x"), (1, 0), 1),  # time last: the default Z would be it
+@pytest.mark.parametrize(("labels", "order", "time", "lazy"), [
+    (("z", "time", "y", "x"), (1, 0), 1, False),  # time last: the default Z would be it
+    pytest.param(("t", "z", "y", "x"), (0, 1), 0, False, marks=pytest.mark.slow),  # time first
+    pytest.param(("t", "z", "y", "x"), (0, 1), 0, True, marks=pytest.mark.slow),
+    pytest.param(("z", "time", "y", "x"), (1, 0), 1, True, marks=pytest.mark.slow),
 ])
-@pytest.mark.parametrize("lazy", [False, True])
 def test_a_time_axis_is_never_read_across(make_napari_viewer, registered, stack, zmodel, labels, order, time, lazy):
     tzyx = np.stack([stack, stack[::-1]])
     data = np.transpose(tzyx, (*order, 2, 3))
@@ -92,6 +93,7 @@ def test_a_time_axis_is_never_read_across(make_napari_viewer, registered, stack,
         assert (segment(data, zmodel, device="cpu") != expected).any()  # read across time it differs
 
 
+@pytest.mark.slow
 def test_a_layer_of_time_only_reads_each_slice_alone(make_napari_viewer, registered, stack, zmodel):
     viewer, layer, widget = _widget(make_napari_viewer, registered, stack, zmodel, ("t", "y", "x"))
     assert z_axis_for(layer, None, widget.decoding.chosen_time_axes()) is None
@@ -101,6 +103,7 @@ def test_a_layer_of_time_only_reads_each_slice_alone(make_napari_viewer, registe
     assert (segment(stack, zmodel, device="cpu") != expected).any()
 
 
+@pytest.mark.slow
 def test_channels_are_counted_per_slice(make_napari_viewer, registered, stack, zmodel):
     two = UNet(6, 2, base_channels=4, depth=2).eval()  # 2 image channels, z context 1
     two.meta["z_context"] = 1
