@@ -40,7 +40,7 @@ FILES = {
     "mask": ("stardist/data/images/mask2d.tif",
              "59ad5e820b7982ca9d13e946fa6e7f64e2714899e00a2ae6c69aa79aad53d46f"),
 }
-MODELS = ("nuclei-unet", "nuclei-unetpp")
+MODELS = ("nuclei-unet", "nuclei-unet-z", "nuclei-unetpp")
 DEFAULT_CACHE = Path.home() / ".cache" / "napari-unet-stack" / "real-images"
 
 

@@ -108,7 +108,7 @@ def test_tiled_equals_whole_slice_at_bf16_on_the_cpu(name, stack, nets):
 
 @needs_bf16
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["nuclei-unet", "nuclei-unetpp"])
+@pytest.mark.parametrize("name", ["nuclei-unet", "nuclei-unet-z", "nuclei-unetpp"])
 def test_auto_uses_bf16_for_a_bundled_model_exactly_when_it_keeps_the_held_out_labels(name):
     """Measured here over the whole held-out stack (class agreement and mean probability
     change of bf16 against float32): ``precision="auto"`` must choose bf16 exactly when

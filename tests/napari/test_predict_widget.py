@@ -123,7 +123,7 @@ def test_run_on_sample_from_the_plugin_menu(make_napari_viewer, qtbot, errors):
     viewer, image = _sample_viewer(make_napari_viewer)
     _dock, widget = viewer.window.add_plugin_dock_widget("napari-unet-stack", "Predict")
     widget.image.value = image
-    assert list_models() == ["nuclei-unet", "nuclei-unetpp"]
+    assert list_models() == ["nuclei-unet", "nuclei-unet-z", "nuclei-unetpp"]
     assert widget.model.value == ("bundled", "nuclei-unet")  # the default
     assert "UNet" in widget.model_info.value and "interior" in widget.model_info.value  # instance model
     grown: list[int] = []
