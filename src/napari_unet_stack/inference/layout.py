@@ -8,6 +8,7 @@ from __future__ import annotations
 import sys
 import warnings
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -237,21 +238,22 @@ class ZHalo:
 
 
 class PlaneCache:
-    """The raw planes a z-context model's last slices read, so that slices read in order
-    read each plane of the image once, not 2k + 1 times (a zarr or dask image reads from
-    disk): it keeps the ``size`` planes read last (memory: that many raw slices)."""
+    """What a z-context model's last slices read, so that slices read in order read (and
+    normalize) each plane of the image once, not 2k + 1 times (a zarr or dask image reads
+    from disk): it keeps the ``size`` planes used last (memory: that many slices)."""
 
     def __init__(self, size: int) -> None:
         self.size, self.planes = int(size), OrderedDict()
 
-    def get(self, image, layout: Layout, lead: tuple[int, ...]) -> np.ndarray:
-        plane = self.planes.pop(lead, None)
-        if plane is None:
-            plane = np.asarray(image[layout.indexer(lead)])
-        self.planes[lead] = plane
+    def get(self, key: tuple, make: Callable[[], Any]) -> Any:
+        """The value kept for ``key``, else ``make()`` (kept from now on)."""
+        value = self.planes.pop(key, None)
+        if value is None:
+            value = make()
+        self.planes[key] = value
         while len(self.planes) > self.size:
             self.planes.popitem(last=False)
-        return plane
+        return value
 
 
 def plane_cache(layout: Layout) -> PlaneCache | None:
@@ -260,19 +262,53 @@ def plane_cache(layout: Layout) -> PlaneCache | None:
     return PlaneCache(2 * layout.z_context + 1) if layout.z_context and layout.z_lead is not None else None
 
 
-def _planes(image, layout: Layout, lead: tuple[int, ...], cache: PlaneCache | None) -> list[np.ndarray]:
-    """The raw blocks a slice's input is made of: itself, or with a z-context model the
-    slices z - k .. z + k (`zcontext.neighbours`)."""
-    if not layout.z_context:
-        return [np.asarray(image[layout.indexer(lead)])]
-    if layout.z_lead is None:
-        return [np.asarray(image[layout.indexer(lead)])] * (2 * layout.z_context + 1)
+def _neighbour_leads(image, layout: Layout, lead: tuple[int, ...]) -> list[tuple[int, ...]]:
+    """The leads of slice ``lead``'s neighbours z - k .. z + k along Z (`zcontext.neighbours`;
+    a `ZHalo` chunk reads its extra slices)."""
     lo, hi = getattr(image, "z_halo", (0, 0))
     zl = layout.z_lead
-    zs = neighbours(lead[zl], layout.lead_shape[zl], layout.z_context, lo, hi)
-    cache = PlaneCache(len(zs)) if cache is None else cache
-    planes = {z: cache.get(image, layout, (*lead[:zl], z, *lead[zl + 1:])) for z in dict.fromkeys(zs)}
-    return [planes[z] for z in zs]
+    return [(*lead[:zl], z, *lead[zl + 1:])
+            for z in neighbours(lead[zl], layout.lead_shape[zl], layout.z_context, lo, hi)]
+
+
+def _raw(image, layout: Layout, lead: tuple[int, ...]) -> np.ndarray:
+    return np.asarray(image[layout.indexer(lead)])
+
+
+def _planes(image, layout: Layout, lead: tuple[int, ...], cache: PlaneCache | None) -> list[np.ndarray]:
+    """The raw blocks a slice's input is made of: itself, or with a z-context model the
+    slices z - k .. z + k."""
+    if not layout.z_context:
+        return [_raw(image, layout, lead)]
+    if layout.z_lead is None:
+        return [_raw(image, layout, lead)] * (2 * layout.z_context + 1)
+    cache = PlaneCache(2 * layout.z_context + 1) if cache is None else cache
+    return [cache.get(("raw", key), lambda key=key: _raw(image, layout, key))
+            for key in _neighbour_leads(image, layout, lead)]
+
+
+def _non_finite(data: np.ndarray) -> np.ndarray | None:
+    """The (H, W) pixels of a (C, H, W) float input that are not finite in some channel."""
+    if data.dtype.kind != "f":
+        return None
+    finite = np.isfinite(data)
+    return None if finite.all() else ~finite.all(axis=0)
+
+
+def _per_plane(image, norm: dict | None, stack_params, cache: PlaneCache | None) -> bool:
+    """Whether each neighbour can be normalized once, on its own: a mode fitted channel by
+    channel on the data (a fit per plane is then what a fit on the context's channels
+    gives; fixed values may be given for the whole context), and no 64-bit integers (they
+    keep the slice's exact shift)."""
+    dtype = np.dtype(image.dtype)
+    return (cache is not None and norm is not None and stack_params is None
+            and norm.get("mode") in ("percentile", "zscore", "scale")
+            and not (dtype.kind in "iu" and dtype.itemsize == 8))
+
+
+def _normalized_plane(image, layout: Layout, lead: tuple[int, ...], norm: dict):
+    data = layout.model_input(_raw(image, layout, lead))
+    return apply_normalization(data, fit_normalization(data, norm)), _non_finite(data)
 
 
 def read_slice(image, layout: Layout, lead: tuple[int, ...], norm: dict | None,
@@ -280,16 +316,15 @@ def read_slice(image, layout: Layout, lead: tuple[int, ...], norm: dict | None,
                cache: PlaneCache | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """Slice ``lead`` as normalized (C, H, W) float32, and its non-finite pixels (or None);
     ``cache`` (`plane_cache`) keeps the planes a z-context model's neighbours share."""
+    if _per_plane(image, norm, stack_params, cache):
+        planes = [cache.get(("normalized", key), lambda key=key: _normalized_plane(image, layout, key, norm))
+                  for key in _neighbour_leads(image, layout, lead)]
+        return stack_context([p[0] for p in planes]), planes[len(planes) // 2][1]  # the centre's bad pixels
     blocks = _planes(image, layout, lead, cache)
     shift = stack_params[1] if stack_params is not None else exact_shift(blocks[0], norm)
     inputs = [layout.model_input(block, shift) for block in blocks]
     data = stack_context(inputs)
-    centre = inputs[len(inputs) // 2]  # a neighbour's non-finite pixels become 0, the slice's get no label
-    bad = None
-    if centre.dtype.kind == "f":
-        finite = np.isfinite(centre)
-        if not finite.all():
-            bad = ~finite.all(axis=0)
+    bad = _non_finite(inputs[len(inputs) // 2])  # a neighbour's non-finite pixels become 0, the slice's get no label
     if norm is None:
         params = np.tile([[0.0, 1.0]], (data.shape[0], 1))
     elif stack_params is not None:  # fitted on the image's channels: the same for every neighbour
