@@ -34,6 +34,9 @@ import numpy as np
 
 DEFAULT_NORMALIZATION: dict[str, Any] = {"mode": "percentile", "low": 1.0, "high": 99.8, "scope": "slice"}
 _MODES = ("percentile", "scale", "meanstd", "zscore", "none")
+#: the modes `fit_normalization` fits on the data, each channel on its own (the others are
+#: fixed values): fitting them on stacked planes equals fitting each plane alone
+PER_CHANNEL_FITS = ("percentile", "scale", "zscore")
 _EPS = 1e-6
 
 

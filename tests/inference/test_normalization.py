@@ -62,3 +62,19 @@ def test_constant_image_does_not_divide_by_zero():
 def test_bad_specs(spec, match):
     with pytest.raises(ValueError, match=match):
         validate_normalization(spec)
+
+
+@pytest.mark.parametrize("spec", [
+    {"mode": "percentile", "low": 2.0, "high": 98.0},
+    {"mode": "zscore"},
+    {"mode": "scale", "divisor": 255.0, "when_above": 1.0},
+])
+def test_per_channel_fits_of_stacked_planes_are_those_of_each_plane(spec):
+    """What the engine relies on to normalize a z-context model's neighbour planes once each."""
+    from napari_unet_stack.normalization import PER_CHANNEL_FITS
+
+    assert spec["mode"] in PER_CHANNEL_FITS
+    rng = np.random.default_rng(4)
+    planes = [rng.random((2, 9, 11)) * scale for scale in (0.5, 300.0, 40.0)]
+    joint = fit_normalization(np.concatenate(planes), spec)
+    np.testing.assert_array_equal(joint, np.concatenate([fit_normalization(p, spec) for p in planes]))

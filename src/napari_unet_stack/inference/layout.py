@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from ..channels import check_channel, pick_channels
-from ..normalization import apply_normalization, fit_normalization
+from ..normalization import PER_CHANNEL_FITS, apply_normalization, fit_normalization
 from ..zcontext import neighbours, stack_context, z_lead
 
 __all__ = ["Layout", "PlaneCache", "ZHalo", "as_image", "caller_stacklevel", "fit_stack", "plane_cache", "read_slice",
@@ -302,7 +302,7 @@ def _per_plane(image, norm: dict | None, stack_params, cache: PlaneCache | None)
     keep the slice's exact shift)."""
     dtype = np.dtype(image.dtype)
     return (cache is not None and norm is not None and stack_params is None
-            and norm.get("mode") in ("percentile", "zscore", "scale")
+            and norm.get("mode") in PER_CHANNEL_FITS
             and not (dtype.kind in "iu" and dtype.itemsize == 8))
 
 
