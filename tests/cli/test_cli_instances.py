@@ -7,24 +7,12 @@ import numpy as np
 import pytest
 import tifffile
 
-from napari_unet_stack import io, postprocess, segment
-from napari_unet_stack.cli import predict as cli_predict
-from napari_unet_stack.inference import augment
+from napari_unet_stack import io, segment
 
 
 def _read(path):
     with io.read_image(path) as labels:
         return np.asarray(labels.data[...]), labels.axes
-
-
-def test_cli_defaults_are_the_library_defaults():
-    assert cli_predict.DEFAULT_MIN_DISTANCE == postprocess.DEFAULT_MIN_DISTANCE
-    assert cli_predict.DEFAULT_SMOOTHING == postprocess.DEFAULT_SMOOTHING
-    assert cli_predict.DEFAULT_LINK_OVERLAP == postprocess.DEFAULT_LINK_OVERLAP
-    assert cli_predict.DEFAULT_MARKER_THRESHOLD == postprocess.DEFAULT_MARKER_THRESHOLD
-    assert cli_predict.METHOD_CHOICES == postprocess.METHOD_CHOICES
-    assert cli_predict.TTA_CHOICES == augment.TTA_CHOICES
-    assert cli_predict.DEFAULT_Z_SPLIT == postprocess.DEFAULT_Z_SPLIT
 
 
 @pytest.mark.slow

@@ -7,6 +7,15 @@ planned by `outputs.plan_outputs` before any work.
 
 from __future__ import annotations
 
+from ..inference.augment import TTA_CHOICES
+from ..postprocess import (
+    DEFAULT_LINK_OVERLAP,
+    DEFAULT_MARKER_THRESHOLD,
+    DEFAULT_MIN_DISTANCE,
+    DEFAULT_SMOOTHING,
+    DEFAULT_Z_SPLIT,
+    METHOD_CHOICES,
+)
 from .common import (
     DEFAULT_MODEL,
     DEVICE_HELP,
@@ -20,11 +29,6 @@ from .common import (
     stack_axes,
 )
 from .outputs import plan_outputs
-
-DEFAULT_MIN_DISTANCE, DEFAULT_SMOOTHING, DEFAULT_LINK_OVERLAP = 3, 1.0, 0.8  # postprocess's (checked by a test)
-DEFAULT_MARKER_THRESHOLD, METHOD_CHOICES = 0.5, ("auto", "markers", "watershed", "components")  # idem
-TTA_CHOICES = ("none", "flips", "dihedral")  # inference.augment's (idem)
-DEFAULT_Z_SPLIT = 0.7  # postprocess's (idem)
 
 __all__ = ["add_parser", "engine_options", "run"]
 
