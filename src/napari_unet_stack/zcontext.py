@@ -22,7 +22,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["KEY", "check_z_context", "image_channels", "neighbours", "stack_context", "z_context_of", "z_lead"]
+__all__ = ["KEY", "check_z_context", "image_channels", "neighbours", "per_slice", "stack_context", "z_context_of",
+           "z_lead"]
 
 KEY = "z_context"
 
@@ -49,6 +50,18 @@ def image_channels(model: Any) -> int | None:
     """The channels of the *image* a model reads: its input channels over 2k + 1 (None: unknown)."""
     n = getattr(model, "in_channels", None)
     return None if n is None else int(n) // (2 * z_context_of(model) + 1)
+
+
+def per_slice(model: Any) -> str:
+    """The words every channel error puts after a z-context model's channel count, saying that
+    it counts the channels of one slice ("" for a 2D model).
+
+    >>> class Net: meta = {"z_context": 1}
+    >>> per_slice(Net()), per_slice(None)
+    (' per slice (z context 1: 3 slices in)', '')
+    """
+    k = z_context_of(model)
+    return f" per slice (z context {k}: {2 * k + 1} slices in)" if k else ""
 
 
 def neighbours(z: int, n: int, k: int, lo: int = 0, hi: int = 0) -> list[int]:

@@ -112,7 +112,7 @@ def test_channels_are_counted_per_slice(run, one_line_error, tmp_path, stack, zc
     src = tmp_path / "three.npy"
     np.save(src, np.stack([stack] * 3, axis=1))  # Z, C=3, Y, X: 3 image channels, the model reads 1
     code, _, err = run("predict", src, "-o", tmp_path / "out.npy", "--model", zcheckpoint, "--channel-axis", "1")
-    one_line_error(code, err, "expects 1 channel(s) per slice (its input: 3 slices, z context 1)")
+    one_line_error(code, err, "expects 1 channel(s) per slice (z context 1: 3 slices in)")
     code, _, err = run("predict", src, "-o", tmp_path / "out.npy", "--model", zcheckpoint, "--channel-axis", "1",
                        "--channel", "0", "--device", "cpu", "-q")
     assert code == 0, err

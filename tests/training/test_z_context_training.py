@@ -66,7 +66,7 @@ def test_train_builds_and_keeps_a_z_context_model(small):
     assert more.meta["z_context"] == 1
     with pytest.raises(ValueError, match="z context cannot change"):
         train(image, labels, model, steps=2, patch_size=32, device="cpu", z_context=0)
-    with pytest.raises(ValueError, match="times 3 slices"):
+    with pytest.raises(ValueError, match=r"takes 1 per slice \(z context 1: 3 slices in\)"):
         train(np.stack([image] * 2, axis=-1), labels, model, steps=2, patch_size=32, channel_axis=-1)
 
 

@@ -193,9 +193,9 @@ def check_model_channels(src, image, channel_axis: int | None, axes: str, model,
     channels: its input channels over its 2k + 1 slices, `zcontext.image_channels`)."""
     from .. import io
     from ..channels import check_channel
-    from ..zcontext import image_channels, z_context_of
+    from ..zcontext import image_channels, per_slice
 
-    wanted, k = image_channels(model), z_context_of(model)
+    wanted = image_channels(model)
     n_channels = 1 if channel_axis is None else image.shape[channel_axis]
     if channel is None and n_channels != wanted:
         if channel_axis is None:
@@ -205,9 +205,8 @@ def check_model_channels(src, image, channel_axis: int | None, axes: str, model,
                     f"{io.default_axes(image.ndim)}) or --channel-axis none")
             if wanted == 1:
                 hint = "pick one with --channel INDEX or --channel mean; " + hint
-        slices = f" per slice (its input: {2 * k + 1} slices, z context {k})" if k else ""
         raise ValueError(
-            f"{str(src)!r}: the model expects {wanted} channel(s){slices} but the image "
+            f"{str(src)!r}: the model expects {wanted} channel(s){per_slice(model)} but the image "
             f"(shape {image.shape}, axes {axes}) has {n_channels} ({hint})"
         )
     return check_channel(channel, n_channels, wanted, channel_axis=channel_axis,

@@ -98,11 +98,10 @@ def check_channels(layer: Any, data: Any, channel_axis: int | None, model: Any, 
     them) do not fit ``model``'s input (per slice: a z-context model's input channels over
     its 2k + 1 slices, `zcontext.image_channels`)."""
     from ..channels import check_channel
-    from ..zcontext import image_channels, z_context_of
+    from ..zcontext import image_channels, per_slice
 
     wanted = image_channels(model)
-    k = z_context_of(model)
-    per = f" per slice (z context {k}: {2 * k + 1} slices in)" if k else ""
+    per = per_slice(model)
     given = 1 if channel_axis is None else int(data.shape[channel_axis])
     name = getattr(layer, "name", "image")
     if channel is not None:

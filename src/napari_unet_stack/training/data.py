@@ -35,7 +35,7 @@ import numpy as np
 
 from ..channels import check_channel, pick_channels
 from ..normalization import apply_normalization, fit_normalization, validate_normalization
-from ..zcontext import neighbours, stack_context, z_context_of
+from ..zcontext import neighbours, per_slice, stack_context, z_context_of
 from .classes import (
     binary_or_checked,
     describe_capacity,
@@ -301,8 +301,7 @@ def check_capacity(data: PreparedData, model: Any, sparse: bool) -> None:
         k = z_context_of(model)
         n, m = data.in_channels // (2 * k + 1), int(model.in_channels) // (2 * k + 1)
         raise ValueError(
-            f"`images` have {n} channel(s) but the model takes {m}"
-            f"{f' (times {2 * k + 1} slices: z_context={k})' if k else ''}; "
+            f"`images` have {n} channel(s) but the model takes {m}{per_slice(model)}; "
             f"check `channel_axis` (got the image shapes {data.shapes})"
             + (
                 "; for a one-channel model pick one with channel=<index> or channel='mean'"
