@@ -130,9 +130,9 @@ def training_data(data: str = "all") -> tuple[list[np.ndarray], list[np.ndarray]
 
 def warm_start(model: torch.nn.Module, path: Path) -> dict | None:
     """Copy every tensor of ``path``'s model whose name and shape match; None without a file.
-    A first convolution that takes 2k + 1 times the input channels (a z-context model from a
-    2D one) gets the old weights on its middle slice's channels and zeros on the others: it
-    starts as the 2D model."""
+    A first convolution that takes more slices' channels (a z-context model from a 2D one, or
+    from one of a smaller z context) gets the old weights on its middle slices' channels and
+    zeros on the others: it starts as the old model."""
     if not path.is_file():
         return None
     old = load_model(path).state_dict()
@@ -140,11 +140,11 @@ def warm_start(model: torch.nn.Module, path: Path) -> dict | None:
     same = {k: v for k, v in old.items() if k in own and own[k].shape == v.shape}
     for key, value in old.items():
         mine = own.get(key)
-        if mine is not None and mine.ndim == 4 and mine.shape[1] != value.shape[1] and \
-                mine.shape[1] % value.shape[1] == 0 and (mine.shape[0], *mine.shape[2:]) == (value.shape[0], *value.shape[2:]):
+        extra = mine.shape[1] - value.shape[1] if mine is not None and mine.ndim == value.ndim == 4 else 0
+        if extra > 0 and extra % 2 == 0 and \
+                (mine.shape[0], *mine.shape[2:]) == (value.shape[0], *value.shape[2:]):
             widened = torch.zeros(mine.shape)
-            middle = (mine.shape[1] // value.shape[1]) // 2 * value.shape[1]
-            widened[:, middle:middle + value.shape[1]] = value
+            widened[:, extra // 2:extra // 2 + value.shape[1]] = value
             same[key] = widened
     model.load_state_dict(same, strict=False)
     digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
