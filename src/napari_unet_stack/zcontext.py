@@ -9,7 +9,8 @@ axes are all time) is its own neighbour on both sides. Each neighbour is normali
 own, as a channel of its own (per-slice normalization), or with the stack's parameters.
 
 This module holds the rule; the engine (`inference.layout.read_slice`) and training
-(`training.data`) both build their inputs with it.
+(`training.data`) both build their inputs with it, and both find the Z axis with
+`context_lead` from the same ``z_axis`` / ``time_axis`` arguments (axes of the image).
 
 >>> neighbours(0, 5, 1), neighbours(4, 5, 2), neighbours(0, 1, 1)
 ([0, 0, 1], [2, 3, 4, 4, 4], [0, 0, 0])
@@ -22,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["KEY", "check_z_context", "image_channels", "neighbours", "per_slice", "stack_context", "z_context_of",
-           "z_lead"]
+__all__ = ["KEY", "check_time_axis", "check_z_axis", "check_z_context", "context_lead", "image_channels", "lead_index",
+           "neighbour_leads", "neighbours", "per_slice", "stack_context", "z_context_of", "z_lead"]
 
 KEY = "z_context"
 
@@ -86,3 +87,59 @@ def z_lead(n_lead: int, time_leads: Sequence[int] = ()) -> int | None:
     """
     spatial = [a for a in range(n_lead) if a not in set(time_leads)]
     return spatial[-1] if spatial else None
+
+
+def check_z_axis(value: Any) -> Any:
+    """``value`` as a ``z_axis`` argument: 'auto', None or an int (an axis of the image)."""
+    if not (value in ("auto", None) or (isinstance(value, (int, np.integer)) and not isinstance(value, bool))):
+        raise TypeError(f"`z_axis` must be 'auto', None or an int (an axis of the image), got {value!r}")
+    return value if value in ("auto", None) else int(value)
+
+
+def check_time_axis(value: Any) -> tuple[int, ...]:
+    """``value`` as a ``time_axis`` argument: None, an int or a sequence of int (axes of the
+    image), as a tuple."""
+    try:
+        axes = () if value is None else (value,) if np.isscalar(value) else tuple(value)
+    except TypeError:  # not a sequence
+        axes = (value,)
+    if any(isinstance(a, bool) or not isinstance(a, (int, np.integer)) for a in axes):
+        raise TypeError(f"`time_axis` must be None, an int or a sequence of int (axes of the image), got {value!r}")
+    return tuple(int(a) for a in axes)
+
+
+def lead_index(axis: Any, shape: Sequence[int], channel_axis: int | None, name: str, where: str = "the image") -> int:
+    """The position among the leading (stack) axes of an image of ``shape`` (channel axis
+    ``channel_axis``, None: none) of its axis ``axis`` (negative: from the end); a
+    ValueError naming the argument ``name``, the image (``where``) and its shape when
+    ``axis`` is not one of them."""
+    ndim = len(shape)
+    channel = None if channel_axis is None else int(channel_axis) % ndim
+    leads = [a for a in range(ndim) if a != channel][:-2]
+    if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)) or not -ndim <= axis < ndim or (
+            int(axis) % ndim not in leads):
+        raise ValueError(f"`{name}={axis!r}` is not a leading (stack) axis of {where} (shape {tuple(shape)}, "
+                         f"channel_axis={channel_axis})")
+    return leads.index(int(axis) % ndim)
+
+
+def context_lead(shape: Sequence[int], channel_axis: int | None, z_axis: Any = "auto",
+                 time_axes: Sequence[int] = (), where: str = "the image") -> int | None:
+    """The leading axis (its position among the leading axes) a z-context model reads each
+    slice's neighbours along, for an image of ``shape``: ``z_axis`` (an image axis); "auto":
+    the last leading axis that is not one of ``time_axes`` (image axes too, `z_lead`); None
+    (or no such axis): none, each slice is its own neighbour. ValueError (`lead_index`)
+    when ``z_axis`` or a time axis is not a leading axis of the image."""
+    if z_axis is None:
+        return None
+    n_lead = max(len(shape) - (channel_axis is not None) - 2, 0)
+    if z_axis == "auto":
+        return z_lead(n_lead, [lead_index(a, shape, channel_axis, "time_axis", where) for a in time_axes])
+    return lead_index(z_axis, shape, channel_axis, "z_axis", where)
+
+
+def neighbour_leads(lead: tuple[int, ...], lead_shape: Sequence[int], zl: int, k: int, lo: int = 0,
+                    hi: int = 0) -> list[tuple[int, ...]]:
+    """The leading indices of slice ``lead``'s neighbours z - k .. z + k along leading axis
+    ``zl`` of ``lead_shape`` (`neighbours`: clamped, ``lo`` / ``hi`` extra slices)."""
+    return [(*lead[:zl], z, *lead[zl + 1:]) for z in neighbours(lead[zl], int(lead_shape[zl]), k, lo, hi)]

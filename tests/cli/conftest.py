@@ -89,6 +89,22 @@ def one_line_error():
 
 
 @pytest.fixture
+def train_calls(monkeypatch):
+    """`train` replaced by a recorder of its arguments (``images``, ``labels``, ``model`` and
+    the options) that returns the model untrained (no steps run)."""
+    from napari_unet_stack import training
+
+    calls = []
+
+    def record(images, labels, model, **kwargs):
+        calls.append({"images": images, "labels": labels, "model": model, **kwargs})
+        return model, {"step": []}
+
+    monkeypatch.setattr(training, "train", record)
+    return calls
+
+
+@pytest.fixture
 def signal_predict(tmp_path, stack, checkpoint):
     """``signal_predict(name, signum, settle=0.0)``: start a real `unet-stack predict` of a
     320-slice stack into ``out/<name>``, send ``signum`` once its temporary output exists

@@ -1,6 +1,7 @@
 """`unet-stack predict` / `train` with z-context (2.5D) models: a model of 3 input channels
 with ``meta["z_context"] = 1`` reads a 1-channel stack, each slice with its neighbours
-along the file's Z axis and never across its T axis; ``train --z-context K`` builds one."""
+along the file's Z axis and never across its T axis; ``train --z-context K`` builds one,
+reading the training slices' neighbours by the same rule (it passes the file's T axes)."""
 
 import copy
 
@@ -11,6 +12,7 @@ import torch
 from napari_unet_stack import io, load_model, predict, segment
 from napari_unet_stack.checkpoints import save_model
 from napari_unet_stack.models import UNet
+from napari_unet_stack.training.data import prepare_data
 
 
 @pytest.fixture(scope="module")
@@ -154,17 +156,88 @@ def test_train_z_context_is_the_librarys_training(run, tmp_path, pair):
 
 
 def test_z_context_option_errors(run, one_line_error, tmp_path, pair, checkpoint, zcheckpoint, capsys):
-    files, made = pair
+    files, _ = pair
     code, _, err = run("train", *files, "-o", tmp_path / "m.pt", "--model", checkpoint, "--z-context", "1", *TINY)
     one_line_error(code, err, "a model's z context cannot change", command="train")
     code, _, err = run("train", *files, "-o", tmp_path / "m.pt", "--model", zcheckpoint, "--z-context", "0", *TINY)
     one_line_error(code, err, "--model reads 1 neighbouring slice(s)", command="train")
-    io.write_image(tmp_path / "t.ome.tif", made.image, axes="TYX")
-    code, _, err = run("train", tmp_path / "t.ome.tif", files[1], "-o", tmp_path / "m.pt", "--z-context", "1",
-                       *TINY)
-    one_line_error(code, err, "has axes TYX (T last, never read across)", command="train")
     assert not (tmp_path / "m.pt").exists()
     for bad in ("-1", "one"):
         with pytest.raises(SystemExit) as exit_info:
             run("train", *files, "-o", tmp_path / "m.pt", "--z-context", bad)
         assert exit_info.value.code == 2 and "--z-context: must be an int >= 0" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_train_on_a_tyx_file_reads_each_slice_as_its_own_neighbour(run, tmp_path, pair):
+    """A T-only file is a set of 2D images to a z-context model (as `predict` reads it):
+    it trains as the library does with time_axis=0, i.e. z_axis=None, not along T."""
+    from napari_unet_stack import train
+
+    files, made = pair
+    io.write_image(tmp_path / "t.ome.tif", made.image, axes="TYX")
+    code, _, err = run("train", tmp_path / "t.ome.tif", files[1], "-o", tmp_path / "t.pt", "--z-context", "1", *TINY)
+    assert code == 0, err
+    got = load_model(tmp_path / "t.pt").state_dict()
+    options = dict(z_context=1, steps=2, patch_size=32, batch_size=2, device="cpu", val_fraction=0, seed=5)
+    alone, _ = train(made.image, made.labels, None, z_axis=None, **options)
+    along_t, _ = train(made.image, made.labels, None, z_axis=0, **options)
+    for (name, a), b in zip(got.items(), alone.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, msg=name)
+    assert not all(torch.equal(a, b) for a, b in zip(got.values(), along_t.state_dict().values(), strict=True))
+
+
+PERCENTILE = {"mode": "percentile", "low": 1.0, "high": 99.8, "scope": "slice"}
+SHAPES = {"TZYX": (2, 3, 32, 32), "ZTYX": (3, 2, 32, 32), "TYX": (3, 32, 32)}
+
+
+def _normalized(plane):
+    lo, hi = np.percentile(plane.astype(np.float64), [1.0, 99.8])
+    return ((plane - lo) / (hi - lo)).astype(np.float32)
+
+
+def _write_pair(folder, axes, seed=2):
+    rng = np.random.default_rng(seed)
+    image = (rng.random(SHAPES[axes]) * 1000 + 10).astype(np.uint16)
+    labels = np.zeros(image.shape, np.uint8)
+    labels[..., 8:20, 8:20] = 1
+    io.write_image(folder / f"{axes}.ome.tif", image, axes=axes)
+    np.save(folder / f"{axes}.npy", labels)
+    return folder / f"{axes}.ome.tif", folder / f"{axes}.npy", image
+
+
+@pytest.mark.parametrize(("axes", "time_axis"), [("TZYX", (0,)), ("ZTYX", (1,)), ("TYX", (0,))])
+def test_train_passes_the_files_t_axes(run, tmp_path, train_calls, axes, time_axis):
+    src, lab, image = _write_pair(tmp_path, axes)
+    code, _, err = run("train", src, lab, "-o", tmp_path / "m.pt", "--z-context", "1", "-q")
+    assert code == 0, err
+    (call,) = train_calls
+    assert call["time_axis"] == time_axis and call["z_context"] == 1
+    # what training then reads: each slice with its neighbours along the Z letter, by hand
+    data = prepare_data(call["images"], call["labels"], normalization=PERCENTILE, z_context=1,
+                        time_axes=call["time_axis"])
+    z = axes.find("Z")  # -1: no Z, each slice its own neighbour
+    assert len(data.slices) == int(np.prod(image.shape[:-2]))
+    for s in data.slices:
+        lead = s.source[1]
+        want = []
+        for d in (-1, 0, 1):
+            at = list(lead)
+            if z >= 0:
+                at[z] = min(max(lead[z] + d, 0), image.shape[z] - 1)
+            want.append(_normalized(image[tuple(at)]))
+        np.testing.assert_allclose(s.image, np.stack(want), atol=1e-5)
+
+
+def test_train_refuses_images_that_disagree_on_t_only_with_z_context(run, one_line_error, tmp_path, train_calls):
+    images, labels = tmp_path / "images", tmp_path / "labels"
+    images.mkdir(), labels.mkdir()
+    for axes in ("TZYX", "ZTYX"):
+        _, lab, _ = _write_pair(images, axes)
+        lab.rename(labels / lab.name)
+    code, _, err = run("train", images, labels, "-o", tmp_path / "m.pt", "--z-context", "1", "-q")
+    one_line_error(code, err, "IMAGES disagree on their T axes", command="train")
+    assert train_calls == []
+    code, _, err = run("train", images, labels, "-o", tmp_path / "m.pt", "-q")  # a 2D model: T does not matter
+    assert code == 0, err
+    assert train_calls[0]["time_axis"] is None

@@ -1,7 +1,8 @@
 """Z-context (2.5D) models in the widgets: a model of 3 input channels with
 ``meta["z_context"] = 1`` segments a 1-channel Image layer, reading each slice's neighbours
 along Z and never across an axis labelled time (eagerly and lazily, as `segment` with that
-``time_axis``); the Train widget's "z context" builds and trains one."""
+``time_axis``); the Train widget's "z context" builds and trains one, passing the layer's
+time axes so that training reads the neighbours by the same rule."""
 
 from __future__ import annotations
 
@@ -148,9 +149,49 @@ def test_train_widget_z_context_trains_a_z_context_model(make_napari_viewer, sta
         predict_widget.image.value, predict_widget.device.value = image, "cpu"
         predict_widget.run(wait=True)
         np.testing.assert_array_equal(viewer.layers["img labels"].data, segment(stack, model, device="cpu"))
-        image.axis_labels = ("time", "y", "x")  # the last stack axis is time now
-        assert train.train(wait=True) is None
-        assert "never read across" in train.status.value
+        image.axis_labels = ("time", "y", "x")  # no Z now: each slice is its own neighbour, as Predict reads it
+        assert train._prepare().options["time_axis"] == (0,)
+        assert train.train(wait=True) is not None
+        assert train.model is not model and train.model.meta["z_context"] == 1, train.status.value
     finally:
         for name in [n for n in USER_MODELS.names() if n.endswith("z1")]:
             USER_MODELS.remove(name)
+
+
+@pytest.mark.parametrize(("labels", "time_axis"), [(("z", "t", "y", "x"), (1,)), (("t", "z", "y", "x"), (0,)),
+                                                   (("t", "y", "x"), (0,)), (("z", "y", "x"), ())])
+def test_train_widget_passes_the_layers_time_axes(make_napari_viewer, labels, time_axis):
+    """The job's options give `train` the axes labelled time; the slices it then prepares
+    hold their neighbours along the axis labelled z, built here by hand."""
+    from napari_unet_stack.napari._train_widget import TrainWidget
+    from napari_unet_stack.training.data import prepare_data
+
+    rng = np.random.default_rng(5)
+    data = rng.random((3, 2, 24, 24)[-len(labels):]).astype(np.float32)
+    mask = np.zeros(data.shape, np.uint8)
+    mask[..., 4:12, 4:12] = 1
+    viewer = make_napari_viewer()
+    image, painted = viewer.add_image(data, name="img", axis_labels=labels), viewer.add_labels(mask, name="mask")
+    train = TrainWidget(viewer)
+    train.image.value, train.annotations.value = image, painted
+    train.z_context.value = 1
+    job = train._prepare()
+    assert job.options["time_axis"] == time_axis and job.model.meta["z_context"] == 1
+    norm = {"mode": "percentile", "low": 1.0, "high": 99.8, "scope": "slice"}
+    prepared = prepare_data(job.image, job.labels, normalization=norm, z_context=1,
+                            time_axes=job.options["time_axis"])
+
+    def normalized(plane):
+        lo, hi = np.percentile(plane.astype(np.float64), [1.0, 99.8])
+        return ((plane - lo) / (hi - lo)).astype(np.float32)
+
+    z = list(labels).index("z") if "z" in labels else None
+    assert len(prepared.slices) == int(np.prod(data.shape[:-2]))
+    for s in prepared.slices:
+        lead, want = s.source[1], []
+        for d in (-1, 0, 1):
+            at = list(lead)
+            if z is not None:
+                at[z] = min(max(lead[z] + d, 0), data.shape[z] - 1)
+            want.append(normalized(data[tuple(at)]))
+        np.testing.assert_allclose(s.image, np.stack(want), atol=1e-5)

@@ -60,8 +60,9 @@ def _add_network_options(p, net: ModelSettings) -> None:
                         f"transposed convolutions up (default {net.downsampling})")
     p.add_argument("--z-context", type=_z_context, default=None, metavar="K",
                    help="2.5D input: each slice is read with its K neighbouring slices above and below "
-                        "along Z (the last stack axis; ends repeated, never across T) as extra input "
-                        "channels, (2K + 1) x the image's; predict reads them itself. Default: --model's "
+                        "along Z (the last stack axis that is not T; ends repeated, never across T; "
+                        "without such an axis each slice is its own neighbour) as extra input channels, "
+                        "(2K + 1) x the image's; predict reads them the same way. Default: --model's "
                         "own, else 0 (2D). A model's own z context cannot change")
 
 
@@ -130,10 +131,19 @@ def _one_channel(data, channel_axis, choice, path):
     return pick_channels(np.moveaxis(data, channel_axis, 0), choice)[0]
 
 
+def _time_axes(axes: str, channel_axis) -> tuple[int, ...]:
+    """The T axes among the stack axes of an array of ``axes`` (its letters), numbered as
+    its axes (`train`'s ``time_axis``, as `segment` takes it)."""
+    from ..io.axes import time_axes_of
+
+    keep = [i for i in range(len(axes)) if i != channel_axis]
+    return tuple(keep[t] for t in time_axes_of([axes[i] for i in keep]))
+
+
 def _read_pairs(args):
-    """(images, labels, channel_axis, image paths, (path, axes, channel axis) of each image
-    as read) read into memory, paired by sorted order; with ``--channel`` the images hold
-    that one channel (channel_axis None)."""
+    """(images, labels, channel_axis, image paths, (path, `_time_axes`) of each image) read
+    into memory, paired by sorted order; with ``--channel`` the images hold that one
+    channel (channel_axis None)."""
     import numpy as np
 
     from .. import io
@@ -146,37 +156,38 @@ def _read_pairs(args):
         )
     if args.output in InputSet([*image_paths, *label_paths]):
         raise ValueError(f"output {args.output!r} is an input; choose another -o/--output")
-    images, labels, axes, stacks = [], [], set(), []
+    images, labels, axes, times = [], [], set(), []
     for ipath, lpath in zip(image_paths, label_paths, strict=True):
         with io.read_image(ipath, axes=args.axes) as img:
             channel_axis, letters, _ok = channel_layout(img, args.channel_axis, args.axes)
-            stacks.append((ipath, letters, channel_axis))
             data = np.asarray(img.data)
         if channel is not None:
-            data, channel_axis = _one_channel(data, channel_axis, channel, ipath), None
+            data = _one_channel(data, channel_axis, channel, ipath)
+            letters, channel_axis = "".join(a for i, a in enumerate(letters) if i != channel_axis), None
+        times.append((ipath, _time_axes(letters, channel_axis)))
         images.append(data)
         with io.read_image(lpath) as lab:
             labels.append(np.asarray(lab.data))
         axes.add(channel_axis)
     if len(axes) > 1:
         raise ValueError(f"IMAGES disagree on the channel axis ({sorted(map(str, axes))}); pass --channel-axis")
-    return images, labels, axes.pop(), image_paths, stacks
+    return images, labels, axes.pop(), image_paths, times
 
 
-def _check_z_axes(model, stacks) -> None:
-    """For a z-context model, refuse an image whose last stack axis (along which training
-    reads the neighbours) is not Z (e.g. T last, or T and no Z): ``stacks`` holds (path,
-    axes, channel axis) of each image."""
+def _time_axis(model, times) -> tuple[int, ...] | None:
+    """`train`'s ``time_axis``: the T axes the images share (``times``: (path, T axes) of
+    each), which a z-context model never reads neighbours across; ValueError when such a
+    model's images disagree (one ``time_axis`` serves them all). Without z context: None."""
     from ..zcontext import z_context_of
 
     if not z_context_of(model):
-        return
-    for path, axes, channel_axis in stacks:
-        stack = [a for i, a in enumerate(axes) if i != channel_axis][:-2]
-        if stack and stack[-1] != "Z":
-            raise ValueError(f"a z-context model reads each slice's neighbours along the last stack axis, its "
-                             f"Z, but {str(path)!r} has axes {axes} ({stack[-1]} last, never read across): "
-                             f"give its axes with --axes, or train a model without --z-context")
+        return None  # only a z-context model reads them
+    (path, first), *others = times
+    for other, axes in others:
+        if axes != first:
+            raise ValueError(f"IMAGES disagree on their T axes ({str(path)!r}: {list(first)}, {str(other)!r}: "
+                             f"{list(axes)}); give them the same axis order (or --axes) to train with --z-context")
+    return first
 
 
 def _z_checked(model, z_context):
@@ -323,9 +334,9 @@ def run(args) -> int:
     if args.resume and args.model is None:
         raise ValueError("--resume needs --model: the checkpoint whose training to continue")
     class_names = None if args.class_names is None else [c.strip() for c in args.class_names.split(",")]
-    images, labels, channel_axis, paths, stacks = _read_pairs(args)
+    images, labels, channel_axis, paths, times = _read_pairs(args)
     model = _start_model(args, images, labels, channel_axis)
-    _check_z_axes(model, stacks)
+    time_axis = _time_axis(model, times)
     print(f"training {model.describe()} on {len(images)} image(s): "
           + ", ".join(f"{p.name} {' x '.join(map(str, a.shape))}" for p, a in zip(paths, images, strict=True)))
     progress = _TrainProgress(args.quiet)
@@ -338,7 +349,7 @@ def run(args) -> int:
             channel_axis=channel_axis, class_names=class_names, device=args.device, seed=args.seed,
             instances=args.instances, boundary_width=args.boundary_width,
             contact_weight=args.contact_weight, tune_decoding=not args.no_tune_decoding, z_context=args.z_context,
-            progress=progress,
+            time_axis=time_axis, progress=progress,
         )
     finally:
         progress.close()

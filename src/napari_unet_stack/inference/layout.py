@@ -18,7 +18,7 @@ import torch
 
 from ..channels import check_channel, pick_channels
 from ..normalization import PER_CHANNEL_FITS, apply_normalization, fit_normalization
-from ..zcontext import neighbours, stack_context, z_lead
+from ..zcontext import context_lead, neighbour_leads, stack_context
 
 __all__ = ["Layout", "PlaneCache", "ZHalo", "as_image", "caller_stacklevel", "fit_stack", "plane_cache", "read_slice",
            "spatial_shape", "to_float", "validate_image", "with_z_context"]
@@ -197,26 +197,12 @@ def fit_stack(image, layout: Layout, norm: dict, *, exact: bool = True) -> tuple
 def with_z_context(layout: Layout, k: int, z_axis: Any = "auto", time_axes: tuple[int, ...] = ()) -> Layout:
     """``layout`` for a model reading ``k`` neighbouring slices on each side along ``z_axis``
     (an image axis; "auto": the last leading axis that is not one of ``time_axes``, image
-    axes too, `zcontext.z_lead`; None: none, each slice is its own neighbour). ValueError
-    when ``z_axis`` or a time axis is not a leading (stack) axis of the image."""
+    axes too; None: none, each slice is its own neighbour: `zcontext.context_lead`, the
+    rule training follows too). ValueError when ``z_axis`` or a time axis is not a leading
+    (stack) axis of the image."""
     if not k:
         return layout
-    if z_axis is None:
-        return replace(layout, z_context=k)
-    if z_axis == "auto":
-        times = [_lead_index(layout, a, "time_axis") for a in time_axes]
-        return replace(layout, z_context=k, z_lead=z_lead(len(layout.lead_shape), times))
-    return replace(layout, z_context=k, z_lead=_lead_index(layout, z_axis, "z_axis"))
-
-
-def _lead_index(layout: Layout, axis: Any, name: str) -> int:
-    """The position among the leading axes of image axis ``axis``, else a ValueError."""
-    ndim = len(layout.shape)
-    if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)) or not -ndim <= axis < ndim or (
-            int(axis) % ndim not in layout.spatial[:-2]):
-        raise ValueError(f"`{name}={axis!r}` is not a leading (stack) axis of the image (shape {layout.shape}, "
-                         f"channel_axis={layout.channel_axis})")
-    return layout.spatial.index(int(axis) % ndim)
+    return replace(layout, z_context=k, z_lead=context_lead(layout.shape, layout.channel_axis, z_axis, time_axes))
 
 
 class ZHalo:
@@ -266,9 +252,7 @@ def _neighbour_leads(image, layout: Layout, lead: tuple[int, ...]) -> list[tuple
     """The leads of slice ``lead``'s neighbours z - k .. z + k along Z (`zcontext.neighbours`;
     a `ZHalo` chunk reads its extra slices)."""
     lo, hi = getattr(image, "z_halo", (0, 0))
-    zl = layout.z_lead
-    return [(*lead[:zl], z, *lead[zl + 1:])
-            for z in neighbours(lead[zl], layout.lead_shape[zl], layout.z_context, lo, hi)]
+    return neighbour_leads(lead, layout.lead_shape, layout.z_lead, layout.z_context, lo, hi)
 
 
 def _raw(image, layout: Layout, lead: tuple[int, ...]) -> np.ndarray:

@@ -20,6 +20,7 @@ from ..devices import channels_last_for, memory_budget, resolve_device
 from ..labels import DEFAULT_THRESHOLD, LabelRule, model_threshold
 from ..normalization import resolve_normalization
 from ..validation import check_int
+from ..zcontext import check_z_axis
 from .augment import check_tta
 from .forward import probe_classes
 from .layout import Layout, caller_stacklevel, fit_stack
@@ -84,14 +85,13 @@ def make_request(spec: ModelSpec, mode: str, *, channel_axis=None, channel=None,
     border = check_border(border)
     tta = check_tta(tta)
     channel = check_channel(channel, None, spec.image_channels, channel_axis=channel_axis)
-    if not (z_axis in ("auto", None) or (isinstance(z_axis, (int, np.integer)) and not isinstance(z_axis, bool))):
-        raise TypeError(f"`z_axis` must be 'auto', None or an int (an axis of the image), got {z_axis!r}")
+    z_axis = check_z_axis(z_axis)
     times = () if time_axis is None else (time_axis,) if np.isscalar(time_axis) else tuple(time_axis)
     if spec.margin and blend != "crop":
         raise ValueError("valid-convolution models tile exactly with the overlap-tile strategy: use blend='crop'")
     return Request(mode, channel_axis, channel, tile_size, halo, blend, pad_mode, border, batch_size, device,
                    precision, resolve_normalization(normalization, spec.normalization), float(threshold),
-                   None if markers is None else float(markers), tta, z_axis if z_axis in ("auto", None) else int(z_axis), times)
+                   None if markers is None else float(markers), tta, z_axis, times)
 
 
 def check_border(border: Any) -> int | str:

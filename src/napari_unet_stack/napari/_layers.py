@@ -13,7 +13,6 @@ __all__ = [
     "channel_choices",
     "channel_picks",
     "check_channels",
-    "check_training_z",
     "given_channels",
     "image_input",
     "leading_axes",
@@ -201,15 +200,3 @@ def z_axis_for(layer: Any, channel_axis: int | None, times: Any = None) -> int |
     z = z_lead(len(leading), [i for i, axis in enumerate(leading) if axis in {int(t) for t in times}])
     return None if z is None else leading[z]
 
-
-def check_training_z(layer: Any, channel_axis: int | None, z: int) -> int:
-    """``z`` (a z context to train with), after checking that training would read the
-    neighbours along ``layer``'s Z: training reads them along the last leading axis, so a
-    layer whose last leading axis is labelled time (`time_axes`) is refused."""
-    if z:
-        leading = leading_axes(layer, channel_axis)
-        if leading and leading[-1][0] in time_axes(layer, channel_axis):
-            raise ValueError(f"z context {z}: training reads each slice's neighbours along the last stack axis, "
-                             f"but image {getattr(layer, 'name', 'image')!r}'s ({leading[-1][1]}) is time, never "
-                             f"read across; set z context 0")
-    return int(z)

@@ -36,10 +36,10 @@ from ._jobs import EXPECTED_ERRORS, TrainJob, device_choices, run_training
 from ._layers import (
     channel_choices,
     channel_picks,
-    check_training_z,
     given_channels,
     image_input,
     spatial_shape,
+    time_axes,
 )
 from ._plot import CurvePlot
 from ._registry import USER_MODELS
@@ -133,8 +133,9 @@ class TrainWidget(WorkerDock):
                                              "3x3 transposed convolutions up")
         self.z_context = SpinBox(label="z context", min=0, max=8, value=0,
                                  tooltip="2.5D: each slice also sees this many neighbouring slices above and "
-                                         "below along Z (the last stack axis, not time) as extra input "
-                                         "channels; Predict reads them itself. 0: a 2D model")
+                                         "below along Z (the last stack axis not labelled time; none: each "
+                                         "slice its own neighbour) as extra input channels; Predict reads "
+                                         "them the same way. 0: a 2D model")
         self.steps = SpinBox(label="steps", min=1, max=1_000_000, value=DEFAULT_STEPS)
         self.patch_size = SpinBox(label="patch size", min=16, max=2048, step=16, value=TRAIN_DEFAULTS.patch_size)
         self.batch_size = SpinBox(label="batch size", min=1, max=256, value=TRAIN_DEFAULTS.batch_size)
@@ -249,7 +250,7 @@ class TrainWidget(WorkerDock):
         self._on_axis_changed()
         channel = self.channel.value if self.channel.enabled else None
         in_channels = 1 if channel_axis is None or channel is not None else data.shape[channel_axis]
-        z = check_training_z(image, channel_axis, self.z_context.value)
+        z = int(self.z_context.value)
         downsampling = self.downsampling.value if self.downsampling.enabled else "maxpool"
         settings = ModelSettings(self.architecture.value, self.base_channels.value, self.depth.value, downsampling)
         model = settings.build(in_channels * (2 * z + 1), n_classes)  # a z-context model: 2z + 1 slices in
@@ -257,7 +258,8 @@ class TrainWidget(WorkerDock):
             model.meta[Z_CONTEXT] = z
         options = dict(steps=self.steps.value, patch_size=self.patch_size.value, batch_size=self.batch_size.value,
                        val_fraction=self.val_fraction.value, channel_axis=channel_axis, channel=channel,
-                       sparse=self.sparse.value, device=self.device.value, instances=instances, z_context=z)
+                       sparse=self.sparse.value, device=self.device.value, instances=instances, z_context=z,
+                       time_axis=time_axes(image, channel_axis))  # image axes, never read across
         name = f"{image.name} {self.architecture.value} w{self.base_channels.value} d{self.depth.value}"
         name += (" strided" if downsampling == "strided" else "") + (f" z{z}" if z else "")
         return TrainJob(name, np.asarray(data), target, model, options)

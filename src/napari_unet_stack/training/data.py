@@ -20,9 +20,11 @@ When a model carries ``meta["class_values"]`` (e.g. an imported checkpoint whose
 used 0/255), dense label values are looked up there.
 
 Z context (``z_context`` = k > 0, `napari_unet_stack.zcontext`): each slice's image is the
-slice and its k neighbours on either side along the image's last leading axis (its Z),
-each normalized as inference normalizes it, ends repeated; a 2D image is its own
-neighbours. Validation slices keep their neighbours' pixels as inputs.
+slice and its k neighbours on either side along the image's Z axis, found as `predict`
+finds it (`zcontext.context_lead`: ``z_axis``, by default the last leading axis that is
+not a time axis), each normalized as inference normalizes it, ends repeated; a slice with
+no Z axis (a 2D image, a stack of time points) is its own neighbours. Validation slices
+keep their neighbours' pixels as inputs.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ import numpy as np
 
 from ..channels import check_channel, pick_channels
 from ..normalization import apply_normalization, fit_normalization, validate_normalization
-from ..zcontext import neighbours, per_slice, stack_context, z_context_of
+from ..zcontext import context_lead, neighbour_leads, per_slice, stack_context, z_context_of
 from .classes import (
     binary_or_checked,
     describe_capacity,
@@ -169,10 +171,11 @@ def _checked_pair(
 
 def _slices_of(
     chw: np.ndarray, targets: np.ndarray, lead_shape: tuple[int, ...], index: int, *,
-    norm: dict, sparse: bool, z_context: int = 0,
+    norm: dict, sparse: bool, z_context: int = 0, z_lead: int | None = None,
 ) -> list[Slice]:  # fmt: skip
     """One image's `Slice` objects, each normalized as inference will (per slice or stack);
-    with ``z_context``, each with its neighbours along the last leading axis."""
+    with ``z_context``, each with its neighbours along leading axis ``z_lead`` (None: each
+    slice is its own neighbour). Each plane is normalized once, whatever reads it."""
     stack_params = None
     if norm["scope"] == "stack":
         stack_params = fit_normalization(chw.reshape(chw.shape[0], -1), norm)
@@ -184,17 +187,18 @@ def _slices_of(
             normalized[n] = apply_normalization(chw[:, n], params)
         return normalized[n]
 
-    n_z = lead_shape[-1] if lead_shape else 1
     out = []
     for n, lead in enumerate(np.ndindex(*lead_shape)):
         target = targets[n]
         if sparse and not (target >= 0).any():
             continue  # nothing painted on this slice
-        if z_context:  # the Z axis is the last leading one: neighbours are next to each other
-            z = lead[-1] if lead_shape else 0
-            image = stack_context([plane(n - z + m) for m in neighbours(z, n_z, z_context)])
-        else:
+        if not z_context:
             image = plane(n)
+        elif z_lead is None:  # no Z axis: the slice is its own neighbours
+            image = stack_context([plane(n)] * (2 * z_context + 1))
+        else:  # the planes lie in C order of the leading axes
+            near = neighbour_leads(lead, lead_shape, z_lead, z_context)
+            image = stack_context([plane(int(np.ravel_multi_index(m, lead_shape))) for m in near])
         dtype = np.int16 if target.max() < 2**15 else np.int32
         out.append(Slice(image, target.astype(dtype), (index, tuple(int(k) for k in lead))))
     return out
@@ -244,6 +248,8 @@ def prepare_data(
     class_values: Sequence[int] | None = None,
     capacity: int | None = None,
     z_context: int = 0,
+    z_axis: Any = "auto",
+    time_axes: Sequence[int] = (),
 ) -> PreparedData:
     """Validate, normalize and convert images and labels into `Slice` objects.
 
@@ -253,8 +259,10 @@ def prepare_data(
     inconsistent channel counts, no labelled pixel, fewer than two classes, more classes
     than a new model is built for. ``capacity``: the class indices the model holds (None:
     a model is to be built for these labels); a two-valued mask beyond it is binary (see
-    `classes`). ``z_context``: the slices' neighbours on either side in each input (see the
-    module docstring); ``in_channels`` then counts them all, (2k + 1) x the images' channels.
+    `classes`). ``z_context``: the slices' neighbours on either side in each input, read
+    along each image's ``z_axis`` given its ``time_axes`` (image axes; see the module
+    docstring: a ValueError naming the image when one is not a leading axis of it);
+    ``in_channels`` then counts them all, (2k + 1) x the images' channels.
     """
     norm = validate_normalization(normalization)
     image_list = _as_list(images, "images")
@@ -276,10 +284,12 @@ def prepare_data(
     if class_values is None:
         values = binary_or_checked(values, sparse=sparse, capacity=capacity)
     slices: list[Slice] = []
-    for i, ((_, lab, chw), lab_values) in enumerate(zip(pairs, values, strict=True)):
+    for i, ((img, lab, chw), lab_values) in enumerate(zip(pairs, values, strict=True)):
+        z_lead = context_lead(img.shape, channel_axis, z_axis, time_axes, f"`{names[i][0]}`") if z_context else None
         targets = to_targets(lab_values, sparse=sparse, class_values=class_values, name=names[i][1])
         targets = targets.reshape(-1, *chw.shape[-2:])
-        slices += _slices_of(chw, targets, lab.shape[:-2], i, norm=norm, sparse=sparse, z_context=z_context)
+        slices += _slices_of(chw, targets, lab.shape[:-2], i, norm=norm, sparse=sparse, z_context=z_context,
+                             z_lead=z_lead)
     shapes = [tuple(img.shape) for img, _, _ in pairs]
     dtypes = [str(img.dtype) for img, _, _ in pairs]
     _check_classes(slices, sparse)

@@ -22,7 +22,7 @@ from ..models import (
 )
 from ..normalization import validate_normalization
 from ..validation import check_int
-from ..zcontext import check_z_context
+from ..zcontext import check_time_axis, check_z_axis, check_z_context
 from .augment import AugmentConfig
 
 __all__ = [
@@ -256,9 +256,17 @@ class TrainSettings:
     z_context : int, optional
         Neighbouring slices on either side each input also holds (2.5D, `napari_unet_stack.zcontext`):
         a new model takes (2k + 1) x C channels and records ``meta["z_context"]``, and
-        `predict` / `segment` then read the neighbours themselves. The Z axis of a training
-        stack is its last leading axis; a 2D image is its own neighbours. None (default):
-        the given model's (0 for a new one). A model's own z context cannot change.
+        `predict` / `segment` then read the neighbours themselves, along ``z_axis``. None
+        (default): the given model's (0 for a new one). A model's own z context cannot change.
+    z_axis : 'auto', int or None
+        With z context: the axis of each image (numbered like ``channel_axis``) its slices'
+        neighbours are read along, the rule of ``predict(..., z_axis=)``
+        (`zcontext.context_lead`): 'auto', the last leading (stack) axis that is not a
+        ``time_axis``; None, or no such axis (a 2D image, a stack of time points only):
+        each slice is its own neighbour. Checked, and ignored without z context.
+    time_axis : int, sequence of int or None
+        Axes of each image that are time (as `segment`'s ``time_axis``): with z context and
+        ``z_axis='auto'``, never read across. Stored as a tuple of int.
     """
 
     resume: bool = False
@@ -286,6 +294,8 @@ class TrainSettings:
     contact_weight: float = DEFAULT_CONTACT_WEIGHT
     tune_decoding: bool = True
     z_context: int | None = None
+    z_axis: int | str | None = "auto"
+    time_axis: int | tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         for name, value in self.validate().items():
@@ -330,6 +340,8 @@ class TrainSettings:
             "contact_weight": float(_number("contact_weight", self.contact_weight, minimum=1, strict=False)),
             "class_names": _class_names(self.class_names),
             "z_context": None if self.z_context is None else check_z_context(self.z_context),
+            "z_axis": check_z_axis(self.z_axis),
+            "time_axis": check_time_axis(self.time_axis),
             "normalization": None
             if self.normalization is None
             else validate_normalization(self.normalization),

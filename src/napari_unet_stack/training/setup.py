@@ -244,7 +244,7 @@ def plan_run(images: Any, labels: Any, model: Any, s: TrainSettings) -> Plan:
     z_context = _z_context(net, s)
     data = prepare_data(images, labels, channel_axis=s.channel_axis, channel=s.channel, sparse=s.sparse,
                         normalization=norm, class_values=class_values, capacity=capacity,
-                        z_context=z_context)  # fmt: skip
+                        z_context=z_context, z_axis=s.z_axis, time_axes=s.time_axis)  # fmt: skip
     rng = np.random.default_rng(s.seed)
     if net is None:
         with torch.random.fork_rng(devices=[]):  # seeded init, global RNG untouched
