@@ -213,21 +213,12 @@ def _z_context(net: SegmentationNetwork | None, s: TrainSettings) -> int:
     return own
 
 
-def plan_run(images: Any, labels: Any, model: Any, s: TrainSettings) -> Plan:
-    """Check and prepare everything a run needs before its optimizer (see the module doc)."""
-    dev = resolve_device(s.device)
-    autocast_dtype = train_precision(s.precision, dev)
-    net = resolve_model(model)
-    previous = dict(net.meta.get("provenance") or {}) if net is not None else {}
-    resumed = _resumed_state(net, s)
-    start = int(resumed["step"]) if resumed is not None else 0
-    earlier = resumed if resumed is not None else {}
-    lr = s.lr if s.lr is not None else float(earlier.get("lr", DEFAULT_LR))
-    weight_decay = s.weight_decay
-    if weight_decay is None:
-        weight_decay = float(earlier.get("weight_decay", DEFAULT_WEIGHT_DECAY))
-    norm = _normalization(s, net)
-    new_head = _needs_new_head(net, s, resumed is not None)
+def _prepared(images: Any, labels: Any, net: SegmentationNetwork | None, s: TrainSettings, norm: dict,
+              resumed: bool) -> tuple[SegmentationNetwork | None, PreparedData, Any, bool, int]:
+    """The run's data (`prepare_data`), after an instance model's new head and targets: the
+    network (a new head for ``instances=True``), the data, the instance ids, whether a new
+    semantic head is still to come and the z context."""
+    new_head = _needs_new_head(net, s, resumed)
     if new_head and s.instances:
         net = with_new_head(net, 3, seed=s.seed, why="instances=True learns background / interior / boundary")
         new_head = False
@@ -245,7 +236,13 @@ def plan_run(images: Any, labels: Any, model: Any, s: TrainSettings) -> Plan:
     data = prepare_data(images, labels, channel_axis=s.channel_axis, channel=s.channel, sparse=s.sparse,
                         normalization=norm, class_values=class_values, capacity=capacity,
                         z_context=z_context, z_axis=s.z_axis, time_axes=s.time_axis)  # fmt: skip
-    rng = np.random.default_rng(s.seed)
+    return net, data, ids, new_head, z_context
+
+
+def _ready_net(net: SegmentationNetwork | None, data: PreparedData, s: TrainSettings, ids: Any, new_head: bool,
+               z_context: int, norm: dict) -> SegmentationNetwork:
+    """The network to train: built (seeded) when there is none, or given its new head; its
+    instance metadata, class names and normalization set; checked against the data."""
     if net is None:
         with torch.random.fork_rng(devices=[]):  # seeded init, global RNG untouched
             torch.manual_seed(s.seed)
@@ -259,6 +256,26 @@ def plan_run(images: Any, labels: Any, model: Any, s: TrainSettings) -> Plan:
     check_capacity(data, net, s.sparse)
     _name_classes(net, s.class_names)
     net.meta["normalization"] = norm
+    return net
+
+
+def plan_run(images: Any, labels: Any, model: Any, s: TrainSettings) -> Plan:
+    """Check and prepare everything a run needs before its optimizer (see the module doc)."""
+    dev = resolve_device(s.device)
+    autocast_dtype = train_precision(s.precision, dev)
+    net = resolve_model(model)
+    previous = dict(net.meta.get("provenance") or {}) if net is not None else {}
+    resumed = _resumed_state(net, s)
+    start = int(resumed["step"]) if resumed is not None else 0
+    earlier = resumed if resumed is not None else {}
+    lr = s.lr if s.lr is not None else float(earlier.get("lr", DEFAULT_LR))
+    weight_decay = s.weight_decay
+    if weight_decay is None:
+        weight_decay = float(earlier.get("weight_decay", DEFAULT_WEIGHT_DECAY))
+    norm = _normalization(s, net)
+    net, data, ids, new_head, z_context = _prepared(images, labels, net, s, norm, resumed is not None)
+    net = _ready_net(net, data, s, ids, new_head, z_context, norm)
+    rng = np.random.default_rng(s.seed)
     image_shape, label_shape = patch_shapes(s.patch_size, net, data.slices)
     train_slices, val_slices = split_validation(
         data.slices,
