@@ -132,54 +132,40 @@ def test_readme_rgb_example_runs_with_the_bundled_model(run, tmp_path, rgb, monk
     assert labels.shape == (48, 64)
 
 
-@pytest.fixture
-def fake_train(monkeypatch):
-    from napari_unet_stack import training
-
-    calls = []
-
-    def record(images, labels, model, **kwargs):
-        calls.append({"images": images, "labels": labels, "model": model, **kwargs})
-        return model, {"step": []}
-
-    monkeypatch.setattr(training, "train", record)
-    return calls
-
-
 @pytest.mark.parametrize("extra", [["--axes", "ZYX"], ["--channel-axis", "none"]])
-def test_train_reads_planes_as_slices(run, tmp_path, planar, stack, fake_train, extra):
+def test_train_reads_planes_as_slices(run, tmp_path, planar, stack, train_calls, extra):
     np.save(tmp_path / "lab.npy", (stack[:3] > stack.mean()).astype(np.uint8))
     code, _, err = run("train", planar, tmp_path / "lab.npy", "-o", tmp_path / "m.pt", "-q", *extra)
     assert code == 0, err
-    (call,) = fake_train
+    (call,) = train_calls
     assert call["channel_axis"] is None and call["model"].in_channels == 1
     np.testing.assert_array_equal(call["images"][0], stack[:3])
 
 
-def test_train_without_axes_sees_three_channels(run, tmp_path, planar, stack, fake_train):
+def test_train_without_axes_sees_three_channels(run, tmp_path, planar, stack, train_calls):
     np.save(tmp_path / "lab.npy", (stack[0] > stack.mean()).astype(np.uint8))
     code, _, err = run("train", planar, tmp_path / "lab.npy", "-o", tmp_path / "m.pt", "-q")
     assert code == 0, err
-    assert fake_train[0]["channel_axis"] == 0 and fake_train[0]["model"].in_channels == 3
+    assert train_calls[0]["channel_axis"] == 0 and train_calls[0]["model"].in_channels == 3
 
 
 @pytest.mark.parametrize("choice", ["1", "mean"])
-def test_train_channel_picks_one_channel(run, tmp_path, rgb, fake_train, choice):
+def test_train_channel_picks_one_channel(run, tmp_path, rgb, train_calls, choice):
     path, data = rgb
     np.save(tmp_path / "lab.npy", (data[..., 0] > data.mean()).astype(np.uint8))
     code, _, err = run("train", path, tmp_path / "lab.npy", "-o", tmp_path / "m.pt", "-q", "--channel", choice)
     assert code == 0, err
-    (call,) = fake_train
+    (call,) = train_calls
     want = data.mean(axis=-1) if choice == "mean" else data[..., 1]
     assert call["channel_axis"] is None and call["model"].in_channels == 1
     np.testing.assert_allclose(call["images"][0], want, rtol=1e-6)
 
 
-def test_train_channel_errors(run, one_line_error, tmp_path, rgb, fake_train):
+def test_train_channel_errors(run, one_line_error, tmp_path, rgb, train_calls):
     path, data = rgb
     np.save(tmp_path / "lab.npy", np.zeros(data.shape[:2], np.uint8))
     code, _, err = run("train", path, tmp_path / "lab.npy", "-o", tmp_path / "m.pt", "--channel", "5")
     one_line_error(code, err, "rgb.tif' has 3 channel(s)", command="train")
     code, _, err = run("train", path, tmp_path / "lab.npy", "-o", tmp_path / "m.pt", "--channel", "x")
     one_line_error(code, err, "--channel must be an integer or 'mean'", command="train")
-    assert fake_train == []
+    assert train_calls == []

@@ -21,21 +21,6 @@ def pair(tmp_path):
     return [tmp_path / "img.tif", tmp_path / "lab.npy"]
 
 
-@pytest.fixture
-def fake_train(monkeypatch):
-    """`train` replaced by a recorder that returns the model untrained (no steps run)."""
-    from napari_unet_stack import training
-
-    calls = []
-
-    def record(images, labels, model, **kwargs):
-        calls.append({"model": model, **kwargs})
-        return model, {"step": []}
-
-    monkeypatch.setattr(training, "train", record)
-    return calls
-
-
 def _parse(*argv):
     return cli.build_parser().parse_args(["train", "i", "l", "-o", "m.pt", *argv])
 
@@ -69,10 +54,10 @@ def test_defaults_are_the_librarys(capsys):
     assert "--no-progress" not in text and "-q, --quiet" in text
 
 
-def test_new_network_is_the_default_model(run, tmp_path, pair, fake_train):
+def test_new_network_is_the_default_model(run, tmp_path, pair, train_calls):
     code, out, err = run("train", *pair, "-o", tmp_path / "m.pt", "-q")
     assert code == 0, err
-    (call,) = fake_train
+    (call,) = train_calls
     net, fit = ModelSettings(), TrainSettings()
     model = call["model"]
     assert type(model) is UNet and (model.base_channels, model.depth) == (net.base_channels, net.depth)
@@ -83,21 +68,21 @@ def test_new_network_is_the_default_model(run, tmp_path, pair, fake_train):
     assert (tmp_path / "m.pt").is_file() and "saved" in out
 
 
-def test_arch_nestedunet_builds_a_unetpp_and_no_progress_still_works(run, tmp_path, pair, fake_train):
+def test_arch_nestedunet_builds_a_unetpp_and_no_progress_still_works(run, tmp_path, pair, train_calls):
     code, _, err = run("train", *pair, "-o", tmp_path / "m.pt", "--arch", "unetpp", "--depth", "2",
                        "--base-channels", "4", "--no-progress")
     assert code == 0, err
     assert "--no-progress is deprecated; use -q/--quiet" in err
-    model = fake_train[0]["model"]
+    model = train_calls[0]["model"]
     assert type(model) is NestedUNet and model.depth == 2 and model.base_channels == 4
 
 
-def test_downsampling_strided_builds_a_strided_unet(run, one_line_error, tmp_path, pair, fake_train):
+def test_downsampling_strided_builds_a_strided_unet(run, one_line_error, tmp_path, pair, train_calls):
     assert _parse().downsampling is None  # None: the library's default (ModelSettings)
     code, _, err = run("train", *pair, "-o", tmp_path / "m.pt", "--downsampling", "strided", "--depth", "2",
                        "--base-channels", "4", "-q")
     assert code == 0, err
-    model = fake_train[0]["model"]
+    model = train_calls[0]["model"]
     assert type(model) is UNet and model.downsampling == "strided" and model.depth == 2
     assert load_model(tmp_path / "m.pt").downsampling == "strided"
     code, _, err = run("train", *pair, "-o", tmp_path / "n.pt", "--arch", "unetpp", "--downsampling", "strided")
@@ -125,10 +110,10 @@ def test_train_runs_and_saves(run, tmp_path, pair):
     (["--model", "nuclei-unet", "--depth", "2"], "do not apply with --model"),
     (["--model", "nuclei-unet", "--downsampling", "strided"], "do not apply with --model"),
 ])
-def test_train_option_errors(run, one_line_error, tmp_path, pair, extra, match, fake_train):
+def test_train_option_errors(run, one_line_error, tmp_path, pair, extra, match, train_calls):
     code, _, err = run("train", *pair, "-o", tmp_path / "m.pt", *extra)
     one_line_error(code, err, match, command="train")
-    assert fake_train == [] and not (tmp_path / "m.pt").exists()
+    assert train_calls == [] and not (tmp_path / "m.pt").exists()
 
 
 def test_settings_fields_are_all_known():
@@ -143,7 +128,7 @@ def test_settings_fields_are_all_known():
     ("exists.pt", "exists; pass --overwrite"),
     ("readonly", "folder '{ro}' is not writable"),
 ])
-def test_output_is_checked_before_training(run, one_line_error, tmp_path, pair, fake_train, where, match):
+def test_output_is_checked_before_training(run, one_line_error, tmp_path, pair, train_calls, where, match):
     """Issue 11, item 16: ``-o nodir/m.pt`` trained for minutes, then failed and lost the model."""
     from pathlib import Path
 
@@ -159,7 +144,7 @@ def test_output_is_checked_before_training(run, one_line_error, tmp_path, pair, 
         out = ro / "m.pt"
     code, _, err = run("train", *pair, "-o", out)
     one_line_error(code, err, match.format(tmp=tmp_path, ro=ro), command="train")
-    assert fake_train == []
+    assert train_calls == []
     assert (tmp_path / "exists.pt").read_bytes() == b"keep"
     assert not (tmp_path / "ro").exists() or os.listdir(tmp_path / "ro") == []
 
@@ -182,7 +167,7 @@ def _failing_save(monkeypatch, fails):
     monkeypatch.setattr(torch, "save", save)
 
 
-def test_a_failed_save_keeps_the_model_in_a_named_fallback_file(run, tmp_path, pair, fake_train, monkeypatch):
+def test_a_failed_save_keeps_the_model_in_a_named_fallback_file(run, tmp_path, pair, train_calls, monkeypatch):
     import re
 
     rescue = tmp_path / "tmpdir"
@@ -197,11 +182,11 @@ def test_a_failed_save_keeps_the_model_in_a_named_fallback_file(run, tmp_path, p
     assert found, err
     kept = found.group(1)
     assert os.path.dirname(kept) == str(rescue) and os.path.basename(kept).startswith("unet-stack-m-")
-    assert load_model(kept).describe() == fake_train[0]["model"].describe()
+    assert load_model(kept).describe() == train_calls[0]["model"].describe()
     assert not (tmp_path / "m.pt").exists() and "saved" not in out
 
 
-def test_when_no_fallback_can_be_written_the_error_says_so(run, tmp_path, pair, fake_train, monkeypatch):
+def test_when_no_fallback_can_be_written_the_error_says_so(run, tmp_path, pair, train_calls, monkeypatch):
     monkeypatch.chdir(tmp_path)
     _failing_save(monkeypatch, ["m.pt", "unet-stack-m-"])
     code, _, err = run("train", *pair, "-o", tmp_path / "m.pt", "-q", *SMALL)
@@ -210,7 +195,7 @@ def test_when_no_fallback_can_be_written_the_error_says_so(run, tmp_path, pair, 
 
 
 @pytest.mark.parametrize("which", [0, 1])
-def test_train_output_is_never_an_input(run, one_line_error, tmp_path, pair, fake_train, which):
+def test_train_output_is_never_an_input(run, one_line_error, tmp_path, pair, train_calls, which):
     """Issue 11, item 14 for train: ``-o`` through a symlinked folder naming IMAGES or LABELS."""
     before = pair[which].read_bytes()
     (tmp_path / "here").mkdir()
@@ -218,4 +203,4 @@ def test_train_output_is_never_an_input(run, one_line_error, tmp_path, pair, fak
     alias = tmp_path / "here" / "up" / pair[which].name
     code, _, err = run("train", *pair, "-o", alias, "--overwrite")
     one_line_error(code, err, "is an input", command="train")
-    assert pair[which].read_bytes() == before and fake_train == []
+    assert pair[which].read_bytes() == before and train_calls == []
