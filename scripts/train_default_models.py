@@ -12,10 +12,11 @@
   ``select_fast_head(..., score="f1")``): the smallest head whose Z-linked instance F1 on
   an extra varied stack (seed 3: neither training nor held-out data) is within 0.01 of the
   accurate mode's.
-- ``nuclei-unet-z``: the UNet of ``nuclei-unet`` with 2.5D input (``z_context=1``: each
-  slice with the one above and below, 3 channels), for stacks; trained on the stacks
-  only (``"data": "stacks"``), warm from ``nuclei-unet`` (`warm_start`: its first
-  convolution on the middle slice, so it starts as the 2D model).
+- ``nuclei-unet-z``: the UNet of ``nuclei-unet`` with 2.5D input (``z_context=2``: each
+  slice with the two above and below, 5 channels), for stacks; trained on the stacks
+  only (``"data": "stacks"``), warm from its bundled file, else from ``nuclei-unet``
+  (`warm_start`: a first convolution of more slices gets the old weights on its middle
+  ones, so it starts as the model it came from).
 
 Training data (`training_data`): ``TRAIN_SET["n"]`` 2D images of
 `synthetic.varied_set` (each its own scene: sizes, density, clumps, touching pairs,
@@ -90,13 +91,15 @@ MODELS = {
         "steps": 400,
         "settings": {},
     },
-    # 2.5D: each slice with the one above and below (z_context=1), trained on the stacks only
+    # 2.5D: each slice with the two above and below (z_context=2), trained on the stacks only
     # (a fine-tune that also had the 2D images, each its own neighbours, did not gain:
-    # README, 2026-12-02); warm from nuclei-unet, its first convolution on the middle slice
+    # README, 2026-12-02). Without a bundled file it starts from nuclei-unet, its first
+    # convolution on the middle slice; the shipped one went 2D -> z context 1 (4 cycles)
+    # -> z context 2 (2 cycles, warm from the z-1 file: README, 2026-12-04)
     "nuclei-unet-z": {
-        "build": lambda: UNet(3, 3, base_channels=8, depth=4),
+        "build": lambda: UNet(5, 3, base_channels=8, depth=4),
         "steps": 4500,
-        "settings": {"z_context": 1},
+        "settings": {"z_context": 2},
         "data": "stacks",
         "warm_from": "nuclei-unet",
     },
