@@ -158,8 +158,12 @@ def test_train_widget_z_context_trains_a_z_context_model(make_napari_viewer, sta
             USER_MODELS.remove(name)
 
 
-@pytest.mark.parametrize(("labels", "time_axis"), [(("z", "t", "y", "x"), (1,)), (("t", "z", "y", "x"), (0,)),
-                                                   (("t", "y", "x"), (0,)), (("z", "y", "x"), ())])
+@pytest.mark.parametrize(("labels", "time_axis"), [
+    (("z", "t", "y", "x"), (1,)),  # the others are slow: ~1 s each in the quick loop
+    pytest.param(("t", "z", "y", "x"), (0,), marks=pytest.mark.slow),
+    pytest.param(("t", "y", "x"), (0,), marks=pytest.mark.slow),
+    pytest.param(("z", "y", "x"), (), marks=pytest.mark.slow),
+])
 def test_train_widget_passes_the_layers_time_axes(make_napari_viewer, labels, time_axis):
     """The job's options give `train` the axes labelled time; the slices it then prepares
     hold their neighbours along the axis labelled z, built here by hand."""
