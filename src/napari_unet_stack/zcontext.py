@@ -89,10 +89,18 @@ def z_lead(n_lead: int, time_leads: Sequence[int] = ()) -> int | None:
     return spatial[-1] if spatial else None
 
 
-def check_z_axis(value: Any) -> Any:
-    """``value`` as a ``z_axis`` argument: 'auto', None or an int (an axis of the image)."""
+def check_z_axis(value: Any, per_image: bool = False) -> Any:
+    """``value`` as a ``z_axis`` argument: 'auto', None or an int (an axis of the image);
+    with ``per_image`` also a list or tuple of those, one per image (as a list).
+
+    >>> check_z_axis("auto"), check_z_axis(np.int64(1)), check_z_axis((0, None), per_image=True)
+    ('auto', 1, [0, None])
+    """
+    if per_image and isinstance(value, (list, tuple)):
+        return [check_z_axis(v) for v in value]
     if not (value in ("auto", None) or (isinstance(value, (int, np.integer)) and not isinstance(value, bool))):
-        raise TypeError(f"`z_axis` must be 'auto', None or an int (an axis of the image), got {value!r}")
+        each = ", or a list of those (one per image)" if per_image else ""
+        raise TypeError(f"`z_axis` must be 'auto', None or an int (an axis of the image){each}, got {value!r}")
     return value if value in ("auto", None) else int(value)
 
 

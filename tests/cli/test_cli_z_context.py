@@ -171,7 +171,7 @@ def test_z_context_option_errors(run, one_line_error, tmp_path, pair, checkpoint
 @pytest.mark.slow
 def test_train_on_a_tyx_file_reads_each_slice_as_its_own_neighbour(run, tmp_path, pair):
     """A T-only file is a set of 2D images to a z-context model (as `predict` reads it):
-    it trains as the library does with time_axis=0, i.e. z_axis=None, not along T."""
+    it trains as the library does with z_axis=None, not along T."""
     from napari_unet_stack import train
 
     files, made = pair
@@ -188,7 +188,7 @@ def test_train_on_a_tyx_file_reads_each_slice_as_its_own_neighbour(run, tmp_path
 
 
 PERCENTILE = {"mode": "percentile", "low": 1.0, "high": 99.8, "scope": "slice"}
-SHAPES = {"TZYX": (2, 3, 32, 32), "ZTYX": (3, 2, 32, 32), "TYX": (3, 32, 32)}
+SHAPES = {"TZYX": (2, 3, 32, 32), "ZTYX": (3, 2, 32, 32), "TYX": (3, 32, 32), "ZYX": (3, 32, 32)}
 
 
 def _normalized(plane):
@@ -206,19 +206,24 @@ def _write_pair(folder, axes, seed=2):
     return folder / f"{axes}.ome.tif", folder / f"{axes}.npy", image
 
 
-@pytest.mark.parametrize(("axes", "time_axis"), [("TZYX", (0,)), ("ZTYX", (1,)), ("TYX", (0,))])
-def test_train_passes_the_files_t_axes(run, tmp_path, train_calls, axes, time_axis):
+@pytest.mark.parametrize(("axes", "z_axis"), [("TZYX", 1), ("ZTYX", 0), ("TYX", None)])
+def test_train_passes_the_files_z_axis(run, tmp_path, train_calls, axes, z_axis):
     src, lab, image = _write_pair(tmp_path, axes)
     code, _, err = run("train", src, lab, "-o", tmp_path / "m.pt", "--z-context", "1", "-q")
     assert code == 0, err
     (call,) = train_calls
-    assert call["time_axis"] == time_axis and call["z_context"] == 1
-    # what training then reads: each slice with its neighbours along the Z letter, by hand
-    data = prepare_data(call["images"], call["labels"], normalization=PERCENTILE, z_context=1,
-                        time_axes=call["time_axis"])
+    assert call["z_axis"] == [z_axis] and call["z_context"] == 1
+    _assert_neighbours_along_z(call, 0, axes, image)
+
+
+def _assert_neighbours_along_z(call, index, axes, image):
+    """What training reads from image ``index`` of a recorded call: each slice with its
+    neighbours along the Z letter (none: each slice its own), built by hand."""
+    data = prepare_data(call["images"], call["labels"], normalization=PERCENTILE, z_context=1, z_axis=call["z_axis"])
     z = axes.find("Z")  # -1: no Z, each slice its own neighbour
-    assert len(data.slices) == int(np.prod(image.shape[:-2]))
-    for s in data.slices:
+    mine = [s for s in data.slices if s.source[0] == index]
+    assert len(mine) == int(np.prod(image.shape[:-2]))
+    for s in mine:
         lead = s.source[1]
         want = []
         for d in (-1, 0, 1):
@@ -229,15 +234,20 @@ def test_train_passes_the_files_t_axes(run, tmp_path, train_calls, axes, time_ax
         np.testing.assert_allclose(s.image, np.stack(want), atol=1e-5)
 
 
-def test_train_refuses_images_that_disagree_on_t_only_with_z_context(run, one_line_error, tmp_path, train_calls):
+def test_train_reads_files_of_different_axis_orders_each_along_its_own_z(run, tmp_path, train_calls):
+    """A ZYX, a TZYX, a ZTYX and a TYX file in one z-context run: each reads its neighbours
+    along its own Z letter, as predict would read it."""
     images, labels = tmp_path / "images", tmp_path / "labels"
     images.mkdir(), labels.mkdir()
-    for axes in ("TZYX", "ZTYX"):
-        _, lab, _ = _write_pair(images, axes)
+    written = {}
+    for axes in ("TZYX", "TYX", "ZTYX", "ZYX"):
+        src, lab, image = _write_pair(images, axes)
         lab.rename(labels / lab.name)
+        written[src.name] = (axes, image)
     code, _, err = run("train", images, labels, "-o", tmp_path / "m.pt", "--z-context", "1", "-q")
-    one_line_error(code, err, "IMAGES disagree on their T axes", command="train")
-    assert train_calls == []
-    code, _, err = run("train", images, labels, "-o", tmp_path / "m.pt", "-q")  # a 2D model: T does not matter
     assert code == 0, err
-    assert train_calls[0]["time_axis"] is None
+    (call,) = train_calls
+    order = sorted(written)  # the files pair up in sorted order
+    assert call["z_axis"] == [written[name][0].find("Z") if "Z" in written[name][0] else None for name in order]
+    for i, name in enumerate(order):
+        _assert_neighbours_along_z(call, i, *written[name])

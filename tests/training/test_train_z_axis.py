@@ -90,6 +90,19 @@ def test_a_stack_of_time_points_is_each_slice_its_own_neighbour():
         check_inputs(data, image, [None])
 
 
+def test_a_z_axis_per_image():
+    """A list gives each image its own Z axis: (Z, T, Y, X) along 0 beside (T, Z, Y, X)
+    along 1 and (T, Y, X) with none, each as prepared alone."""
+    zt, tz, t = pair((3, 2, 16, 16), 3), pair((2, 3, 16, 16), 4), pair((3, 16, 16), 5)
+    images, labels = [p[0] for p in (zt, tz, t)], [p[1] for p in (zt, tz, t)]
+    data = prepare_data(images, labels, normalization=PERCENTILE, z_context=1, z_axis=[0, -3, None])
+    check_inputs(data, images, [0, 1, None])
+    with pytest.raises(ValueError, match="`z_axis` has 2 entries but there are 3 images"):
+        prepare_data(images, labels, normalization=PERCENTILE, z_context=1, z_axis=[0, 1])
+    with pytest.raises(ValueError, match=r"`z_axis=2` is not a leading \(stack\) axis of `images\[2\]`"):
+        prepare_data(images, labels, normalization=PERCENTILE, z_context=1, z_axis=[0, 1, 2])
+
+
 @pytest.mark.parametrize(("options", "match"), [
     ({"time_axes": (2,)}, r"`time_axis=2` is not a leading \(stack\) axis of `images` \(shape \(3, 2, 16, 16\)"),
     ({"time_axes": (-5,)}, "`time_axis=-5` is not a leading"),
@@ -107,6 +120,7 @@ def test_an_axis_that_is_no_stack_axis_is_a_value_error(options, match):
     ("z_axis", "z", "`z_axis` must be 'auto', None or an int"),
     ("z_axis", 1.0, "`z_axis` must be 'auto', None or an int"),
     ("z_axis", True, "`z_axis` must be 'auto', None or an int"),
+    ("z_axis", [0, "z"], "`z_axis` must be 'auto', None or an int"),
     ("time_axis", "t", "`time_axis` must be None, an int or a sequence of int"),
     ("time_axis", [0, 1.5], "`time_axis` must be None, an int or a sequence of int"),
     ("time_axis", object(), "`time_axis` must be None, an int or a sequence of int"),
@@ -121,6 +135,7 @@ def test_settings_store_the_axes():
     s = TrainSettings(z_axis=np.int64(-3), time_axis=np.int32(1))
     assert s.z_axis == -3 and type(s.z_axis) is int and s.time_axis == (1,)
     assert TrainSettings(time_axis=[0, np.int64(2)]).time_axis == (0, 2) and TrainSettings(z_axis=None).z_axis is None
+    assert TrainSettings(z_axis=(np.int64(0), None, "auto")).z_axis == [0, None, "auto"]
 
 
 @pytest.mark.slow

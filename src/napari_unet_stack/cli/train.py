@@ -19,6 +19,7 @@ from .common import (
     channel_layout,
     load_cli_model,
     parse_channel,
+    stack_axes,
 )
 from .outputs import InputSet
 
@@ -131,19 +132,13 @@ def _one_channel(data, channel_axis, choice, path):
     return pick_channels(np.moveaxis(data, channel_axis, 0), choice)[0]
 
 
-def _time_axes(axes: str, channel_axis) -> tuple[int, ...]:
-    """The T axes among the stack axes of an array of ``axes`` (its letters), numbered as
-    its axes (`train`'s ``time_axis``, as `segment` takes it)."""
-    from ..io.axes import time_axes_of
-
-    keep = [i for i in range(len(axes)) if i != channel_axis]
-    return tuple(keep[t] for t in time_axes_of([axes[i] for i in keep]))
-
-
 def _read_pairs(args):
-    """(images, labels, channel_axis, image paths, (path, `_time_axes`) of each image) read
-    into memory, paired by sorted order; with ``--channel`` the images hold that one
-    channel (channel_axis None)."""
+    """(images, labels, channel_axis, image paths, the Z axis of each image) read into
+    memory, paired by sorted order; with ``--channel`` the images hold that one channel
+    (channel_axis None). Each image's Z axis is the one a z-context model reads its
+    neighbours along, found as predict finds it (`common.stack_axes`: the Z letter's;
+    None without one, each slice its own neighbour), so files of different axis orders
+    train together."""
     import numpy as np
 
     from .. import io
@@ -156,7 +151,7 @@ def _read_pairs(args):
         )
     if args.output in InputSet([*image_paths, *label_paths]):
         raise ValueError(f"output {args.output!r} is an input; choose another -o/--output")
-    images, labels, axes, times = [], [], set(), []
+    images, labels, axes, z_axes = [], [], set(), []
     for ipath, lpath in zip(image_paths, label_paths, strict=True):
         with io.read_image(ipath, axes=args.axes) as img:
             channel_axis, letters, _ok = channel_layout(img, args.channel_axis, args.axes)
@@ -164,30 +159,14 @@ def _read_pairs(args):
         if channel is not None:
             data = _one_channel(data, channel_axis, channel, ipath)
             letters, channel_axis = "".join(a for i, a in enumerate(letters) if i != channel_axis), None
-        times.append((ipath, _time_axes(letters, channel_axis)))
+        z_axes.append(stack_axes(letters, channel_axis)["z_axis"])
         images.append(data)
         with io.read_image(lpath) as lab:
             labels.append(np.asarray(lab.data))
         axes.add(channel_axis)
     if len(axes) > 1:
         raise ValueError(f"IMAGES disagree on the channel axis ({sorted(map(str, axes))}); pass --channel-axis")
-    return images, labels, axes.pop(), image_paths, times
-
-
-def _time_axis(model, times) -> tuple[int, ...] | None:
-    """`train`'s ``time_axis``: the T axes the images share (``times``: (path, T axes) of
-    each), which a z-context model never reads neighbours across; ValueError when such a
-    model's images disagree (one ``time_axis`` serves them all). Without z context: None."""
-    from ..zcontext import z_context_of
-
-    if not z_context_of(model):
-        return None  # only a z-context model reads them
-    (path, first), *others = times
-    for other, axes in others:
-        if axes != first:
-            raise ValueError(f"IMAGES disagree on their T axes ({str(path)!r}: {list(first)}, {str(other)!r}: "
-                             f"{list(axes)}); give them the same axis order (or --axes) to train with --z-context")
-    return first
+    return images, labels, axes.pop(), image_paths, z_axes
 
 
 def _z_checked(model, z_context):
@@ -334,9 +313,8 @@ def run(args) -> int:
     if args.resume and args.model is None:
         raise ValueError("--resume needs --model: the checkpoint whose training to continue")
     class_names = None if args.class_names is None else [c.strip() for c in args.class_names.split(",")]
-    images, labels, channel_axis, paths, times = _read_pairs(args)
+    images, labels, channel_axis, paths, z_axes = _read_pairs(args)
     model = _start_model(args, images, labels, channel_axis)
-    time_axis = _time_axis(model, times)
     print(f"training {model.describe()} on {len(images)} image(s): "
           + ", ".join(f"{p.name} {' x '.join(map(str, a.shape))}" for p, a in zip(paths, images, strict=True)))
     progress = _TrainProgress(args.quiet)
@@ -349,7 +327,7 @@ def run(args) -> int:
             channel_axis=channel_axis, class_names=class_names, device=args.device, seed=args.seed,
             instances=args.instances, boundary_width=args.boundary_width,
             contact_weight=args.contact_weight, tune_decoding=not args.no_tune_decoding, z_context=args.z_context,
-            time_axis=time_axis, progress=progress,
+            z_axis=z_axes, progress=progress,
         )
     finally:
         progress.close()

@@ -260,8 +260,9 @@ def prepare_data(
     than a new model is built for. ``capacity``: the class indices the model holds (None:
     a model is to be built for these labels); a two-valued mask beyond it is binary (see
     `classes`). ``z_context``: the slices' neighbours on either side in each input, read
-    along each image's ``z_axis`` given its ``time_axes`` (image axes; see the module
-    docstring: a ValueError naming the image when one is not a leading axis of it);
+    along each image's ``z_axis`` (one for all, or a list of one per image) given its
+    ``time_axes`` (image axes; see the module docstring: a ValueError naming the image
+    when one is not a leading axis of it);
     ``in_channels`` then counts them all, (2k + 1) x the images' channels.
     """
     norm = validate_normalization(normalization)
@@ -283,9 +284,10 @@ def prepare_data(
     ]
     if class_values is None:
         values = binary_or_checked(values, sparse=sparse, capacity=capacity)
+    z_axes = _per_image_z_axes(z_axis, len(pairs))
     slices: list[Slice] = []
     for i, ((img, lab, chw), lab_values) in enumerate(zip(pairs, values, strict=True)):
-        z_lead = context_lead(img.shape, channel_axis, z_axis, time_axes, f"`{names[i][0]}`") if z_context else None
+        z_lead = context_lead(img.shape, channel_axis, z_axes[i], time_axes, f"`{names[i][0]}`") if z_context else None
         targets = to_targets(lab_values, sparse=sparse, class_values=class_values, name=names[i][1])
         targets = targets.reshape(-1, *chw.shape[-2:])
         slices += _slices_of(chw, targets, lab.shape[:-2], i, norm=norm, sparse=sparse, z_context=z_context,
@@ -295,6 +297,16 @@ def prepare_data(
     _check_classes(slices, sparse)
     n_targets = max(int(s.target.max()) for s in slices) + 1
     return PreparedData(slices, in_channels * (2 * z_context + 1), n_targets, shapes, dtypes, norm)
+
+
+def _per_image_z_axes(z_axis: Any, n: int) -> list:
+    """``z_axis`` (one for every image, or a list of one per image) as a list of ``n``."""
+    if not isinstance(z_axis, (list, tuple)):
+        return [z_axis] * n
+    if len(z_axis) != n:
+        raise ValueError(f"`z_axis` has {len(z_axis)} entries but there are {n} images: give one per image, "
+                         "or one for all")
+    return list(z_axis)
 
 
 def check_capacity(data: PreparedData, model: Any, sparse: bool) -> None:

@@ -258,12 +258,14 @@ class TrainSettings:
         a new model takes (2k + 1) x C channels and records ``meta["z_context"]``, and
         `predict` / `segment` then read the neighbours themselves, along ``z_axis``. None
         (default): the given model's (0 for a new one). A model's own z context cannot change.
-    z_axis : 'auto', int or None
+    z_axis : 'auto', int, None, or a list of those (one per image)
         With z context: the axis of each image (numbered like ``channel_axis``) its slices'
         neighbours are read along, the rule of ``predict(..., z_axis=)``
         (`zcontext.context_lead`): 'auto', the last leading (stack) axis that is not a
         ``time_axis``; None, or no such axis (a 2D image, a stack of time points only):
-        each slice is its own neighbour. Checked, and ignored without z context.
+        each slice is its own neighbour. A list gives each image its own (images of
+        different axis orders, e.g. ZYX beside ZTYX files). Checked, and ignored without
+        z context.
     time_axis : int, sequence of int or None
         Axes of each image that are time (as `segment`'s ``time_axis``): with z context and
         ``z_axis='auto'``, never read across. Stored as a tuple of int.
@@ -294,7 +296,7 @@ class TrainSettings:
     contact_weight: float = DEFAULT_CONTACT_WEIGHT
     tune_decoding: bool = True
     z_context: int | None = None
-    z_axis: int | str | None = "auto"
+    z_axis: int | str | list | None = "auto"
     time_axis: int | tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
@@ -340,7 +342,7 @@ class TrainSettings:
             "contact_weight": float(_number("contact_weight", self.contact_weight, minimum=1, strict=False)),
             "class_names": _class_names(self.class_names),
             "z_context": None if self.z_context is None else check_z_context(self.z_context),
-            "z_axis": check_z_axis(self.z_axis),
+            "z_axis": check_z_axis(self.z_axis, per_image=True),
             "time_axis": check_time_axis(self.time_axis),
             "normalization": None
             if self.normalization is None
