@@ -35,7 +35,8 @@ def watershed_slice(semantic: np.ndarray, *, min_distance: int = DEFAULT_MIN_DIS
         0 is background; each other value a class, decoded on its own.
     min_distance : int
         Markers are the maxima of the (smoothed) distance transform at least this many
-        pixels apart; a larger value merges more. At least 1.
+        pixels apart (`peaks.region_peaks`: within each connected region; a flat region
+        has one marker); a larger value merges more. At least 1.
     smoothing : float
         Gaussian sigma of the distance transform (0: none); removes the spurious maxima
         of ragged outlines.
@@ -107,15 +108,16 @@ def marker_slice(decoded: np.ndarray) -> tuple[np.ndarray, int]:
 
 def _split(mask: np.ndarray, min_distance: int, smoothing: float) -> tuple[np.ndarray, int]:
     from scipy import ndimage as ndi
-    from skimage.feature import peak_local_max
     from skimage.measure import label
     from skimage.segmentation import watershed
+
+    from .peaks import region_peaks
 
     dist = ndi.distance_transform_edt(mask)
     if smoothing > 0:
         dist = ndi.gaussian_filter(dist, smoothing)
     regions = label(mask, connectivity=1)
-    peaks = peak_local_max(dist, min_distance=int(min_distance), labels=regions, exclude_border=False)
+    peaks = region_peaks(dist, regions, int(min_distance))
     markers = np.zeros(mask.shape, np.int32)
     markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
     # a region without a peak (a flat one) gets one marker: its first pixel
