@@ -2,7 +2,7 @@
 
     python scripts/train_default_models.py [--only nuclei-unet] [--out DIR] [--steps N]
                                            [--until HH:MM] [--init {bundled,scratch,PATH}]
-                                           [--lr LR] [--seed S] [--rescore]
+                                           [--lr LR] [--seed S] [--base N] [--rescore]
 
 - ``nuclei-unet``: UNet, base 8 channels, depth 4, 3-class softmax (background, interior,
   boundary) trained with ``train(..., instances=True)``; ``segment(..., instances=True)``
@@ -34,7 +34,10 @@ at IoU 0.5, mean average precision over IoU 0.5:0.95 and panoptic quality. With
 replaces (or of its ``warm_from`` model when there is none yet; all but a layer whose
 shape changed), which is recorded in
 ``meta["provenance"]["init"]``; ``--init scratch`` starts from a seeded initialization,
-``--init PATH`` from that checkpoint's weights (an earlier run's ``--out``).
+``--init PATH`` from that checkpoint's weights (an earlier run's ``--out``). ``--base N``
+builds the model with N base channels instead; a narrower UNet checkpoint then starts it
+widened (`widen.widen_unet`: at its own width, z context widened first, then the width), so
+the wider model starts predicting exactly what the checkpoint does instead of from scratch.
 Scores, training time and forward throughput on a 1024 x 1024 image are printed and
 stored in ``meta["provenance"]["held_out"]``.
 
@@ -64,6 +67,7 @@ import numpy as np
 import torch
 from default_model_choices import tune_decoding  # scripts/, beside this file
 from default_model_scores import HELD_OUT_SET, held_out_scores
+from widen import widen_unet
 
 from napari_unet_stack.checkpoints import load_model, save_model
 from napari_unet_stack.inference import predict
@@ -82,12 +86,12 @@ OUT = ROOT / "src" / "napari_unet_stack" / "bundled_models"
 
 MODELS = {
     "nuclei-unet": {
-        "build": lambda: UNet(1, 3, base_channels=8, depth=4),
+        "build": lambda base=8: UNet(1, 3, base_channels=base, depth=4),
         "steps": 1000,
         "settings": {},
     },
     "nuclei-unetpp": {
-        "build": lambda: NestedUNet(1, 3, base_channels=8, depth=4, deep_supervision=True),
+        "build": lambda base=8: NestedUNet(1, 3, base_channels=base, depth=4, deep_supervision=True),
         "steps": 400,
         "settings": {},
     },
@@ -97,7 +101,7 @@ MODELS = {
     # convolution on the middle slice; the shipped one went 2D -> z context 1 (4 cycles)
     # -> z context 2 (2 cycles, warm from the z-1 file: README, 2026-12-04)
     "nuclei-unet-z": {
-        "build": lambda: UNet(5, 3, base_channels=8, depth=4),
+        "build": lambda base=8: UNet(5, 3, base_channels=base, depth=4),
         "steps": 4500,
         "settings": {"z_context": 2},
         "data": "stacks",
@@ -154,6 +158,39 @@ def warm_start(model: torch.nn.Module, path: Path) -> dict | None:
     return {"from": path.name, "sha256_16": digest, "tensors": f"{len(same)} of {len(own)}"}
 
 
+def init_path(name: str, init: str = "bundled") -> Path | None:
+    """The checkpoint ``--init`` starts ``name`` from: None for scratch; its bundled file,
+    else its ``warm_from`` model's; or the path given."""
+    if init == "scratch":
+        return None
+    if init != "bundled":
+        return Path(init)
+    own = OUT / f"{name}.pt"
+    return own if own.is_file() else OUT / f"{MODELS[name].get('warm_from', name)}.pt"
+
+
+def initial_model(name: str, init: str = "bundled", base: int | None = None):
+    """(model, init record): the spec's model (``base`` channels when given) with its z
+    context, warm from `init_path` (`warm_start`). A UNet checkpoint narrower than ``base``
+    warm-starts a model of its own width, which `widen_unet` widens: it predicts what the
+    checkpoint did (its z context widened as `warm_start` does)."""
+    spec, path = MODELS[name], init_path(name, init)
+    torch.manual_seed(SETTINGS["seed"])
+    old = load_model(path) if base and path is not None and path.is_file() else None
+    width = getattr(old, "base_channels", base) if old is not None else base
+    if width != base and not (isinstance(old, UNet) and width < base):
+        raise ValueError(f"--base {base}: {path} holds a {type(old).__name__} of base {width}; "
+                         f"only a narrower UNet can be widened")
+    model = spec["build"](width) if width else spec["build"]()
+    if spec["settings"].get("z_context"):
+        model.meta["z_context"] = spec["settings"]["z_context"]
+    record = warm_start(model, path) if path is not None else None
+    if width != base:
+        model = widen_unet(model, base, seed=SETTINGS["seed"])
+        record = {**record, "widened": {"base_channels": [width, base], "seed": SETTINGS["seed"]}}
+    return model, record
+
+
 def throughput(model: torch.nn.Module, size: int = 1024, repeats: int = 3) -> float:
     """Forward throughput in megapixels per second (best of ``repeats``) on the CPU."""
     x = torch.randn(1, model.in_channels, size, size)
@@ -182,6 +219,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="UTC: repeat cycles (each warm from the last) while one more fits")
     parser.add_argument("--init", default="bundled",
                         help="bundled (default), scratch, or a checkpoint to go on from (e.g. an earlier --out)")
+    parser.add_argument("--base", type=int, help="base channels (default: the model's; a narrower "
+                        "UNet checkpoint is widened to it, predicting as it did)")
     parser.add_argument("--rescore", action="store_true",
                         help="no training: choose the decoding and score the shipped weights again")
     args = parser.parse_args(argv)
@@ -195,16 +234,7 @@ def main(argv: list[str] | None = None) -> int:
         if kind not in data:
             data[kind] = training_data(kind)
         images, instances = data[kind]
-        torch.manual_seed(SETTINGS["seed"])
-        model = spec["build"]()
-        if spec["settings"].get("z_context"):
-            model.meta["z_context"] = spec["settings"]["z_context"]
-        own = OUT / f"{name}.pt"
-        if args.init not in ("bundled", "scratch"):
-            own = Path(args.init)
-        elif not own.is_file():
-            own = OUT / f"{spec.get('warm_from', name)}.pt"
-        init = warm_start(model, own) if args.init != "scratch" else None
+        model, init = initial_model(name, args.init, args.base)
         t0 = time.perf_counter()
         model, cycles, val_dice = train_cycles(name, model, images, instances, args)
         seconds = time.perf_counter() - t0
