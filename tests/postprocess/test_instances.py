@@ -181,6 +181,22 @@ def test_bad_instance_options_fail_before_the_work(threshold_net):
             nus.segment(image, net, normalization=None, **{"instances": True, **kwargs})
 
 
+def test_a_time_axis_that_is_no_int_is_refused_as_training_refuses_it(threshold_net):
+    """`segment`, its instance options and `train` take the same ``time_axis`` values (one
+    check, `zcontext.check_time_axis`): a float or a string is a TypeError naming it."""
+    from napari_unet_stack.postprocess import InstanceOptions
+
+    net = threshold_net()
+    image = np.zeros((2, 8, 8), np.float32)
+    for bad in (1.0, "t", [0, 0.5]):
+        for instances in (False, True):
+            with pytest.raises(TypeError, match="`time_axis` must be None, an int or a sequence of int"):
+                nus.segment(image, net, normalization=None, instances=instances, time_axis=bad)
+        with pytest.raises(TypeError, match="`time_axis` must be None, an int or a sequence of int"):
+            InstanceOptions.from_instances(True, time_axis=bad)
+    assert nus.segment(image, net, normalization=None, instances=True, time_axis=np.int64(0)).shape == (2, 8, 8)
+
+
 def test_instance_labels_checks_its_parameters_like_the_options():
     """`instance_labels` called on its own refuses what `InstanceOptions` refuses (one check)."""
     semantic = np.zeros((4, 4), np.uint8)

@@ -20,7 +20,7 @@ from ..devices import channels_last_for, memory_budget, resolve_device
 from ..labels import DEFAULT_THRESHOLD, LabelRule, model_threshold
 from ..normalization import resolve_normalization
 from ..validation import check_int
-from ..zcontext import check_z_axis
+from ..zcontext import check_time_axis, check_z_axis
 from .augment import check_tta
 from .forward import probe_classes
 from .layout import Layout, caller_stacklevel, fit_stack
@@ -86,7 +86,7 @@ def make_request(spec: ModelSpec, mode: str, *, channel_axis=None, channel=None,
     tta = check_tta(tta)
     channel = check_channel(channel, None, spec.image_channels, channel_axis=channel_axis)
     z_axis = check_z_axis(z_axis)
-    times = () if time_axis is None else (time_axis,) if np.isscalar(time_axis) else tuple(time_axis)
+    times = check_time_axis(time_axis)
     if spec.margin and blend != "crop":
         raise ValueError("valid-convolution models tile exactly with the overlap-tile strategy: use blend='crop'")
     return Request(mode, channel_axis, channel, tile_size, halo, blend, pad_mode, border, batch_size, device,

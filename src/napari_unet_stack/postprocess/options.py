@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from ..zcontext import check_time_axis
 from .checks import check_decoding, check_number
 from .linking import DEFAULT_LINK_OVERLAP
 from .slices import DEFAULT_MIN_DISTANCE, DEFAULT_SMOOTHING
@@ -109,6 +110,7 @@ class InstanceOptions:
                        z_split=self.z_split)
         if self.marker_threshold is not None:
             check_number("marker_threshold", self.marker_threshold, 0, 1, open_low=True, open_high=True)
+        check_time_axis(self.time_axis)
         if self.ndim not in (None, 2, 3):
             raise ValueError(f"`instance_ndim` must be None, 2 (per slice) or 3 (linked across Z), got {self.ndim!r}")
 
@@ -156,7 +158,7 @@ class InstanceOptions:
         """The time axes as axes of the labels (the channel axis dropped)."""
         if self.time_axis is None:
             return ()
-        given = (self.time_axis,) if isinstance(self.time_axis, (int, np.integer)) else tuple(self.time_axis)
+        given = check_time_axis(self.time_axis)
         found = []
         for axis in given:
             a = int(axis) + (image_ndim if int(axis) < 0 else 0)
