@@ -12,8 +12,8 @@
   ``select_fast_head(..., score="f1")``): the smallest head whose Z-linked instance F1 on
   an extra varied stack (seed 3: neither training nor held-out data) is within 0.01 of the
   accurate mode's.
-- ``nuclei-unet-z``: the UNet of ``nuclei-unet`` with 2.5D input (``z_context=2``: each
-  slice with the two above and below, 5 channels), for stacks; trained on the stacks
+- ``nuclei-unet-z``: the UNet of ``nuclei-unet`` with 2.5D input (``z_context=3``: each
+  slice with the three above and below, 7 channels), for stacks; trained on the stacks
   only (``"data": "stacks"``), warm from its bundled file, else from ``nuclei-unet``
   (`warm_start`: a first convolution of more slices gets the old weights on its middle
   ones, so it starts as the model it came from).
@@ -95,15 +95,16 @@ MODELS = {
         "steps": 400,
         "settings": {},
     },
-    # 2.5D: each slice with the two above and below (z_context=2), trained on the stacks only
-    # (a fine-tune that also had the 2D images, each its own neighbours, did not gain:
+    # 2.5D: each slice with the three above and below (z_context=3), trained on the stacks
+    # only (a fine-tune that also had the 2D images, each its own neighbours, did not gain:
     # README, 2026-12-02). Without a bundled file it starts from nuclei-unet, its first
     # convolution on the middle slice; the shipped one went 2D -> z context 1 (4 cycles)
-    # -> z context 2 (2 cycles, warm from the z-1 file: README, 2026-12-04)
+    # -> z context 2 (2 cycles) -> z context 3 (2 cycles, each warm from the file before:
+    # README, 2026-12-04)
     "nuclei-unet-z": {
-        "build": lambda base=8: UNet(5, 3, base_channels=base, depth=4),
+        "build": lambda base=8: UNet(7, 3, base_channels=base, depth=4),
         "steps": 4500,
-        "settings": {"z_context": 2},
+        "settings": {"z_context": 3},
         "data": "stacks",
         "warm_from": "nuclei-unet",
     },
